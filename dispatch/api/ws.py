@@ -1,0 +1,235 @@
+"""Console and MDT websockets: snapshot or replay, then live events, then commands.
+
+The order matters for "no gap, no duplicate": a connection subscribes to the live feed
+first (buffering), then reads the snapshot or replays from PostgreSQL, then drains the
+buffer skipping every position it already sent. Positions are assigned by the outbox
+relay in commit order, so "everything after P" is well defined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from dispatch import readmodels
+from dispatch.api.deps import bearer_token
+from dispatch.api.errors import error_code
+from dispatch.auth import Principal, authenticate
+from dispatch.errors import DispatchError, Unauthorized
+from dispatch.events import format_position, parse_position
+from dispatch.hub import Message, Subscriber
+from dispatch.services import Services
+
+router = APIRouter()
+
+# Close codes (docs/protocol.md): 4401 bad token, 4400 bad resume position,
+# 4008 client too slow (its queue overflowed; reconnect and resume).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_SLOW = 4008
+_REPLAY_PAGE = 1000
+
+
+class Session:
+    """One websocket client: what it may see and what it has been sent."""
+
+    def __init__(self, ws: WebSocket, services: Services, principal: Principal) -> None:
+        self.ws = ws
+        self.services = services
+        self.principal = principal
+        self.unit_id = principal.name if principal.kind == "unit" else None
+        self.last_sent = 0
+        self._send_lock = asyncio.Lock()
+
+    def wants(self, message: Message) -> bool:
+        """Consoles see every event; an MDT only its own unit's."""
+        return self.unit_id is None or message["event"]["unit_id"] == self.unit_id
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message; serialised because the reader and writer both send."""
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(message, separators=(",", ":"), default=str))
+
+    async def send_error(self, code: str, detail: str, **extra: Any) -> None:
+        """Tell the client what was wrong with its last message."""
+        await self.send({"type": "error", "code": code, "detail": detail, **extra})
+
+    async def send_snapshot(self) -> None:
+        """Current state the client is entitled to, and the position it reflects."""
+        async with (
+            self.services.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            position = await readmodels.last_position(conn)
+            message: dict[str, Any] = {"type": "snapshot", "position": format_position(position)}
+            if self.unit_id is None:
+                message["incidents"] = await readmodels.open_incidents(conn)
+                message["units"] = await readmodels.list_units(conn)
+                message["assignments"] = await readmodels.active_assignments(conn)
+            else:
+                message["unit"] = await readmodels.unit_view(conn, self.unit_id)
+                message["assignments"] = await readmodels.active_assignments(
+                    conn, unit_id=self.unit_id
+                )
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(message, separators=(",", ":"), default=str))
+            self.last_sent = position
+
+    async def replay(self, after: int) -> None:
+        """Send every event after ``after`` from PostgreSQL, in order."""
+        async with self._send_lock:
+            cursor = after
+            while True:
+                async with self.services.pool.acquire() as conn:
+                    events = await readmodels.replay(
+                        conn, after=cursor, unit_id=self.unit_id, limit=_REPLAY_PAGE
+                    )
+                for event in events:
+                    await self.ws.send_text(json.dumps(event.to_message(), default=str))
+                    cursor = event.position
+                if len(events) < _REPLAY_PAGE:
+                    break
+            # Only what was actually sent counts: an event positioned after the last page
+            # was read still has to come through the live feed.
+            self.last_sent = cursor
+            await self.ws.send_text(
+                json.dumps({"type": "replayed", "position": format_position(self.last_sent)})
+            )
+
+    async def pump(self, subscriber: Subscriber) -> None:
+        """Forward live events, skipping what replay or snapshot already covered."""
+        while True:
+            get = asyncio.ensure_future(subscriber.queue.get())
+            overflow = asyncio.ensure_future(subscriber.overflowed.wait())
+            done, pending = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if get in done:
+                message = get.result()
+                position = int(message["position"])
+                async with self._send_lock:
+                    if position > self.last_sent:
+                        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+                        self.last_sent = position
+            elif overflow in done:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(
+                        CLOSE_TOO_SLOW, "too far behind; reconnect with ?after=<last position>"
+                    )
+                return
+
+    async def listen(self) -> None:
+        """Handle client messages until the client goes away."""
+        while True:
+            text = await self.ws.receive_text()
+            try:
+                message = json.loads(text)
+            except json.JSONDecodeError as err:
+                await self.send_error("invalid_json", f"message is not JSON: {err}")
+                continue
+            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                await self.send_error("invalid_message", "a message is a JSON object with a type")
+                continue
+            await self.handle(message)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        """One client command."""
+        kind = message["type"]
+        if kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind == "resume":
+            try:
+                after = parse_position(str(message.get("after", "")))
+            except ValueError as err:
+                await self.send_error("invalid_position", str(err))
+                return
+            await self.replay(after)
+        elif kind in ("accept", "decline") and self.unit_id is not None:
+            assignment_id = message.get("assignment_id")
+            if not isinstance(assignment_id, int) or isinstance(assignment_id, bool):
+                await self.send_error(
+                    "invalid_message", f"{kind} needs an integer assignment_id", request=kind
+                )
+                return
+            try:
+                async with self.services.pool.acquire() as conn, conn.transaction():
+                    result = await self.services.dispatcher.respond(
+                        conn,
+                        unit_id=self.unit_id,
+                        assignment_id=assignment_id,
+                        accept=kind == "accept",
+                    )
+            except DispatchError as err:
+                await self.send_error(error_code(err), str(err), request=kind)
+                return
+            await self.send({"type": "ack", "request": kind, "assignment": result})
+        else:
+            await self.send_error(
+                "unknown_type", f"message type {kind!r} is not understood here", request=kind
+            )
+
+
+async def _serve(ws: WebSocket, kind: str) -> None:
+    services: Services = ws.app.state.services
+    token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
+    await ws.accept()
+    try:
+        principal = await authenticate(services.pool, token, kind=kind)
+    except Unauthorized as err:
+        await ws.send_text(
+            json.dumps({"type": "error", "code": "Unauthorized", "detail": str(err)})
+        )
+        await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
+        return
+    after_text = ws.query_params.get("after")
+    after: int | None = None
+    if after_text is not None:
+        try:
+            after = parse_position(after_text)
+        except ValueError as err:
+            await ws.send_text(
+                json.dumps({"type": "error", "code": "invalid_position", "detail": str(err)})
+            )
+            await ws.close(CLOSE_BAD_REQUEST, "invalid position")
+            return
+    session = Session(ws, services, principal)
+    subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if after is None:
+            await session.send_snapshot()
+        else:
+            await session.replay(after)
+        tasks = [
+            asyncio.create_task(session.pump(subscriber)),
+            asyncio.create_task(session.listen()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        services.hub.unsubscribe(subscriber)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(
+                result, WebSocketDisconnect | asyncio.CancelledError
+            ):
+                raise result
+
+
+@router.websocket("/v1/ws/console")
+async def console_socket(ws: WebSocket) -> None:
+    """Live feed for control-room consoles (operator token)."""
+    await _serve(ws, "operator")
+
+
+@router.websocket("/v1/ws/mdt")
+async def mdt_socket(ws: WebSocket) -> None:
+    """Offers and assignments for one unit's MDT (unit token)."""
+    await _serve(ws, "unit")

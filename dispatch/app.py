@@ -1,0 +1,43 @@
+"""The app factory: the one place where the core, the API and the gateways meet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dispatch.api import rest, ws
+from dispatch.api.errors import install_error_handlers
+from dispatch.services import running_services
+from dispatch.settings import Settings
+from gateways.panic.router import router as panic_router
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A FastAPI app whose lifespan connects, migrates and runs the background tasks."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_services(settings) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="ERSS 112 dispatch",
+        version="0.1.0",
+        description="Emergency Response Support System backend: see docs/protocol.md "
+        "for the websocket protocol.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(panic_router)
+    app.include_router(rest.router)
+    app.include_router(ws.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,68 @@
+"""Credentials: operator and unit bearer tokens, gateway shared secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from dispatch.errors import Unauthorized
+
+
+def hash_token(token: str) -> str:
+    """What is stored for a bearer token: its sha256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh random token or shared secret."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an operator, or a unit's MDT."""
+
+    kind: str  # "operator" | "unit"
+    name: str
+
+    @property
+    def actor(self) -> str:
+        """How this caller appears in the event log."""
+        return f"{self.kind}:{self.name}"
+
+
+async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> Principal:
+    """The operator or unit owning ``token``; Unauthorized otherwise."""
+    if not token:
+        raise Unauthorized("a bearer token is required (Authorization header or ?token=)")
+    if kind == "operator":
+        query = "SELECT name FROM operators WHERE token_hash = $1"
+    else:
+        query = "SELECT id FROM units WHERE token_hash = $1"
+    name = await pool.fetchval(query, hash_token(token))
+    if name is None:
+        raise Unauthorized(f"the token is not a valid {kind} token")
+    return Principal(kind, name)
+
+
+class GatewaySecrets:
+    """Gateway secrets from PostgreSQL, cached briefly so a signed POST costs no query."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl_s: float = 10.0) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[str, str]] = {}
+        self._loaded_at = float("-inf")
+
+    async def lookup(self, gateway_id: str) -> tuple[str, str] | None:
+        """(channel, secret) of a gateway, or None if it is not registered."""
+        now = time.monotonic()
+        if now - self._loaded_at > self._ttl_s or gateway_id not in self._cache:
+            rows = await self._pool.fetch("SELECT id, channel, secret FROM gateways")
+            self._cache = {r["id"]: (r["channel"], r["secret"]) for r in rows}
+            self._loaded_at = now
+        return self._cache.get(gateway_id)

@@ -1,0 +1,140 @@
+"""The demo city: Bhubaneswar's real police-station jurisdictions with ERVs in each.
+
+Zones come from config/bhubaneswar_police_jurisdiction.geojson (DataMeet, CC BY-SA 2.5
+India; see config/README.md). Units are placed at seeded random points inside each zone,
+so every run of the demo puts them in the same places.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from shapely.geometry import Point as ShapelyPoint
+from shapely.geometry import mapping
+
+from dispatch.auth import hash_token, new_secret
+from geo.points import GeoPoint
+from geo.zones import Zone, ZoneIndex, zones_from_geojson
+
+DEMO_GEOJSON = "bhubaneswar_police_jurisdiction.geojson"
+GATEWAYS = (("telecom", "telecom"), ("sms", "sms"), ("panic", "panic"))
+OPERATORS = ("dispatcher", "supervisor")
+# Per zone: two police control-room vehicles (PCR) and one ambulance.
+UNIT_PLAN = (("police", "pcr", 2), ("ambulance", "amb", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUnit:
+    """An ERV of the demo fleet."""
+
+    id: str
+    callsign: str
+    agency: str
+    zone_id: str
+    position: GeoPoint
+
+
+def demo_zones() -> list[Zone]:
+    """The demo city's jurisdictions."""
+    text = resources.files("config").joinpath(DEMO_GEOJSON).read_text("utf-8")
+    return zones_from_geojson(json.loads(text))
+
+
+def point_inside(zone: Zone, rng: random.Random) -> GeoPoint:
+    """A random point strictly inside the zone (rejection sampling in its bounds)."""
+    min_x, min_y, max_x, max_y = zone.geometry.bounds
+    for _ in range(10_000):
+        candidate = ShapelyPoint(rng.uniform(min_x, max_x), rng.uniform(min_y, max_y))
+        if zone.geometry.contains(candidate):
+            return GeoPoint.from_shapely(candidate)
+    return GeoPoint.from_shapely(zone.geometry.representative_point())
+
+
+def demo_fleet(zones: list[Zone]) -> list[DemoUnit]:
+    """The demo's units, deterministically placed inside their zones."""
+    units: list[DemoUnit] = []
+    for zone in sorted(zones, key=lambda z: z.id):
+        rng = random.Random(f"erss-demo:{zone.id}")  # noqa: S311 (placement, not security)
+        for agency, code, count in UNIT_PLAN:
+            for n in range(1, count + 1):
+                units.append(
+                    DemoUnit(
+                        id=f"{zone.id}-{code}-{n}",
+                        callsign=f"{code.upper()} {zone.name.removesuffix(' Police Station')} {n}",
+                        agency=agency,
+                        zone_id=zone.id,
+                        position=point_inside(zone, rng),
+                    )
+                )
+    return units
+
+
+async def save_zones(conn: asyncpg.Connection, zones: list[Zone]) -> None:
+    """Insert or update zones (their geometry as GeoJSON)."""
+    await conn.executemany(
+        "INSERT INTO zones (id, name, geometry) VALUES ($1, $2, $3)"
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, geometry = excluded.geometry,"
+        " updated_at = now()",
+        [(z.id, z.name, mapping(z.geometry)) for z in zones],
+    )
+
+
+async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any]:
+    """Load the demo city and issue fresh credentials; returns demo-credentials.json.
+
+    Existing units keep their status and position (a restart does not teleport the
+    fleet); tokens are reissued because only their hashes are stored.
+    """
+    zones = demo_zones()
+    index = ZoneIndex(zones)
+    credentials: dict[str, Any] = {
+        "base_url": base_url,
+        "gateways": {},
+        "operators": {},
+        "units": {},
+    }
+    async with conn.transaction():
+        await save_zones(conn, zones)
+        for gateway_id, channel in GATEWAYS:
+            await conn.execute(
+                "INSERT INTO gateways (id, channel, secret) VALUES ($1, $2, $3)"
+                " ON CONFLICT (id) DO NOTHING",
+                gateway_id,
+                channel,
+                new_secret(),
+            )
+            credentials["gateways"][gateway_id] = await conn.fetchval(
+                "SELECT secret FROM gateways WHERE id = $1", gateway_id
+            )
+        for name in OPERATORS:
+            token = new_secret()
+            await conn.execute(
+                "INSERT INTO operators (name, token_hash) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash",
+                name,
+                hash_token(token),
+            )
+            credentials["operators"][name] = token
+        for unit in demo_fleet(zones):
+            token = new_secret()
+            zone = index.zone_of(unit.position)
+            await conn.execute(
+                "INSERT INTO units (id, callsign, agency, status, home_zone_id, zone_id, lat, lon,"
+                " position_at, token_hash) VALUES ($1, $2, $3, 'available', $4, $5, $6, $7, now(),"
+                " $8) ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash",
+                unit.id,
+                unit.callsign,
+                unit.agency,
+                unit.zone_id,
+                zone.id if zone else unit.zone_id,
+                unit.position.lat,
+                unit.position.lon,
+                hash_token(token),
+            )
+            credentials["units"][unit.id] = token
+    return credentials

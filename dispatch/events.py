@@ -1,0 +1,118 @@
+"""The event log: every state change is one append-only row, written in the same
+transaction as the change. The outbox relay later gives it a position and publishes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+
+class EventType(StrEnum):
+    """Event types clients can receive (docs/protocol.md)."""
+
+    INCIDENT_CREATED = "incident.created"
+    INCIDENT_QUEUED = "incident.queued"
+    INCIDENT_ESCALATED = "incident.escalated"
+    ASSIGNMENT_OFFERED = "assignment.offered"
+    ASSIGNMENT_ACCEPTED = "assignment.accepted"
+    ASSIGNMENT_DECLINED = "assignment.declined"
+    UNIT_STATUS_CHANGED = "unit.status_changed"
+
+
+# Positions are sent as fixed-width decimal strings so that clients which treat them as
+# opaque strings still order them correctly.
+_POSITION_WIDTH = 16
+
+
+def format_position(position: int) -> str:
+    """The wire form of a stream position."""
+    return f"{position:0{_POSITION_WIDTH}d}"
+
+
+def parse_position(text: str) -> int:
+    """Read a position a client sent back; ValueError if it is not one."""
+    if not text.isdigit() or len(text) > 19:
+        raise ValueError(f"{text!r} is not an event position")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A committed event as clients see it."""
+
+    id: int
+    position: int
+    type: str
+    at: datetime
+    incident_id: int | None
+    unit_id: str | None
+    data: dict[str, Any]
+
+    def to_message(self) -> dict[str, Any]:
+        """The websocket message carrying this event."""
+        return {
+            "type": "event",
+            "position": format_position(self.position),
+            "event": {
+                "id": self.id,
+                "type": self.type,
+                "at": self.at.isoformat(),
+                "incident_id": self.incident_id,
+                "unit_id": self.unit_id,
+                "data": self.data,
+            },
+        }
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Event:
+        """Build from an ``events`` row that has a position."""
+        return cls(
+            id=row["id"],
+            position=row["position"],
+            type=row["type"],
+            at=row["at"],
+            incident_id=row["incident_id"],
+            unit_id=row["unit_id"],
+            data=row["data"],
+        )
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel that wakes the relay of this schema."""
+    return f"erss_events_{schema}"
+
+
+async def append_event(
+    conn: asyncpg.Connection,
+    schema: str,
+    event_type: EventType,
+    *,
+    actor: str,
+    incident_id: int | None = None,
+    unit_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Append one event inside the caller's transaction; returns its id.
+
+    The NOTIFY is delivered only if the transaction commits, which is when the relay
+    should look.
+    """
+    event_id: int = await conn.fetchval(
+        "INSERT INTO events (type, actor, incident_id, unit_id, data)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        str(event_type),
+        actor,
+        incident_id,
+        unit_id,
+        data or {},
+    )
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+    return event_id
+
+
+EVENT_COLUMNS = "id, position, type, at, incident_id, unit_id, data"

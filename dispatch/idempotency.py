@@ -1,0 +1,55 @@
+"""Idempotency keys: a gateway's retry gets the original answer, never a second incident.
+
+The key row is inserted in the same transaction as the incident, so either both exist
+or neither does. A concurrent retry blocks on the key's unique index until the first
+delivery commits (then it reads the stored answer) or rolls back (then it proceeds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dispatch.errors import IdempotencyConflict
+
+
+async def reserve(
+    conn: asyncpg.Connection, *, gateway_id: str, key: str, body_sha256: str
+) -> dict[str, Any] | None:
+    """Claim the key in the current transaction; returns the stored answer of an earlier
+    delivery with the same body, or None when this delivery is the first.
+
+    Raises IdempotencyConflict when the key was used with a different body.
+    """
+    inserted = await conn.fetchval(
+        "INSERT INTO idempotency_keys (gateway_id, key, body_sha256) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        gateway_id,
+        key,
+        body_sha256,
+    )
+    if inserted:
+        return None
+    row = await conn.fetchrow(
+        "SELECT body_sha256, response FROM idempotency_keys WHERE gateway_id = $1 AND key = $2",
+        gateway_id,
+        key,
+    )
+    if row["body_sha256"] != body_sha256:
+        raise IdempotencyConflict(key)
+    stored: dict[str, Any] = row["response"]
+    return stored
+
+
+async def complete(
+    conn: asyncpg.Connection, *, gateway_id: str, key: str, response: dict[str, Any]
+) -> None:
+    """Store the answer given to the first delivery."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = 202, response = $3"
+        " WHERE gateway_id = $1 AND key = $2",
+        gateway_id,
+        key,
+        response,
+    )

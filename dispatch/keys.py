@@ -1,0 +1,17 @@
+"""Every Redis key this deployment uses, in one place, under the configured prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Key names derived from one prefix (each test gets its own)."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        """The stream the outbox relay publishes committed events to."""
+        return f"{self.prefix}events"

@@ -1,0 +1,276 @@
+"""Offers: claim the best available unit for an incident, and take the MDT's answer.
+
+Claiming is a conditional UPDATE (``... WHERE status = 'available'``) inside the
+caller's transaction: when two transactions race for one unit, the second blocks on the
+row lock, re-checks the condition after the first commits, finds the unit taken and
+moves on to its next candidate. PostgreSQL, not Redis, decides who wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from dispatch.engine import Need, Policy, TravelModel, UnitSnapshot, closest_idle
+from dispatch.errors import InvalidTransition, NotFound
+from dispatch.events import EventType, append_event
+from dispatch.incident_types import IncidentType
+from geo.points import GeoPoint
+from geo.zones import ZoneIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """An offer made to a unit."""
+
+    assignment_id: int
+    unit_id: str
+    expires_at: datetime
+    travel_time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """What the dispatcher needs to know about an incident to find it a unit."""
+
+    id: int
+    type: IncidentType
+    point: GeoPoint
+    zone_id: str | None
+
+
+class OfferExpired(InvalidTransition):
+    """The MDT answered after the offer's deadline."""
+
+
+class Dispatcher:
+    """Finds, claims and offers units; applies MDT answers. Runs in callers' transactions."""
+
+    def __init__(
+        self,
+        *,
+        schema: str,
+        zones: ZoneIndex,
+        incident_types: dict[str, IncidentType],
+        travel: TravelModel,
+        offer_timeout_s: float,
+        policy: Policy = closest_idle,
+    ) -> None:
+        self._schema = schema
+        self._zones = zones
+        self._types = incident_types
+        self._travel = travel
+        self._offer_timeout_s = offer_timeout_s
+        self._policy = policy
+
+    @property
+    def zones(self) -> ZoneIndex:
+        """The jurisdictions this dispatcher assigns by."""
+        return self._zones
+
+    def incident_type(self, name: str) -> IncidentType:
+        """The configured type of that name, or 'other' for a name not configured."""
+        return self._types.get(name) or self._types["other"]
+
+    async def offer_best_unit(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        *,
+        actor: str,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Offer | None:
+        """Claim the best-ranked available unit and offer it the incident, or None."""
+        need = Need(
+            point=incident.point,
+            zone_id=incident.zone_id,
+            neighbour_zone_ids=frozenset(
+                self._zones.neighbours(incident.zone_id) if incident.zone_id else ()
+            ),
+            agency=incident.type.agency,
+        )
+        rows = await conn.fetch(
+            "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
+            " WHERE status = 'available' AND agency = $1 AND lat IS NOT NULL",
+            need.agency,
+        )
+        units = [
+            UnitSnapshot(
+                id=r["id"],
+                agency=r["agency"],
+                zone_id=r["zone_id"],
+                position=GeoPoint(lat=r["lat"], lon=r["lon"]),
+                capabilities=frozenset(r["capabilities"]),
+            )
+            for r in rows
+            if r["id"] not in exclude
+        ]
+        for candidate in self._policy(need, units, self._travel):
+            claimed = await conn.fetchval(
+                "UPDATE units SET status = 'offered', updated_at = now()"
+                " WHERE id = $1 AND status = 'available' RETURNING id",
+                candidate.unit_id,
+            )
+            if claimed is None:
+                continue  # another transaction won this unit; try the next one
+            row = await conn.fetchrow(
+                "INSERT INTO assignments (incident_id, unit_id, status, expires_at, travel_time_s)"
+                " VALUES ($1, $2, 'offered', now() + make_interval(secs => $3), $4)"
+                " RETURNING id, expires_at",
+                incident.id,
+                candidate.unit_id,
+                self._offer_timeout_s,
+                candidate.travel_time_s,
+            )
+            offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
+            await conn.execute(
+                "UPDATE incidents SET status = 'offered', updated_at = now() WHERE id = $1",
+                incident.id,
+            )
+            await self._unit_status_event(
+                conn, offer.unit_id, "available", "offered", actor, offer.assignment_id
+            )
+            await append_event(
+                conn,
+                self._schema,
+                EventType.ASSIGNMENT_OFFERED,
+                actor=actor,
+                incident_id=incident.id,
+                unit_id=offer.unit_id,
+                data={
+                    "assignment_id": offer.assignment_id,
+                    "expires_at": offer.expires_at.isoformat(),
+                    "travel_time_s": round(offer.travel_time_s, 1),
+                    "distance_m": round(candidate.distance_m, 1),
+                    "tier": candidate.tier.name.lower(),
+                    "incident_status": "offered",
+                    "incident": {
+                        "type": incident.type.name,
+                        "priority": incident.type.priority,
+                        "location": {"lat": incident.point.lat, "lon": incident.point.lon},
+                        "zone_id": incident.zone_id,
+                    },
+                },
+            )
+            return offer
+        return None
+
+    async def respond(
+        self, conn: asyncpg.Connection, *, unit_id: str, assignment_id: int, accept: bool
+    ) -> dict[str, Any]:
+        """Apply an MDT's accept or decline; returns the assignment as the MDT sees it.
+
+        Raises NotFound for an assignment that is not this unit's (without saying whose
+        it is), OfferExpired after the deadline and InvalidTransition if it was already
+        answered.
+        """
+        wanted = "accepted" if accept else "declined"
+        row = await conn.fetchrow(
+            "SELECT id, incident_id, unit_id, status, expires_at <= now() AS late"
+            " FROM assignments WHERE id = $1 FOR UPDATE",
+            assignment_id,
+        )
+        if row is None or row["unit_id"] != unit_id:
+            raise NotFound("assignment", assignment_id)
+        if row["status"] != "offered":
+            raise InvalidTransition("assignment", assignment_id, row["status"], wanted)
+        if row["late"]:
+            raise OfferExpired("assignment", assignment_id, "expired", wanted)
+        actor = f"unit:{unit_id}"
+        await conn.execute(
+            "UPDATE assignments SET status = $2, responded_at = now() WHERE id = $1",
+            assignment_id,
+            wanted,
+        )
+        unit_status = "dispatched" if accept else "available"
+        await conn.execute(
+            "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, unit_status
+        )
+        incident_id: int = row["incident_id"]
+        event = EventType.ASSIGNMENT_ACCEPTED if accept else EventType.ASSIGNMENT_DECLINED
+        incident_status = "dispatched" if accept else "queued"
+        if accept:
+            await conn.execute(
+                "UPDATE incidents SET status = 'dispatched', updated_at = now() WHERE id = $1",
+                incident_id,
+            )
+        await append_event(
+            conn,
+            self._schema,
+            event,
+            actor=actor,
+            incident_id=incident_id,
+            unit_id=unit_id,
+            data={"assignment_id": assignment_id, "incident_status": incident_status},
+        )
+        await self._unit_status_event(conn, unit_id, "offered", unit_status, actor, assignment_id)
+        if not accept:
+            await self.reoffer(conn, incident_id, actor=actor)
+        return {"assignment_id": assignment_id, "incident_id": incident_id, "status": wanted}
+
+    async def reoffer(self, conn: asyncpg.Connection, incident_id: int, *, actor: str) -> None:
+        """Offer the incident to the next unit that has not already turned it down."""
+        facts = await self.load_facts(conn, incident_id)
+        if facts is None:
+            return
+        refused = {
+            r["unit_id"]
+            for r in await conn.fetch(
+                "SELECT unit_id FROM assignments WHERE incident_id = $1"
+                " AND status IN ('declined', 'expired')",
+                incident_id,
+            )
+        }
+        offer = await self.offer_best_unit(conn, facts, actor=actor, exclude=frozenset(refused))
+        if offer is None:
+            await self.queue(conn, incident_id, actor=actor, reason="no available unit in reach")
+
+    async def queue(
+        self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
+    ) -> None:
+        """Put an incident in the waiting queue, with an event saying why."""
+        await conn.execute(
+            "UPDATE incidents SET status = 'queued', updated_at = now() WHERE id = $1",
+            incident_id,
+        )
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_QUEUED,
+            actor=actor,
+            incident_id=incident_id,
+            data={"incident_status": "queued", "reason": reason},
+        )
+
+    async def load_facts(self, conn: asyncpg.Connection, incident_id: int) -> IncidentFacts | None:
+        """The dispatch facts of a locatable incident, or None if it has no location."""
+        row = await conn.fetchrow(
+            "SELECT id, type, lat, lon, zone_id FROM incidents WHERE id = $1", incident_id
+        )
+        if row is None or row["lat"] is None:
+            return None
+        kind = self.incident_type(row["type"])
+        return IncidentFacts(
+            row["id"], kind, GeoPoint(lat=row["lat"], lon=row["lon"]), row["zone_id"]
+        )
+
+    async def _unit_status_event(
+        self,
+        conn: asyncpg.Connection,
+        unit_id: str,
+        old: str,
+        new: str,
+        actor: str,
+        assignment_id: int,
+    ) -> None:
+        await append_event(
+            conn,
+            self._schema,
+            EventType.UNIT_STATUS_CHANGED,
+            actor=actor,
+            unit_id=unit_id,
+            data={"from": old, "to": new, "assignment_id": assignment_id},
+        )

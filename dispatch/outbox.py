@@ -1,0 +1,148 @@
+"""Outbox relay: committed events -> positions -> the Redis stream.
+
+One relay at a time holds a session-level advisory lock (every instance runs one, the
+others stand by). The leader gives unpositioned events their positions in id order in
+one short transaction and commits; because only the leader assigns positions, and it
+assigns them only to committed rows, positions grow in the order events became visible,
+so a client that resumes after position P can never skip an event that committed late
+with a smaller id. Then the leader XADDs each event with the stream id ``<position>-0``
+and marks it published. A crash between the commit and the XADD leaves rows positioned
+but unpublished; the next leader publishes them first, so an event is delayed, never
+lost. Redis refuses a stream id that is not above the last one, which turns a replayed
+XADD after a crash into a harmless no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from dispatch.events import EVENT_COLUMNS, Event, notify_channel
+from dispatch.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+def event_to_fields(event: Event) -> dict[str, str]:
+    """The stream entry for an event."""
+    return {"e": json.dumps(event.to_message(), separators=(",", ":"))}
+
+
+def message_from_fields(fields: dict[Any, Any]) -> dict[str, Any]:
+    """The websocket message stored in a stream entry."""
+    raw = fields.get(b"e") or fields.get("e")
+    if raw is None:
+        raise ValueError("stream entry has no 'e' field")
+    message: dict[str, Any] = json.loads(raw)
+    return message
+
+
+class OutboxRelay:
+    """Publishes committed events to Redis; run `run()` as a background task."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        schema: str,
+        keys: RedisKeys,
+        poll_s: float,
+        stream_maxlen: int,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._schema = schema
+        self._keys = keys
+        self._poll_s = poll_s
+        self._maxlen = stream_maxlen
+        self._wake = asyncio.Event()
+        self.is_leader = False
+
+    async def run(self) -> None:
+        """Lead or stand by, forever; survives database and Redis outages."""
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError):
+                log.exception("outbox relay failed; retrying")
+            self.is_leader = False
+            await asyncio.sleep(self._poll_s)
+
+    async def _lead(self) -> None:
+        async with self._pool.acquire() as conn:
+            got = await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self._schema}"
+            )
+            if not got:
+                return
+            channel = notify_channel(self._schema)
+            await conn.add_listener(channel, self._on_notify)
+            self.is_leader = True
+            try:
+                while True:
+                    published = await self.relay_once(conn)
+                    if published < _BATCH:
+                        self._wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(channel, self._on_notify)
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtext($1))", f"relay:{self._schema}"
+                    )
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wake.set()
+
+    async def relay_once(self, conn: asyncpg.Connection) -> int:
+        """Position and publish one batch; returns how many events were published."""
+        # Only the leader runs this, so max(position) + n cannot collide; the unique
+        # index on position is the backstop if that ever stops being true.
+        await conn.execute(
+            "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events"
+            f" WHERE position IS NULL ORDER BY id LIMIT {_BATCH}),"
+            " top AS (SELECT coalesce(max(position), 0) AS p FROM events)"
+            " UPDATE events e SET position = top.p + batch.n FROM batch, top WHERE e.id = batch.id"
+        )
+        rows = await conn.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position IS NOT NULL AND NOT published"
+            f" ORDER BY position LIMIT {_BATCH}"
+        )
+        if not rows:
+            return 0
+        events = [Event.from_record(r) for r in rows]
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                self._keys.events,
+                event_to_fields(event),  # type: ignore[arg-type]
+                id=f"{event.position}-0",
+                maxlen=self._maxlen,
+                approximate=True,
+            )
+        results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            # "equal or smaller than the target stream top item": published before a crash.
+            if isinstance(result, Exception) and not (
+                isinstance(result, ResponseError) and "equal or smaller" in str(result)
+            ):
+                raise result
+        await conn.execute(
+            "UPDATE events SET published = true WHERE position = ANY($1::bigint[])",
+            [e.position for e in events],
+        )
+        return len(events)

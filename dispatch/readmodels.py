@@ -1,0 +1,192 @@
+"""What clients read: incidents, units, assignments and event replays, as JSON-ready dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dispatch.events import EVENT_COLUMNS, Event
+
+OPEN_STATUSES = ("new", "awaiting_location", "queued", "offered", "dispatched", "on_scene")
+
+
+def _location(row: asyncpg.Record) -> dict[str, Any] | None:
+    if row["lat"] is None:
+        return None
+    return {
+        "lat": row["lat"],
+        "lon": row["lon"],
+        "radius_m": row["radius_m"],
+        "method": row["location_method"],
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+_INCIDENT_SQL = (
+    "SELECT i.*, z.name AS zone_name FROM incidents i LEFT JOIN zones z ON z.id = i.zone_id"
+)
+
+
+def _incident(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "type": row["type"],
+        "location": _location(row),
+        "zone": {"id": row["zone_id"], "name": row["zone_name"]} if row["zone_id"] else None,
+        "escalated": row["escalated"],
+        "escalation_reason": row["escalation_reason"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _assignment(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "incident_id": row["incident_id"],
+        "unit_id": row["unit_id"],
+        "status": row["status"],
+        "offered_at": _iso(row["offered_at"]),
+        "expires_at": _iso(row["expires_at"]),
+        "responded_at": _iso(row["responded_at"]),
+        "travel_time_s": row["travel_time_s"],
+    }
+
+
+async def open_incidents(conn: asyncpg.Connection, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Open incidents, most urgent first."""
+    rows = await conn.fetch(
+        f"{_INCIDENT_SQL} WHERE i.status = ANY($1::text[])"
+        " ORDER BY i.priority, i.created_at LIMIT $2",
+        list(OPEN_STATUSES),
+        limit,
+    )
+    return [_incident(r) for r in rows]
+
+
+async def list_incidents(
+    conn: asyncpg.Connection, *, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Incidents, newest first, optionally of one status."""
+    rows = await conn.fetch(
+        f"{_INCIDENT_SQL} WHERE ($1::text IS NULL OR i.status = $1)"
+        " ORDER BY i.created_at DESC, i.id DESC LIMIT $2",
+        status,
+        limit,
+    )
+    return [_incident(r) for r in rows]
+
+
+async def incident_detail(conn: asyncpg.Connection, incident_id: int) -> dict[str, Any] | None:
+    """One incident with its reports, assignments and full event history."""
+    row = await conn.fetchrow(f"{_INCIDENT_SQL} WHERE i.id = $1", incident_id)
+    if row is None:
+        return None
+    incident = _incident(row)
+    reports = await conn.fetch(
+        "SELECT * FROM reports WHERE incident_id = $1 ORDER BY id", incident_id
+    )
+    incident["reports"] = [
+        {
+            "id": r["id"],
+            "channel": r["channel"],
+            "gateway_id": r["gateway_id"],
+            "external_id": r["external_id"],
+            "sender": r["sender"],
+            "received_at": _iso(r["received_at"]),
+            "location": _location(r),
+            "warnings": r["warnings"],
+            "payload": r["payload"],
+        }
+        for r in reports
+    ]
+    assignments = await conn.fetch(
+        "SELECT * FROM assignments WHERE incident_id = $1 ORDER BY id", incident_id
+    )
+    incident["assignments"] = [_assignment(a) for a in assignments]
+    events = await conn.fetch(
+        f"SELECT {EVENT_COLUMNS}, actor FROM events WHERE incident_id = $1 ORDER BY id",
+        incident_id,
+    )
+    incident["events"] = [
+        {
+            "id": e["id"],
+            "type": e["type"],
+            "at": _iso(e["at"]),
+            "actor": e["actor"],
+            "unit_id": e["unit_id"],
+            "data": e["data"],
+        }
+        for e in events
+    ]
+    return incident
+
+
+def _unit(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "callsign": row["callsign"],
+        "agency": row["agency"],
+        "status": row["status"],
+        "zone_id": row["zone_id"],
+        "home_zone_id": row["home_zone_id"],
+        "capabilities": list(row["capabilities"]),
+        "location": None
+        if row["lat"] is None
+        else {"lat": row["lat"], "lon": row["lon"], "time": _iso(row["position_at"])},
+    }
+
+
+_UNIT_SQL = (
+    "SELECT id, callsign, agency, status, zone_id, home_zone_id, capabilities, lat, lon,"
+    " position_at FROM units"
+)
+
+
+async def list_units(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every unit with its status and last known position."""
+    return [_unit(r) for r in await conn.fetch(f"{_UNIT_SQL} ORDER BY id")]
+
+
+async def unit_view(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
+    """One unit, or None."""
+    row = await conn.fetchrow(f"{_UNIT_SQL} WHERE id = $1", unit_id)
+    return _unit(row) if row else None
+
+
+async def active_assignments(
+    conn: asyncpg.Connection, *, unit_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Offers pending and assignments accepted, for one unit or all."""
+    rows = await conn.fetch(
+        "SELECT * FROM assignments WHERE status IN ('offered', 'accepted')"
+        " AND ($1::text IS NULL OR unit_id = $1) ORDER BY id",
+        unit_id,
+    )
+    return [_assignment(r) for r in rows]
+
+
+async def last_position(conn: asyncpg.Connection) -> int:
+    """The newest event position assigned so far (0 before any)."""
+    value: int = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
+    return value
+
+
+async def replay(
+    conn: asyncpg.Connection, *, after: int, unit_id: str | None, limit: int
+) -> list[Event]:
+    """Events after a position, in position order; only one unit's if ``unit_id``."""
+    rows = await conn.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
+        " AND ($2::text IS NULL OR unit_id = $2) ORDER BY position LIMIT $3",
+        after,
+        unit_id,
+        limit,
+    )
+    return [Event.from_record(r) for r in rows]

@@ -1,0 +1,133 @@
+"""The running system's parts, built once at start-up and shared by the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from dispatch.auth import GatewaySecrets
+from dispatch.db import create_pool, migrate
+from dispatch.engine import TravelModel
+from dispatch.errors import ConfigurationError
+from dispatch.hub import Hub
+from dispatch.incident_types import load_incident_types
+from dispatch.intake import Intake
+from dispatch.keys import RedisKeys
+from dispatch.offers import Dispatcher
+from dispatch.outbox import OutboxRelay
+from dispatch.settings import Settings
+from geo.zones import ZoneIndex, zones_from_geojson
+
+
+@dataclass
+class Services:
+    """Everything a request handler may need."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    keys: RedisKeys
+    dispatcher: Dispatcher
+    intake: Intake
+    hub: Hub
+    relay: OutboxRelay
+    gateway_secrets: GatewaySecrets
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def load_zone_index(pool: asyncpg.Pool) -> ZoneIndex | None:
+    """The zones stored in PostgreSQL as an index, or None when none are loaded."""
+    rows = await pool.fetch("SELECT id, name, geometry FROM zones ORDER BY id")
+    if not rows:
+        return None
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": r["id"],
+                "properties": {"name": r["name"]},
+                "geometry": r["geometry"],
+            }
+            for r in rows
+        ],
+    }
+    return ZoneIndex(zones_from_geojson(collection))
+
+
+@contextlib.asynccontextmanager
+async def running_services(settings: Settings) -> AsyncIterator[Services]:
+    """Connect, migrate, start the background tasks; undo it all on exit."""
+    if not settings.database_url or not settings.redis_url:
+        raise ConfigurationError(
+            "database_url and redis_url must be resolved before the app starts"
+            " (erss serve starts embedded servers when they are unset)"
+        )
+    schema = settings.db_schema
+    pool = await create_pool(settings.database_url, schema, min_size=2, max_size=20)
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, schema)
+        zones = await load_zone_index(pool)
+        if zones is None:
+            raise ConfigurationError(
+                "no zones are loaded: start with `erss serve --demo`, or load a city first"
+            )
+        keys = RedisKeys(settings.redis_prefix)
+        dispatcher = Dispatcher(
+            schema=schema,
+            zones=zones,
+            incident_types=load_incident_types(),
+            travel=TravelModel(
+                road_factor=settings.road_factor,
+                speed_kmh=settings.urban_speed_kmh,
+                max_radius_m=settings.max_candidate_radius_m,
+            ),
+            offer_timeout_s=settings.offer_timeout_s,
+        )
+        hub = Hub(redis=redis, keys=keys)
+        await hub.start()
+        relay = OutboxRelay(
+            pool=pool,
+            redis=redis,
+            schema=schema,
+            keys=keys,
+            poll_s=settings.relay_poll_s,
+            stream_maxlen=settings.stream_maxlen,
+        )
+        services = Services(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            dispatcher=dispatcher,
+            intake=Intake(pool=pool, schema=schema, dispatcher=dispatcher),
+            hub=hub,
+            relay=relay,
+            gateway_secrets=GatewaySecrets(pool),
+        )
+        services.tasks = [
+            asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(hub.run(), name="event-hub"),
+        ]
+        try:
+            yield services
+        finally:
+            for task in services.tasks:
+                task.cancel()
+            await asyncio.gather(*services.tasks, return_exceptions=True)
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def dumps(value: object) -> str:
+    """Compact JSON for the wire."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,0 +1,78 @@
+"""Typed settings, read once from the environment (prefix ``ERSS_``) and passed down."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Built once at start-up; never a module global."""
+
+    model_config = SettingsConfigDict(env_prefix="ERSS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: a private server is started under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL. Unset: a private server is started under data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(".erss"),
+        description="Folder for the embedded servers' data and demo-credentials.json.",
+    )
+    db_schema: str = Field(
+        default="erss",
+        description="PostgreSQL schema holding every table; lets several deployments "
+        "(or tests) share one database.",
+    )
+    redis_prefix: str = Field(
+        default="erss:", description="Prefix of every Redis key this deployment uses."
+    )
+    offer_timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds an MDT has to accept an offer."
+    )
+    road_factor: float = Field(
+        default=1.4, gt=0, description="Road distance over straight-line distance."
+    )
+    urban_speed_kmh: float = Field(
+        default=30.0, gt=0, description="Average ERV speed used to estimate travel time."
+    )
+    max_candidate_radius_m: float = Field(
+        default=15_000.0,
+        gt=0,
+        description="Beyond the incident's zone and its neighbours, units within this "
+        "straight-line distance are still candidates.",
+    )
+    gateway_clock_skew_s: int = Field(
+        default=300,
+        gt=0,
+        description="Largest accepted gap between a gateway's timestamp and the server clock.",
+    )
+    relay_poll_s: float = Field(
+        default=0.5, gt=0, description="Outbox relay poll interval when no NOTIFY arrives."
+    )
+    stream_maxlen: int = Field(
+        default=100_000,
+        gt=0,
+        description="Approximate length the Redis event stream is "
+        "trimmed to; older events are replayed from PostgreSQL.",
+    )
+    ws_queue_size: int = Field(
+        default=1_000,
+        gt=0,
+        description="Events buffered per websocket client before it is disconnected as too slow.",
+    )
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        # The schema name is interpolated into DDL, so only plain identifiers are allowed.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("db_schema must be a lower-case SQL identifier")
+        return value

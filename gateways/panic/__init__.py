@@ -1,0 +1,1 @@
+"""Panic-button and SOS-app triggers (``POST /v1/gateways/panic``)."""

@@ -1,0 +1,35 @@
+"""HMAC-SHA256 webhook signatures (../shared/API.md): pure functions, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+class SignatureError(Exception):
+    """A request whose signature or timestamp does not check out."""
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-ERSS-Signature`` value for a body sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(
+    *, secret: str, timestamp: str, body: bytes, signature: str, now: float, max_skew_s: int
+) -> None:
+    """Raise SignatureError unless the signature is right and the timestamp is fresh."""
+    if not timestamp.isdigit():
+        raise SignatureError("X-ERSS-Timestamp must be Unix seconds as an integer string")
+    skew = abs(now - int(timestamp))
+    if skew > max_skew_s:
+        raise SignatureError(
+            f"X-ERSS-Timestamp is {int(skew)} s from the server clock (limit {max_skew_s} s);"
+            " check the gateway's clock"
+        )
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+        raise SignatureError(
+            "X-ERSS-Signature does not match: expected sha256=HMAC-SHA256(secret,"
+            " timestamp + '.' + raw body) in hex"
+        )
