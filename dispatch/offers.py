@@ -18,6 +18,7 @@ from dispatch.engine import Need, Policy, TravelModel, UnitSnapshot, closest_idl
 from dispatch.errors import InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
+from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
 from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
@@ -210,6 +211,52 @@ class Dispatcher:
         if not accept:
             await self.reoffer(conn, incident_id, actor=actor)
         return {"assignment_id": assignment_id, "incident_id": incident_id, "status": wanted}
+
+    async def report_status(
+        self, conn: asyncpg.Connection, *, unit_id: str, status: str, actor: str
+    ) -> dict[str, Any]:
+        """Apply a crew's status report (en_route, on_scene, returning, available, ...).
+
+        Finishing a job (returning or available) completes the unit's assignment.
+        Raises InvalidTransition for a change the lifecycle does not allow.
+        """
+        current = await conn.fetchval("SELECT status FROM units WHERE id = $1 FOR UPDATE", unit_id)
+        if current is None:
+            raise NotFound("unit", unit_id)
+        check_crew_transition(unit_id, current, status)
+        await conn.execute(
+            "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, status
+        )
+        assignment = await conn.fetchrow(
+            "SELECT id, incident_id FROM assignments WHERE unit_id = $1 AND status = 'accepted'",
+            unit_id,
+        )
+        data: dict[str, Any] = {"from": current, "to": status}
+        if assignment is not None:
+            data["assignment_id"] = assignment["id"]
+            incident_status = INCIDENT_STATUS_FOR_UNIT.get(status)
+            if incident_status is not None:
+                await conn.execute(
+                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1",
+                    assignment["incident_id"],
+                    incident_status,
+                )
+                data["incident_status"] = incident_status
+            if status in ENDS_ASSIGNMENT:
+                await conn.execute(
+                    "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]
+                )
+                data["assignment_status"] = "completed"
+        await append_event(
+            conn,
+            self._schema,
+            EventType.UNIT_STATUS_CHANGED,
+            actor=actor,
+            incident_id=assignment["incident_id"] if assignment else None,
+            unit_id=unit_id,
+            data=data,
+        )
+        return {"unit_id": unit_id, "status": status}
 
     async def reoffer(self, conn: asyncpg.Connection, incident_id: int, *, actor: str) -> None:
         """Offer the incident to the next unit that has not already turned it down."""

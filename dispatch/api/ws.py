@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from dispatch import readmodels
@@ -155,22 +157,46 @@ class Session:
                     "invalid_message", f"{kind} needs an integer assignment_id", request=kind
                 )
                 return
-            try:
-                async with self.services.pool.acquire() as conn, conn.transaction():
-                    result = await self.services.dispatcher.respond(
-                        conn,
-                        unit_id=self.unit_id,
-                        assignment_id=assignment_id,
-                        accept=kind == "accept",
-                    )
-            except DispatchError as err:
-                await self.send_error(error_code(err), str(err), request=kind)
+            unit_id = self.unit_id
+            await self._transact(
+                kind,
+                "assignment",
+                lambda conn: self.services.dispatcher.respond(
+                    conn, unit_id=unit_id, assignment_id=assignment_id, accept=kind == "accept"
+                ),
+            )
+        elif kind == "status" and self.unit_id is not None:
+            status = message.get("status")
+            if not isinstance(status, str):
+                await self.send_error("invalid_message", "status needs a string", request=kind)
                 return
-            await self.send({"type": "ack", "request": kind, "assignment": result})
+            unit_id = self.unit_id
+            await self._transact(
+                kind,
+                "unit",
+                lambda conn: self.services.dispatcher.report_status(
+                    conn, unit_id=unit_id, status=status, actor=self.principal.actor
+                ),
+            )
         else:
             await self.send_error(
                 "unknown_type", f"message type {kind!r} is not understood here", request=kind
             )
+
+    async def _transact(
+        self,
+        request: str,
+        field: str,
+        action: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    ) -> None:
+        """Run a client command in one transaction; answer with an ack or the error."""
+        try:
+            async with self.services.pool.acquire() as conn, conn.transaction():
+                result = await action(conn)
+        except DispatchError as err:
+            await self.send_error(error_code(err), str(err), request=request)
+            return
+        await self.send({"type": "ack", "request": request, field: result})
 
 
 async def _serve(ws: WebSocket, kind: str) -> None:

@@ -1,0 +1,104 @@
+"""Zones and ranking on the real Bhubaneswar jurisdictions, without any server."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch.demo import demo_fleet, demo_zones
+from dispatch.engine import Need, Tier, TravelModel, UnitSnapshot, closest_idle
+from geo.location import InvalidLocation, location_from_fix
+from geo.points import GeoPoint, InvalidCoordinate
+from geo.zones import ZoneError, ZoneIndex, zones_from_geojson
+
+
+@pytest.fixture(scope="module")
+def index() -> ZoneIndex:
+    return ZoneIndex(demo_zones())
+
+
+def test_real_city_has_17_zones_and_38_neighbour_pairs(index: ZoneIndex) -> None:
+    assert len(index) == 17
+    pairs = sum(len(index.neighbours(z.id)) for z in index)
+    assert pairs == 2 * 38
+    assert "kharavel-nagar" in index.neighbours("capital")
+    assert "capital" in index.neighbours("kharavel-nagar")
+
+
+def test_each_demo_unit_stands_in_its_own_zone(index: ZoneIndex) -> None:
+    fleet = demo_fleet(demo_zones())
+    assert len(fleet) == 17 * 3
+    for unit in fleet:
+        zone = index.zone_of(unit.position)
+        assert zone is not None
+        assert zone.id == unit.zone_id
+
+
+def test_point_outside_the_city_has_no_zone(index: ZoneIndex) -> None:
+    assert index.zone_of(GeoPoint(lat=28.6139, lon=77.2090)) is None
+
+
+def test_shared_border_resolves_deterministically(index: ZoneIndex) -> None:
+    capital = index.get("capital")
+    neighbour = index.get("kharavel-nagar")
+    assert capital is not None
+    assert neighbour is not None
+    border = capital.geometry.boundary.intersection(neighbour.geometry.boundary)
+    point = GeoPoint.from_shapely(border.representative_point())
+    found = {index.zone_of(point) for _ in range(5)}
+    assert len(found) == 1
+    zone = found.pop()
+    assert zone is not None
+    assert zone.id in {"capital", "kharavel-nagar"}
+
+
+def test_swapped_or_impossible_coordinates_are_refused() -> None:
+    with pytest.raises(InvalidCoordinate, match="latitude"):
+        GeoPoint(lat=123.0, lon=85.8)
+    with pytest.raises(InvalidLocation, match="0,0"):
+        location_from_fix(lat=0.0, lon=0.0, radius_m=10, method="gps")
+    with pytest.raises(InvalidLocation, match="radius"):
+        location_from_fix(lat=20.0, lon=85.0, radius_m=-1, method="gps")
+
+
+def test_invalid_polygon_names_the_feature() -> None:
+    bowtie = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"name": "Bowtie Police Station"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+                },
+            }
+        ],
+    }
+    with pytest.raises(ZoneError, match="Bowtie"):
+        zones_from_geojson(bowtie)
+
+
+def _unit(
+    unit_id: str, zone: str | None, lat: float, lon: float, agency: str = "police"
+) -> UnitSnapshot:
+    return UnitSnapshot(unit_id, agency, zone, GeoPoint(lat=lat, lon=lon))
+
+
+def test_own_zone_before_a_nearer_neighbour_then_radius() -> None:
+    need = Need(
+        point=GeoPoint(lat=20.0, lon=85.0),
+        zone_id="a",
+        neighbour_zone_ids=frozenset({"b"}),
+        agency="police",
+    )
+    units = [
+        _unit("near-neighbour", "b", 20.001, 85.0),
+        _unit("far-own", "a", 20.03, 85.0),
+        _unit("elsewhere", "z", 20.002, 85.0),
+        _unit("too-far", "z", 21.0, 85.0),
+        _unit("ambulance", "a", 20.0, 85.0, agency="ambulance"),
+    ]
+    ranked = closest_idle(need, units, TravelModel(max_radius_m=15_000))
+    assert [c.unit_id for c in ranked] == ["far-own", "near-neighbour", "elsewhere"]
+    assert [c.tier for c in ranked] == [Tier.OWN_ZONE, Tier.NEIGHBOUR_ZONE, Tier.WITHIN_RADIUS]
+    assert ranked[1].travel_time_s < ranked[0].travel_time_s

@@ -1,0 +1,95 @@
+"""Crew status reports from the MDT drive the unit and assignment lifecycles."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import nearest_police_unit, panic, zone_point
+
+
+async def _command(mdt: Any, message: dict[str, Any]) -> dict[str, Any]:
+    await mdt.send(json.dumps(message))
+    reply, _ = await receive_until(mdt, lambda m: m["type"] in ("ack", "error"))
+    return reply
+
+
+async def test_crew_reports_through_to_available_complete_the_assignment(
+    live: LiveServer,
+) -> None:
+    """Every transition is an event; finishing the job frees the unit."""
+    point = zone_point("lingaraj")
+    unit = await nearest_police_unit(live, "lingaraj", point)
+    async with live.mdt(unit) as mdt, live.console() as console:
+        await mdt.recv()
+        await console.recv()
+        incident_id = (await live.post_panic(panic(point))).json()["incident_id"]
+        offer, _ = await receive_until(mdt, event_of("assignment.offered"))
+        assignment_id = offer["event"]["data"]["assignment_id"]
+        assert (await _command(mdt, {"type": "accept", "assignment_id": assignment_id}))[
+            "type"
+        ] == "ack"
+        for status in ("en_route", "on_scene"):
+            reply = await _command(mdt, {"type": "status", "status": status})
+            assert reply["type"] == "ack", reply
+        incident_status = await live.db.fetchval(
+            "SELECT status FROM incidents WHERE id = $1", incident_id
+        )
+        assert incident_status == "on_scene"
+        assert (await _command(mdt, {"type": "status", "status": "available"}))["type"] == "ack"
+        freed, _ = await receive_until(
+            console, event_of("unit.status_changed", unit_id=unit, incident_id=incident_id)
+        )
+        while freed["event"]["data"]["to"] != "available":
+            freed, _ = await receive_until(console, event_of("unit.status_changed", unit_id=unit))
+        assert freed["event"]["data"]["assignment_status"] == "completed"
+    assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", unit) == "available"
+    status = await live.db.fetchval("SELECT status FROM assignments WHERE id = $1", assignment_id)
+    assert status == "completed"
+
+
+async def test_illegal_status_change_is_refused_and_changes_nothing(live: LiveServer) -> None:
+    """An available unit cannot report itself on scene; the error names both states."""
+    async with live.mdt("capital-pcr-1") as mdt:
+        await mdt.recv()
+        before = await live.count("events")
+        reply = await _command(mdt, {"type": "status", "status": "on_scene"})
+        assert reply["type"] == "error"
+        assert reply["code"] == "InvalidTransition"
+        assert "available" in reply["detail"]
+        assert "on_scene" in reply["detail"]
+        bogus = await _command(mdt, {"type": "status", "status": "flying"})
+        assert bogus["type"] == "error"
+        garbage = await _command(mdt, {"type": "status"})
+        assert garbage["code"] == "invalid_message"
+    status = await live.db.fetchval("SELECT status FROM units WHERE id = 'capital-pcr-1'")
+    assert status == "available"
+    assert await live.count("events") == before
+
+
+async def test_malformed_client_messages_get_an_error_not_a_dropped_socket(
+    live: LiveServer,
+) -> None:
+    """A console that sends garbage is told so and stays connected."""
+    async with live.console() as console:
+        await console.recv()
+        await console.send("{not json")
+        reply = json.loads(await console.recv())
+        assert reply["code"] == "invalid_json"
+        await console.send(json.dumps({"type": "accept", "assignment_id": 1}))
+        reply = json.loads(await console.recv())
+        assert reply["code"] == "unknown_type"
+        await console.send(json.dumps({"type": "ping"}))
+        assert json.loads(await console.recv())["type"] == "pong"
+
+
+async def test_bad_token_is_refused_with_a_reason(live: LiveServer) -> None:
+    """A websocket with a wrong token gets an error and close code 4401."""
+    import websockets
+
+    async with websockets.connect(live.ws_url + "/v1/ws/mdt?token=wrong") as ws:
+        message = json.loads(await ws.recv())
+        assert message["code"] == "Unauthorized"
+        await ws.wait_closed()
+        assert ws.close_code == 4401
