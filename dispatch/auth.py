@@ -61,7 +61,10 @@ class GatewaySecrets:
     async def lookup(self, gateway_id: str) -> tuple[str, str] | None:
         """(channel, secret) of a gateway, or None if it is not registered."""
         now = time.monotonic()
-        if now - self._loaded_at > self._ttl_s or gateway_id not in self._cache:
+        stale = now - self._loaded_at > self._ttl_s
+        # An unknown id reloads at most once a second, so a flood of forged gateway ids
+        # cannot turn into a flood of queries.
+        if stale or (gateway_id not in self._cache and now - self._loaded_at > 1.0):
             rows = await self._pool.fetch("SELECT id, channel, secret FROM gateways")
             self._cache = {r["id"]: (r["channel"], r["secret"]) for r in rows}
             self._loaded_at = now

@@ -8,7 +8,7 @@ gets the offer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -90,8 +90,3 @@ def closest_idle(need: Need, units: Iterable[UnitSnapshot], model: TravelModel) 
     # unit_id breaks ties so every instance ranks the same state the same way.
     ranked.sort(key=lambda c: (c.tier, c.travel_time_s, c.unit_id))
     return ranked
-
-
-def unit_ids(candidates: Sequence[Candidate]) -> list[str]:
-    """The unit ids in rank order."""
-    return [c.unit_id for c in candidates]

@@ -87,16 +87,18 @@ class Intake:
         zone = self._dispatcher.zones.zone_of(location.point) if location else None
         actor = f"gateway:{report.gateway_id}"
         status = "new" if location else "awaiting_location"
+        columns = (
+            (location.point.lat, location.point.lon, location.radius_m, location.method)
+            if location
+            else (None, None, None, None)
+        )
         incident_id: int = await conn.fetchval(
             "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
             " location_method, zone_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             status,
             kind.priority,
             kind.name,
-            location.point.lat if location else None,
-            location.point.lon if location else None,
-            location.radius_m if location else None,
-            location.method if location else None,
+            *columns,
             zone.id if zone else None,
         )
         report_id: int = await conn.fetchval(
@@ -108,10 +110,7 @@ class Intake:
             report.gateway_id,
             report.external_id,
             report.sender,
-            location.point.lat if location else None,
-            location.point.lon if location else None,
-            location.radius_m if location else None,
-            location.method if location else None,
+            *columns,
             location.time if location else None,
             report.payload,
             list(report.warnings),

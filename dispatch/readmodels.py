@@ -190,3 +190,20 @@ async def replay(
         limit,
     )
     return [Event.from_record(r) for r in rows]
+
+
+async def zones_geojson(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Any]:
+    """The stored zones as a GeoJSON FeatureCollection (RFC 7946)."""
+    rows = await conn.fetch("SELECT id, name, geometry FROM zones ORDER BY id")
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": r["id"],
+                "properties": {"name": r["name"]},
+                "geometry": r["geometry"],
+            }
+            for r in rows
+        ],
+    }

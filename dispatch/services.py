@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from dispatch import readmodels
 from dispatch.auth import GatewaySecrets
 from dispatch.db import create_pool, migrate
 from dispatch.engine import TravelModel
@@ -43,21 +43,9 @@ class Services:
 
 async def load_zone_index(pool: asyncpg.Pool) -> ZoneIndex | None:
     """The zones stored in PostgreSQL as an index, or None when none are loaded."""
-    rows = await pool.fetch("SELECT id, name, geometry FROM zones ORDER BY id")
-    if not rows:
+    collection = await readmodels.zones_geojson(pool)
+    if not collection["features"]:
         return None
-    collection = {
-        "type": "FeatureCollection",
-        "features": [
-            {
-                "type": "Feature",
-                "id": r["id"],
-                "properties": {"name": r["name"]},
-                "geometry": r["geometry"],
-            }
-            for r in rows
-        ],
-    }
     return ZoneIndex(zones_from_geojson(collection))
 
 
@@ -126,8 +114,3 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     finally:
         await redis.aclose()
         await pool.close()
-
-
-def dumps(value: object) -> str:
-    """Compact JSON for the wire."""
-    return json.dumps(value, separators=(",", ":"), default=str)

@@ -47,16 +47,4 @@ async def list_units(services: ServicesDep, _operator: OperatorDep) -> list[dict
 @router.get("/zones")
 async def list_zones(services: ServicesDep, _operator: OperatorDep) -> dict[str, Any]:
     """The jurisdictions as a GeoJSON FeatureCollection."""
-    rows = await services.pool.fetch("SELECT id, name, geometry FROM zones ORDER BY id")
-    return {
-        "type": "FeatureCollection",
-        "features": [
-            {
-                "type": "Feature",
-                "id": r["id"],
-                "properties": {"name": r["name"]},
-                "geometry": r["geometry"],
-            }
-            for r in rows
-        ],
-    }
+    return await readmodels.zones_geojson(services.pool)
