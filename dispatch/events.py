@@ -21,6 +21,7 @@ class EventType(StrEnum):
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"
+    ASSIGNMENT_EXPIRED = "assignment.expired"
     UNIT_STATUS_CHANGED = "unit.status_changed"
 
 

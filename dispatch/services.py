@@ -15,6 +15,7 @@ from dispatch.auth import GatewaySecrets
 from dispatch.db import create_pool, migrate
 from dispatch.engine import TravelModel
 from dispatch.errors import ConfigurationError
+from dispatch.expiry import OfferExpiry
 from dispatch.hub import Hub
 from dispatch.incident_types import load_incident_types
 from dispatch.intake import Intake
@@ -101,8 +102,12 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             relay=relay,
             gateway_secrets=GatewaySecrets(pool),
         )
+        expiry = OfferExpiry(
+            pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s
+        )
         services.tasks = [
             asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(expiry.run(), name="offer-expiry"),
             asyncio.create_task(hub.run(), name="event-hub"),
         ]
         try:

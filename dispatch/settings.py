@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     offer_timeout_s: float = Field(
         default=30.0, gt=0, description="Seconds an MDT has to accept an offer."
     )
+    expiry_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each instance looks for expired offers."
+    )
     road_factor: float = Field(
         default=1.4, gt=0, description="Road distance over straight-line distance."
     )

@@ -1,0 +1,83 @@
+"""Offer expiry, driven from PostgreSQL so it survives the crash of any instance.
+
+Every instance runs a sweeper. Due offers are claimed with FOR UPDATE SKIP LOCKED, so
+two sweepers never expire the same offer, and an MDT's accept racing the sweeper waits
+for the row lock and then finds the offer already expired (or the reverse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from dispatch.events import EventType, append_event
+from dispatch.offers import Dispatcher
+
+log = logging.getLogger(__name__)
+
+_ACTOR = "system:offer-expiry"
+
+
+class OfferExpiry:
+    """Expires offers past their deadline and offers the incident to the next unit."""
+
+    def __init__(
+        self, *, pool: asyncpg.Pool, schema: str, dispatcher: Dispatcher, poll_s: float
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._dispatcher = dispatcher
+        self._poll_s = poll_s
+
+    async def run(self) -> None:
+        """Sweep forever; survives database outages."""
+        while True:
+            try:
+                while await self.sweep_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("offer expiry sweep failed; retrying")
+            await asyncio.sleep(self._poll_s)
+
+    async def sweep_once(self) -> int:
+        """Expire one due offer, in its own transaction; returns how many (0 or 1)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT id, incident_id, unit_id FROM assignments"
+                " WHERE status = 'offered' AND expires_at <= now()"
+                " ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+            if row is None:
+                return 0
+            await conn.execute(
+                "UPDATE assignments SET status = 'expired', responded_at = now() WHERE id = $1",
+                row["id"],
+            )
+            await conn.execute(
+                "UPDATE units SET status = 'available', updated_at = now()"
+                " WHERE id = $1 AND status = 'offered'",
+                row["unit_id"],
+            )
+            await append_event(
+                conn,
+                self._schema,
+                EventType.ASSIGNMENT_EXPIRED,
+                actor=_ACTOR,
+                incident_id=row["incident_id"],
+                unit_id=row["unit_id"],
+                data={"assignment_id": row["id"]},
+            )
+            await append_event(
+                conn,
+                self._schema,
+                EventType.UNIT_STATUS_CHANGED,
+                actor=_ACTOR,
+                unit_id=row["unit_id"],
+                data={"from": "offered", "to": "available", "assignment_id": row["id"]},
+            )
+            await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
+            return 1
