@@ -1,0 +1,86 @@
+"""Invariants 3 and 4: the relay positions events in commit order and loses none."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from dispatch.db import create_pool, migrate
+from dispatch.events import EventType, append_event
+from dispatch.keys import RedisKeys
+from dispatch.outbox import OutboxRelay, message_from_fields
+from dispatch.settings import Settings
+
+
+async def test_late_commit_with_smaller_id_gets_a_later_position(settings: Settings) -> None:
+    """An event committed after a newer one is positioned after it, so resume misses none."""
+    assert settings.database_url
+    assert settings.redis_url
+    schema = settings.db_schema
+    pool = await create_pool(settings.database_url, schema, min_size=3, max_size=3)
+    redis = aioredis.from_url(settings.redis_url)
+    keys = RedisKeys(settings.redis_prefix)
+    relay = OutboxRelay(
+        pool=pool, redis=redis, schema=schema, keys=keys, poll_s=0.1, stream_maxlen=1000
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, schema)
+        slow = await pool.acquire()
+        slow_tx = slow.transaction()
+        await slow_tx.start()
+        early_id = await append_event(slow, schema, EventType.INCIDENT_CREATED, actor="slow")
+        async with pool.acquire() as fast, fast.transaction():
+            late_id = await append_event(fast, schema, EventType.INCIDENT_CREATED, actor="fast")
+        assert early_id < late_id
+
+        async with pool.acquire() as conn:
+            assert await relay.relay_once(conn) == 1
+            await slow_tx.commit()
+            await pool.release(slow)
+            assert await relay.relay_once(conn) == 1
+            assert await relay.relay_once(conn) == 0
+            rows = await conn.fetch("SELECT id, position, published FROM events ORDER BY position")
+        assert [r["id"] for r in rows] == [late_id, early_id]
+        assert all(r["published"] for r in rows)
+
+        entries = await redis.xrange(keys.events)
+        assert [e[0] for e in entries] == [b"1-0", b"2-0"]
+        assert [message_from_fields(e[1])["event"]["id"] for e in entries] == [late_id, early_id]
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+async def test_crash_between_commit_and_publish_delays_but_never_drops(
+    settings: Settings,
+) -> None:
+    """Positioned-but-unpublished events (a relay that died mid-way) are published next."""
+    assert settings.database_url
+    assert settings.redis_url
+    schema = settings.db_schema
+    pool = await create_pool(settings.database_url, schema, min_size=1, max_size=2)
+    redis = aioredis.from_url(settings.redis_url)
+    keys = RedisKeys(settings.redis_prefix)
+    relay = OutboxRelay(
+        pool=pool, redis=redis, schema=schema, keys=keys, poll_s=0.1, stream_maxlen=1000
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, schema)
+            async with conn.transaction():
+                await append_event(conn, schema, EventType.INCIDENT_CREATED, actor="a")
+                await append_event(conn, schema, EventType.INCIDENT_QUEUED, actor="a")
+            assert await relay.relay_once(conn) == 2
+            # A relay that positioned event 3 and XADDed it, then died before marking it
+            # published: the next relay's XADD of it again must be harmless.
+            await append_event(conn, schema, EventType.INCIDENT_ESCALATED, actor="a")
+            await conn.execute("UPDATE events SET position = 3 WHERE position IS NULL")
+            await redis.xadd(keys.events, {"e": "{}"}, id="3-0")
+            assert await relay.relay_once(conn) == 1
+            unpublished = await conn.fetchval("SELECT count(*) FROM events WHERE NOT published")
+            assert unpublished == 0
+        entries = await redis.xrange(keys.events)
+        assert [e[0] for e in entries] == [b"1-0", b"2-0", b"3-0"]
+    finally:
+        await redis.aclose()
+        await pool.close()
