@@ -40,7 +40,7 @@ class Candidate:
     """A unit that could serve the incident, with the reason for its rank."""
 
     unit_id: str
-    tier: Tier
+    tier: Tier | None  # None: chosen by an operator, not ranked
     distance_m: float
     travel_time_s: float
 
@@ -88,5 +88,5 @@ def closest_idle(need: Need, units: Iterable[UnitSnapshot], model: TravelModel) 
         )
         ranked.append(Candidate(unit.id, tier, metres, seconds))
     # unit_id breaks ties so every instance ranks the same state the same way.
-    ranked.sort(key=lambda c: (c.tier, c.travel_time_s, c.unit_id))
+    ranked.sort(key=lambda c: (c.tier or 0, c.travel_time_s, c.unit_id))
     return ranked

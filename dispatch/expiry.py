@@ -71,13 +71,8 @@ class OfferExpiry:
                 unit_id=row["unit_id"],
                 data={"assignment_id": row["id"]},
             )
-            await append_event(
-                conn,
-                self._schema,
-                EventType.UNIT_STATUS_CHANGED,
-                actor=_ACTOR,
-                unit_id=row["unit_id"],
-                data={"from": "offered", "to": "available", "assignment_id": row["id"]},
+            await self._dispatcher.unit_status_event(
+                conn, row["unit_id"], "offered", "available", _ACTOR, assignment_id=row["id"]
             )
             await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
             return 1

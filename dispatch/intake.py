@@ -133,13 +133,17 @@ class Intake:
             },
         )
         if location is None:
-            await self._escalate(conn, incident_id, actor, "no usable location in the report")
+            await self._dispatcher.escalate(
+                conn, incident_id, actor=actor, reason="no usable location in the report"
+            )
         elif zone is None:
             status = "queued"
             await self._dispatcher.queue(
                 conn, incident_id, actor=actor, reason="location outside every jurisdiction"
             )
-            await self._escalate(conn, incident_id, actor, "location outside every jurisdiction")
+            await self._dispatcher.escalate(
+                conn, incident_id, actor=actor, reason="location outside every jurisdiction"
+            )
         else:
             facts = IncidentFacts(incident_id, kind, location.point, zone.id)
             offer = await self._dispatcher.offer_best_unit(conn, facts, actor=actor)
@@ -147,28 +151,10 @@ class Intake:
                 status = "offered"
             else:
                 status = "queued"
-                await self._dispatcher.queue(
-                    conn, incident_id, actor=actor, reason="no available unit in reach"
-                )
+                reason = "no available unit in reach"
+                await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
+                await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
         return IntakeResult(incident_id, report_id, status, None, list(report.warnings))
-
-    async def _escalate(
-        self, conn: asyncpg.Connection, incident_id: int, actor: str, reason: str
-    ) -> None:
-        await conn.execute(
-            "UPDATE incidents SET escalated = true, escalation_reason = $2, updated_at = now()"
-            " WHERE id = $1",
-            incident_id,
-            reason,
-        )
-        await append_event(
-            conn,
-            self._schema,
-            EventType.INCIDENT_ESCALATED,
-            actor=actor,
-            incident_id=incident_id,
-            data={"reason": reason},
-        )
 
 
 def location_json(location: Location | None) -> dict[str, Any] | None:

@@ -14,11 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from dispatch.engine import Need, Policy, TravelModel, UnitSnapshot, closest_idle
+from dispatch.engine import Candidate, Need, Policy, TravelModel, UnitSnapshot, closest_idle
 from dispatch.errors import InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
+from geo.distance import distance_m, travel_time_s
 from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
@@ -58,6 +59,7 @@ class Dispatcher:
         incident_types: dict[str, IncidentType],
         travel: TravelModel,
         offer_timeout_s: float,
+        max_offers: int = 3,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -65,6 +67,7 @@ class Dispatcher:
         self._types = incident_types
         self._travel = travel
         self._offer_timeout_s = offer_timeout_s
+        self._max_offers = max_offers
         self._policy = policy
 
     @property
@@ -72,20 +75,18 @@ class Dispatcher:
         """The jurisdictions this dispatcher assigns by."""
         return self._zones
 
+    @property
+    def max_offers(self) -> int:
+        """Refused offers after which an incident is left to operators."""
+        return self._max_offers
+
     def incident_type(self, name: str) -> IncidentType:
         """The configured type of that name, or 'other' for a name not configured."""
         return self._types.get(name) or self._types["other"]
 
-    async def offer_best_unit(
-        self,
-        conn: asyncpg.Connection,
-        incident: IncidentFacts,
-        *,
-        actor: str,
-        exclude: frozenset[str] = frozenset(),
-    ) -> Offer | None:
-        """Claim the best-ranked available unit and offer it the incident, or None."""
-        need = Need(
+    def need_of(self, incident: IncidentFacts) -> Need:
+        """What a unit must offer to serve this incident."""
+        return Need(
             point=incident.point,
             zone_id=incident.zone_id,
             neighbour_zone_ids=frozenset(
@@ -93,12 +94,18 @@ class Dispatcher:
             ),
             agency=incident.type.agency,
         )
+
+    async def available_units(
+        self, conn: asyncpg.Connection, *, agency: str | None = None
+    ) -> list[UnitSnapshot]:
+        """Available units with a known position, optionally of one agency."""
         rows = await conn.fetch(
             "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
-            " WHERE status = 'available' AND agency = $1 AND lat IS NOT NULL",
-            need.agency,
+            " WHERE status = 'available' AND lat IS NOT NULL"
+            " AND ($1::text IS NULL OR agency = $1)",
+            agency,
         )
-        units = [
+        return [
             UnitSnapshot(
                 id=r["id"],
                 agency=r["agency"],
@@ -107,57 +114,122 @@ class Dispatcher:
                 capabilities=frozenset(r["capabilities"]),
             )
             for r in rows
-            if r["id"] not in exclude
         ]
-        for candidate in self._policy(need, units, self._travel):
-            claimed = await conn.fetchval(
-                "UPDATE units SET status = 'offered', updated_at = now()"
-                " WHERE id = $1 AND status = 'available' RETURNING id",
-                candidate.unit_id,
-            )
-            if claimed is None:
-                continue  # another transaction won this unit; try the next one
-            row = await conn.fetchrow(
-                "INSERT INTO assignments (incident_id, unit_id, status, expires_at, travel_time_s)"
-                " VALUES ($1, $2, 'offered', now() + make_interval(secs => $3), $4)"
-                " RETURNING id, expires_at",
-                incident.id,
-                candidate.unit_id,
-                self._offer_timeout_s,
-                candidate.travel_time_s,
-            )
-            offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-            await conn.execute(
-                "UPDATE incidents SET status = 'offered', updated_at = now() WHERE id = $1",
-                incident.id,
-            )
-            await self._unit_status_event(
-                conn, offer.unit_id, "available", "offered", actor, offer.assignment_id
-            )
-            await append_event(
-                conn,
-                self._schema,
-                EventType.ASSIGNMENT_OFFERED,
-                actor=actor,
-                incident_id=incident.id,
-                unit_id=offer.unit_id,
-                data={
-                    "assignment_id": offer.assignment_id,
-                    "expires_at": offer.expires_at.isoformat(),
-                    "travel_time_s": round(offer.travel_time_s, 1),
-                    "distance_m": round(candidate.distance_m, 1),
-                    "tier": candidate.tier.name.lower(),
-                    "incident_status": "offered",
-                    "incident": {
-                        "type": incident.type.name,
-                        "priority": incident.type.priority,
-                        "location": {"lat": incident.point.lat, "lon": incident.point.lon},
-                        "zone_id": incident.zone_id,
-                    },
-                },
-            )
-            return offer
+
+    async def offer_best_unit(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        *,
+        actor: str,
+        exclude: frozenset[str] = frozenset(),
+        units: list[UnitSnapshot] | None = None,
+    ) -> Offer | None:
+        """Claim the best-ranked available unit and offer it the incident, or None.
+
+        ``units`` lets a caller that serves many incidents read the fleet once.
+        """
+        need = self.need_of(incident)
+        if units is None:
+            units = await self.available_units(conn, agency=need.agency)
+        eligible = [u for u in units if u.id not in exclude]
+        for candidate in self._policy(need, eligible, self._travel):
+            if await self._claim(conn, candidate.unit_id):
+                return await self._offer(conn, incident, candidate, actor=actor)
         return None
+
+    async def offer_unit(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        unit_id: str,
+        *,
+        actor: str,
+        reason: str,
+    ) -> Offer:
+        """Offer the incident to one chosen unit (an operator's override).
+
+        Raises NotFound for an unknown unit and InvalidTransition if it is not available.
+        """
+        row = await conn.fetchrow("SELECT status, lat, lon FROM units WHERE id = $1", unit_id)
+        if row is None:
+            raise NotFound("unit", unit_id)
+        if not await self._claim(conn, unit_id):
+            raise InvalidTransition("unit", unit_id, row["status"], "offered")
+        metres = seconds = 0.0
+        if row["lat"] is not None:
+            position = GeoPoint(lat=row["lat"], lon=row["lon"])
+            metres = distance_m(incident.point, position)
+            seconds = travel_time_s(
+                incident.point,
+                position,
+                road_factor=self._travel.road_factor,
+                speed_kmh=self._travel.speed_kmh,
+            )
+        candidate = Candidate(unit_id, None, metres, seconds)
+        return await self._offer(conn, incident, candidate, actor=actor, reason=reason)
+
+    async def _claim(self, conn: asyncpg.Connection, unit_id: str) -> bool:
+        claimed = await conn.fetchval(
+            "UPDATE units SET status = 'offered', updated_at = now()"
+            " WHERE id = $1 AND status = 'available' RETURNING id",
+            unit_id,
+        )
+        return claimed is not None
+
+    async def _offer(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        candidate: Candidate,
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> Offer:
+        row = await conn.fetchrow(
+            "INSERT INTO assignments (incident_id, unit_id, status, expires_at, travel_time_s)"
+            " VALUES ($1, $2, 'offered', now() + make_interval(secs => $3), $4)"
+            " RETURNING id, expires_at",
+            incident.id,
+            candidate.unit_id,
+            self._offer_timeout_s,
+            candidate.travel_time_s,
+        )
+        offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
+        await conn.execute(
+            "UPDATE incidents SET status = 'offered', updated_at = now()"
+            " WHERE id = $1 AND status IN ('new', 'queued')",
+            incident.id,
+        )
+        await self.unit_status_event(
+            conn, offer.unit_id, "available", "offered", actor, assignment_id=offer.assignment_id
+        )
+        data: dict[str, Any] = {
+            "assignment_id": offer.assignment_id,
+            "expires_at": offer.expires_at.isoformat(),
+            "travel_time_s": round(offer.travel_time_s, 1),
+            "distance_m": round(candidate.distance_m, 1),
+            "tier": candidate.tier.name.lower() if candidate.tier is not None else "manual",
+            "incident_status": "offered",
+            "incident": {
+                "type": incident.type.name,
+                "priority": incident.type.priority,
+                "location": {"lat": incident.point.lat, "lon": incident.point.lon},
+                "zone_id": incident.zone_id,
+            },
+        }
+        if reason is not None:
+            data["reason"] = reason
+        await append_event(
+            conn,
+            self._schema,
+            EventType.ASSIGNMENT_OFFERED,
+            actor=actor,
+            incident_id=incident.id,
+            unit_id=offer.unit_id,
+            data=data,
+        )
+        return offer
 
     async def respond(
         self, conn: asyncpg.Connection, *, unit_id: str, assignment_id: int, accept: bool
@@ -191,8 +263,6 @@ class Dispatcher:
             "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, unit_status
         )
         incident_id: int = row["incident_id"]
-        event = EventType.ASSIGNMENT_ACCEPTED if accept else EventType.ASSIGNMENT_DECLINED
-        incident_status = "dispatched" if accept else "queued"
         if accept:
             await conn.execute(
                 "UPDATE incidents SET status = 'dispatched', updated_at = now() WHERE id = $1",
@@ -201,13 +271,18 @@ class Dispatcher:
         await append_event(
             conn,
             self._schema,
-            event,
+            EventType.ASSIGNMENT_ACCEPTED if accept else EventType.ASSIGNMENT_DECLINED,
             actor=actor,
             incident_id=incident_id,
             unit_id=unit_id,
-            data={"assignment_id": assignment_id, "incident_status": incident_status},
+            # After a decline the incident's next status comes with the re-offer's events.
+            data={"assignment_id": assignment_id, "incident_status": "dispatched"}
+            if accept
+            else {"assignment_id": assignment_id},
         )
-        await self._unit_status_event(conn, unit_id, "offered", unit_status, actor, assignment_id)
+        await self.unit_status_event(
+            conn, unit_id, "offered", unit_status, actor, assignment_id=assignment_id
+        )
         if not accept:
             await self.reoffer(conn, incident_id, actor=actor)
         return {"assignment_id": assignment_id, "incident_id": incident_id, "status": wanted}
@@ -231,9 +306,8 @@ class Dispatcher:
             "SELECT id, incident_id FROM assignments WHERE unit_id = $1 AND status = 'accepted'",
             unit_id,
         )
-        data: dict[str, Any] = {"from": current, "to": status}
+        extra: dict[str, Any] = {}
         if assignment is not None:
-            data["assignment_id"] = assignment["id"]
             incident_status = INCIDENT_STATUS_FOR_UNIT.get(status)
             if incident_status is not None:
                 await conn.execute(
@@ -241,39 +315,52 @@ class Dispatcher:
                     assignment["incident_id"],
                     incident_status,
                 )
-                data["incident_status"] = incident_status
+                extra["incident_status"] = incident_status
             if status in ENDS_ASSIGNMENT:
                 await conn.execute(
                     "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]
                 )
-                data["assignment_status"] = "completed"
-        await append_event(
+                extra["assignment_status"] = "completed"
+        await self.unit_status_event(
             conn,
-            self._schema,
-            EventType.UNIT_STATUS_CHANGED,
-            actor=actor,
+            unit_id,
+            current,
+            status,
+            actor,
+            assignment_id=assignment["id"] if assignment else None,
             incident_id=assignment["incident_id"] if assignment else None,
-            unit_id=unit_id,
-            data=data,
+            **extra,
         )
         return {"unit_id": unit_id, "status": status}
 
     async def reoffer(self, conn: asyncpg.Connection, incident_id: int, *, actor: str) -> None:
-        """Offer the incident to the next unit that has not already turned it down."""
+        """Offer the incident to the next unit that has not already turned it down.
+
+        After ``max_offers`` refusals, or with no candidate left, operators are alerted
+        (escalation) and the incident waits in the queue.
+        """
         facts = await self.load_facts(conn, incident_id)
         if facts is None:
             return
-        refused = {
-            r["unit_id"]
-            for r in await conn.fetch(
-                "SELECT unit_id FROM assignments WHERE incident_id = $1"
-                " AND status IN ('declined', 'expired')",
-                incident_id,
+        refused = await self.refusals(conn, incident_id)
+        if len(refused) >= self._max_offers:
+            await self.queue(conn, incident_id, actor=actor, reason="no unit accepted in time")
+            await self.escalate(
+                conn, incident_id, actor=actor, reason=f"{len(refused)} offers were not accepted"
             )
-        }
-        offer = await self.offer_best_unit(conn, facts, actor=actor, exclude=frozenset(refused))
+            return
+        offer = await self.offer_best_unit(conn, facts, actor=actor, exclude=refused)
         if offer is None:
             await self.queue(conn, incident_id, actor=actor, reason="no available unit in reach")
+
+    async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
+        """Units that declined or let expire an offer for this incident."""
+        rows = await conn.fetch(
+            "SELECT unit_id FROM assignments WHERE incident_id = $1"
+            " AND status IN ('declined', 'expired')",
+            incident_id,
+        )
+        return frozenset(r["unit_id"] for r in rows)
 
     async def queue(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
@@ -292,6 +379,27 @@ class Dispatcher:
             data={"incident_status": "queued", "reason": reason},
         )
 
+    async def escalate(
+        self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
+    ) -> None:
+        """Flag the incident for operators' attention (once), with the reason."""
+        first = await conn.fetchval(
+            "UPDATE incidents SET escalated = true, escalation_reason = $2, updated_at = now()"
+            " WHERE id = $1 AND NOT escalated RETURNING id",
+            incident_id,
+            reason,
+        )
+        if first is None:
+            return
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_ESCALATED,
+            actor=actor,
+            incident_id=incident_id,
+            data={"reason": reason},
+        )
+
     async def load_facts(self, conn: asyncpg.Connection, incident_id: int) -> IncidentFacts | None:
         """The dispatch facts of a locatable incident, or None if it has no location."""
         row = await conn.fetchrow(
@@ -299,25 +407,35 @@ class Dispatcher:
         )
         if row is None or row["lat"] is None:
             return None
-        kind = self.incident_type(row["type"])
         return IncidentFacts(
-            row["id"], kind, GeoPoint(lat=row["lat"], lon=row["lon"]), row["zone_id"]
+            row["id"],
+            self.incident_type(row["type"]),
+            GeoPoint(lat=row["lat"], lon=row["lon"]),
+            row["zone_id"],
         )
 
-    async def _unit_status_event(
+    async def unit_status_event(
         self,
         conn: asyncpg.Connection,
         unit_id: str,
         old: str,
         new: str,
         actor: str,
-        assignment_id: int,
+        *,
+        assignment_id: int | None = None,
+        incident_id: int | None = None,
+        **extra: Any,
     ) -> None:
+        """Record a unit's status change."""
+        data: dict[str, Any] = {"from": old, "to": new, **extra}
+        if assignment_id is not None:
+            data["assignment_id"] = assignment_id
         await append_event(
             conn,
             self._schema,
             EventType.UNIT_STATUS_CHANGED,
             actor=actor,
             unit_id=unit_id,
-            data={"from": old, "to": new, "assignment_id": assignment_id},
+            incident_id=incident_id,
+            data=data,
         )

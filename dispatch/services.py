@@ -22,6 +22,7 @@ from dispatch.intake import Intake
 from dispatch.keys import RedisKeys
 from dispatch.offers import Dispatcher
 from dispatch.outbox import OutboxRelay
+from dispatch.queue import QueueWorker
 from dispatch.settings import Settings
 from geo.zones import ZoneIndex, zones_from_geojson
 
@@ -39,6 +40,7 @@ class Services:
     hub: Hub
     relay: OutboxRelay
     gateway_secrets: GatewaySecrets
+    queue: QueueWorker
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -80,6 +82,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 max_radius_m=settings.max_candidate_radius_m,
             ),
             offer_timeout_s=settings.offer_timeout_s,
+            max_offers=settings.max_offers,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()
@@ -101,11 +104,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             hub=hub,
             relay=relay,
             gateway_secrets=GatewaySecrets(pool),
+            queue=QueueWorker(pool=pool, dispatcher=dispatcher, poll_s=settings.queue_poll_s),
         )
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s
         )
         services.tasks = [
+            asyncio.create_task(services.queue.run(), name="queue"),
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(expiry.run(), name="offer-expiry"),
             asyncio.create_task(hub.run(), name="event-hub"),

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     offer_timeout_s: float = Field(
         default=30.0, gt=0, description="Seconds an MDT has to accept an offer."
     )
+    max_offers: int = Field(
+        default=3,
+        gt=0,
+        description="Offers declined or expired before an incident is escalated to operators.",
+    )
+    queue_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each instance serves the waiting queue."
+    )
     expiry_poll_s: float = Field(
         default=1.0, gt=0, description="How often each instance looks for expired offers."
     )

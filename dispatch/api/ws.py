@@ -196,6 +196,8 @@ class Session:
         except DispatchError as err:
             await self.send_error(error_code(err), str(err), request=request)
             return
+        if result.get("status") in ("available", "declined"):
+            self.services.queue.wake()  # a unit is free: serve the waiting queue now
         await self.send({"type": "ack", "request": request, field: result})
 
 

@@ -13,6 +13,8 @@ _CATEGORY_TYPES = {
     "medical": "medical",
     "fire": "fire",
     "accident": "accident",
+    "crime": "crime_in_progress",
+    "other": "other",
 }
 
 
