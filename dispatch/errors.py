@@ -46,5 +46,16 @@ class InvalidTransition(DispatchError):
         self.wanted = wanted
 
 
+class IncidentNotLocated(DispatchError):
+    """An incident with no location cannot be ranked or offered yet."""
+
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(
+            f"incident {incident_id} has no location yet; add one (e.g. geocode the"
+            " caller's address) before assigning a unit"
+        )
+        self.incident_id = incident_id
+
+
 class ConfigurationError(DispatchError):
     """Settings or data files that the server cannot start with."""

@@ -18,10 +18,15 @@ class EventType(StrEnum):
     INCIDENT_CREATED = "incident.created"
     INCIDENT_QUEUED = "incident.queued"
     INCIDENT_ESCALATED = "incident.escalated"
+    INCIDENT_NOTE_ADDED = "incident.note_added"
+    INCIDENT_CLOSED = "incident.closed"
+    INCIDENT_MERGED = "incident.merged"
+    INCIDENT_REPORT_ATTACHED = "incident.report_attached"
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"
     ASSIGNMENT_EXPIRED = "assignment.expired"
+    ASSIGNMENT_CANCELLED = "assignment.cancelled"
     UNIT_STATUS_CHANGED = "unit.status_changed"
 
 

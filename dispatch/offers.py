@@ -342,25 +342,36 @@ class Dispatcher:
         facts = await self.load_facts(conn, incident_id)
         if facts is None:
             return
-        refused = await self.refusals(conn, incident_id)
-        if len(refused) >= self._max_offers:
+        failed = await self.failed_offers(conn, incident_id)
+        if failed >= self._max_offers:
             await self.queue(conn, incident_id, actor=actor, reason="no unit accepted in time")
             await self.escalate(
-                conn, incident_id, actor=actor, reason=f"{len(refused)} offers were not accepted"
+                conn, incident_id, actor=actor, reason=f"{failed} offers were not accepted"
             )
             return
+        refused = await self.refusals(conn, incident_id)
         offer = await self.offer_best_unit(conn, facts, actor=actor, exclude=refused)
         if offer is None:
             await self.queue(conn, incident_id, actor=actor, reason="no available unit in reach")
 
     async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
-        """Units that declined or let expire an offer for this incident."""
+        """Units not to offer this incident to again: they declined, let the offer
+        expire, or an operator took it off them."""
         rows = await conn.fetch(
             "SELECT unit_id FROM assignments WHERE incident_id = $1"
-            " AND status IN ('declined', 'expired')",
+            " AND status IN ('declined', 'expired', 'cancelled')",
             incident_id,
         )
         return frozenset(r["unit_id"] for r in rows)
+
+    async def failed_offers(self, conn: asyncpg.Connection, incident_id: int) -> int:
+        """Offers of this incident that units declined or let expire."""
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM assignments WHERE incident_id = $1"
+            " AND status IN ('declined', 'expired')",
+            incident_id,
+        )
+        return count
 
     async def queue(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
@@ -403,9 +414,9 @@ class Dispatcher:
     async def load_facts(self, conn: asyncpg.Connection, incident_id: int) -> IncidentFacts | None:
         """The dispatch facts of a locatable incident, or None if it has no location."""
         row = await conn.fetchrow(
-            "SELECT id, type, lat, lon, zone_id FROM incidents WHERE id = $1", incident_id
+            "SELECT id, type, lat, lon, zone_id, status FROM incidents WHERE id = $1", incident_id
         )
-        if row is None or row["lat"] is None:
+        if row is None or row["lat"] is None or row["status"] in ("closed", "merged"):
             return None
         return IncidentFacts(
             row["id"],

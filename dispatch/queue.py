@@ -66,9 +66,11 @@ class QueueWorker:
                 facts: IncidentFacts | None = await self._dispatcher.load_facts(conn, row["id"])
                 if facts is None:
                     continue
-                refused = await self._dispatcher.refusals(conn, row["id"])
-                if len(refused) >= self._dispatcher.max_offers:
+                if await self._dispatcher.failed_offers(conn, row["id"]) >= (
+                    self._dispatcher.max_offers
+                ):
                     continue  # escalated: operators decide who goes, not the queue
+                refused = await self._dispatcher.refusals(conn, row["id"])
                 offer = await self._dispatcher.offer_best_unit(
                     conn, facts, actor=_ACTOR, exclude=refused, units=units
                 )

@@ -41,6 +41,8 @@ def _incident(row: asyncpg.Record) -> dict[str, Any]:
         "zone": {"id": row["zone_id"], "name": row["zone_name"]} if row["zone_id"] else None,
         "escalated": row["escalated"],
         "escalation_reason": row["escalation_reason"],
+        "disposition": row["disposition"],
+        "merged_into": row["merged_into"],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from dispatch import readmodels
 from dispatch.auth import GatewaySecrets
+from dispatch.control import Control
 from dispatch.db import create_pool, migrate
 from dispatch.engine import TravelModel
 from dispatch.errors import ConfigurationError
@@ -41,6 +42,7 @@ class Services:
     relay: OutboxRelay
     gateway_secrets: GatewaySecrets
     queue: QueueWorker
+    control: Control
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -105,6 +107,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             relay=relay,
             gateway_secrets=GatewaySecrets(pool),
             queue=QueueWorker(pool=pool, dispatcher=dispatcher, poll_s=settings.queue_poll_s),
+            control=Control(schema=schema, dispatcher=dispatcher),
         )
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from dispatch.errors import (
     DispatchError,
     IdempotencyConflict,
+    IncidentNotLocated,
     InvalidTransition,
     NotFound,
     Unauthorized,
@@ -21,7 +22,7 @@ def http_status(err: DispatchError) -> int:
         return 401
     if isinstance(err, NotFound):
         return 404
-    if isinstance(err, IdempotencyConflict | InvalidTransition):
+    if isinstance(err, IdempotencyConflict | InvalidTransition | IncidentNotLocated):
         return 409
     return 400
 

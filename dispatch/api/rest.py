@@ -1,10 +1,11 @@
-"""Operator REST API: incidents, units, zones."""
+"""Operator REST API: read incidents, units and zones; steer dispatch by hand."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch import readmodels
 from dispatch.api.deps import OperatorDep, ServicesDep
@@ -48,3 +49,129 @@ async def list_units(services: ServicesDep, _operator: OperatorDep) -> list[dict
 async def list_zones(services: ServicesDep, _operator: OperatorDep) -> dict[str, Any]:
     """The jurisdictions as a GeoJSON FeatureCollection."""
     return await readmodels.zones_geojson(services.pool)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AssignBody(_Body):
+    """Offer the incident to this unit, overriding the recommendation."""
+
+    unit_id: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReasonBody(_Body):
+    """Why the operator did it (kept in the event log)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class NoteBody(_Body):
+    """A free-text note for the incident's timeline."""
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class CloseBody(_Body):
+    """How the incident ended (e.g. 'resolved on scene', 'hoax', 'no trace')."""
+
+    disposition: str = Field(min_length=1, max_length=200)
+
+
+class MergeBody(_Body):
+    """The incident that absorbs this one."""
+
+    into: int
+
+
+class UnitStatusBody(_Body):
+    """A status an operator may set for a unit with no active job."""
+
+    status: Literal["available", "off_duty", "out_of_service"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+async def _detail(services: ServicesDep, incident_id: int) -> dict[str, Any]:
+    async with services.pool.acquire() as conn:
+        incident = await readmodels.incident_detail(conn, incident_id)
+    if incident is None:
+        raise NotFound("incident", incident_id)
+    return incident
+
+
+@router.post("/incidents/{incident_id}/assign")
+async def assign_unit(
+    incident_id: int, body: AssignBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Offer the incident to a chosen unit (reassigning it if another unit had it)."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        await services.control.assign(
+            conn, incident_id, body.unit_id, actor=operator.actor, reason=body.reason
+        )
+    services.queue.wake()
+    return await _detail(services, incident_id)
+
+
+@router.post("/assignments/{assignment_id}/cancel")
+async def cancel_assignment(
+    assignment_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Take an offer or assignment off its unit; the incident goes back to the queue."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        incident_id = await services.control.cancel_assignment(
+            conn, assignment_id, actor=operator.actor, reason=body.reason
+        )
+    services.queue.wake()
+    return await _detail(services, incident_id)
+
+
+@router.post("/incidents/{incident_id}/notes", status_code=201)
+async def add_note(
+    incident_id: int, body: NoteBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Add a note to the incident's timeline."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        event_id = await services.control.add_note(
+            conn, incident_id, actor=operator.actor, text=body.text
+        )
+    return {"event_id": event_id, "incident_id": incident_id}
+
+
+@router.post("/incidents/{incident_id}/close")
+async def close_incident(
+    incident_id: int, body: CloseBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Close the incident with a disposition; its units become available."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        await services.control.close(
+            conn, incident_id, actor=operator.actor, disposition=body.disposition
+        )
+    services.queue.wake()
+    return await _detail(services, incident_id)
+
+
+@router.post("/incidents/{incident_id}/merge")
+async def merge_incident(
+    incident_id: int, body: MergeBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Fold a duplicate into another incident; returns the surviving incident."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        await services.control.merge(conn, incident_id, body.into, actor=operator.actor)
+    services.queue.wake()
+    return await _detail(services, body.into)
+
+
+@router.post("/units/{unit_id}/status")
+async def set_unit_status(
+    unit_id: str, body: UnitStatusBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Put a unit in or out of service, or off duty."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        result = await services.control.set_unit_status(
+            conn, unit_id, actor=operator.actor, status=body.status, reason=body.reason
+        )
+    if body.status == "available":
+        services.queue.wake()
+    return result

@@ -1,0 +1,113 @@
+"""Operators steer dispatch over REST; each action is an event consoles see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import TABLES, panic, rows_written, zone_point
+
+
+def _auth(live: LiveServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {live.operator_token}"}
+
+
+async def _post(live: LiveServer, path: str, body: dict[str, Any]) -> httpx.Response:
+    return await live.http.post(path, json=body, headers=_auth(live))
+
+
+async def test_reassign_by_hand_frees_the_first_unit_and_offers_the_chosen_one(
+    live: LiveServer,
+) -> None:
+    point = zone_point("capital")
+    answer = (await live.post_panic(panic(point))).json()
+    first = await live.db.fetchval("SELECT unit_id FROM assignments")
+    chosen = "kharavel-nagar-pcr-1"
+    async with live.console() as console, live.mdt(chosen) as mdt:
+        await console.recv()
+        await mdt.recv()
+        response = await _post(
+            live,
+            f"/v1/incidents/{answer['incident_id']}/assign",
+            {"unit_id": chosen, "reason": "closer by road, crew knows the area"},
+        )
+        assert response.status_code == 200, response.text
+        detail = response.json()
+        assert [(a["unit_id"], a["status"]) for a in detail["assignments"]] == [
+            (first, "cancelled"),
+            (chosen, "offered"),
+        ]
+        cancelled, _ = await receive_until(console, event_of("assignment.cancelled"))
+        assert cancelled["event"]["unit_id"] == first
+        offer, _ = await receive_until(mdt, event_of("assignment.offered"))
+        assert offer["event"]["data"]["tier"] == "manual"
+        assert offer["event"]["data"]["reason"] == "closer by road, crew knows the area"
+    assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", first) == "available"
+
+
+async def test_note_close_and_merge(live: LiveServer) -> None:
+    point = zone_point("sahidnagar")
+    a = (await live.post_panic(panic(point, trigger="a"))).json()["incident_id"]
+    b = (await live.post_panic(panic(point, trigger="b"))).json()["incident_id"]
+    note = await _post(live, f"/v1/incidents/{a}/notes", {"text": "caller says two injured"})
+    assert note.status_code == 201
+
+    merged = await _post(live, f"/v1/incidents/{b}/merge", {"into": a})
+    assert merged.status_code == 200, merged.text
+    survivor = merged.json()
+    assert survivor["id"] == a
+    assert sorted(r["external_id"] for r in survivor["reports"]) == ["a", "b"]
+    assert "incident.report_attached" in [e["type"] for e in survivor["events"]]
+    assert "incident.note_added" in [e["type"] for e in survivor["events"]]
+    gone = (await live.http.get(f"/v1/incidents/{b}", headers=_auth(live))).json()
+    assert (gone["status"], gone["merged_into"]) == ("merged", a)
+
+    closed = await _post(live, f"/v1/incidents/{a}/close", {"disposition": "resolved on scene"})
+    assert closed.status_code == 200
+    assert closed.json()["status"] == "closed"
+    assert closed.json()["disposition"] == "resolved on scene"
+    busy = await live.db.fetchval(
+        "SELECT count(*) FROM units WHERE status NOT IN ('available', 'off_duty')"
+    )
+    assert busy == 0
+    again = await _post(live, f"/v1/incidents/{a}/close", {"disposition": "again"})
+    assert again.status_code == 409
+    assert "closed" in again.json()["detail"]
+
+
+async def test_unit_out_of_service_is_skipped_by_dispatch(live: LiveServer) -> None:
+    for unit in ("badagada-pcr-1", "badagada-pcr-2"):
+        response = await _post(
+            live, f"/v1/units/{unit}/status", {"status": "out_of_service", "reason": "tyre"}
+        )
+        assert response.status_code == 200, response.text
+    answer = (await live.post_panic(panic(zone_point("badagada")))).json()
+    unit = await live.db.fetchval(
+        "SELECT unit_id FROM assignments WHERE incident_id = $1", answer["incident_id"]
+    )
+    assert not unit.startswith("badagada-")
+
+
+async def test_bad_operator_requests_are_refused_and_change_nothing(live: LiveServer) -> None:
+    before = await rows_written(live)
+    no_token = await live.http.post("/v1/incidents/1/notes", json={"text": "x"})
+    assert no_token.status_code == 401
+    wrong = await live.http.post(
+        "/v1/incidents/1/notes", json={"text": "x"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    missing = await _post(live, "/v1/incidents/999/notes", {"text": "x"})
+    assert missing.status_code == 404
+    empty = await _post(live, "/v1/incidents/999/notes", {"text": ""})
+    assert empty.status_code == 422
+    extra = await _post(
+        live, "/v1/units/capital-pcr-1/status", {"status": "on_scene", "reason": "x"}
+    )
+    assert extra.status_code == 422
+    unknown_unit = await _post(
+        live, "/v1/units/nobody/status", {"status": "off_duty", "reason": "x"}
+    )
+    assert unknown_unit.status_code == 404
+    assert await rows_written(live) == before == dict.fromkeys(TABLES, 0)
