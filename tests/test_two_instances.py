@@ -36,7 +36,7 @@ def _free_port() -> int:
 class Instance:
     """One `erss serve` process."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, **env_extra: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERSS_")}
@@ -46,6 +46,7 @@ class Instance:
             ERSS_DB_SCHEMA=settings.db_schema,
             ERSS_REDIS_PREFIX=settings.redis_prefix,
             ERSS_RELAY_POLL_S="0.2",
+            **env_extra,
         )
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -93,8 +94,11 @@ async def city(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, dict[str
 
 
 @pytest.fixture
-async def instances(settings: Settings, tmp_path: Path, city: Any) -> AsyncIterator[list[Instance]]:
-    pair = [Instance(settings, tmp_path / f"instance-{n}.log") for n in range(2)]
+async def instances(
+    settings: Settings, tmp_path: Path, city: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[list[Instance]]:
+    env: dict[str, str] = getattr(request, "param", {})
+    pair = [Instance(settings, tmp_path / f"instance-{n}.log", **env) for n in range(2)]
     try:
         await asyncio.gather(*(i.wait_ready() for i in pair))
         yield pair
@@ -205,3 +209,45 @@ async def test_200_concurrent_panics_across_two_instances(
         "SELECT count(*), min(position), max(position) FROM events"
     )
     assert (low, high) == (1, count)
+
+
+@pytest.mark.parametrize(
+    "instances", [{"ERSS_OFFER_TIMEOUT_S": "1", "ERSS_EXPIRY_POLL_S": "0.2"}], indirect=True
+)
+async def test_offers_of_a_killed_instance_expire_on_the_survivor(
+    instances: list[Instance], city: tuple[asyncpg.Pool, dict[str, Any]]
+) -> None:
+    """Invariant 5: expiry lives in PostgreSQL, so SIGKILL of the offering instance
+    delays nothing beyond the offer's deadline."""
+    db, credentials = city
+    rng = random.Random(3)
+    zone = next(z for z in demo_zones() if z.id == "infocity")
+    point = point_inside(zone, rng)
+    payload = {
+        "trigger_id": "k-1",
+        "device_id": "d-1",
+        "location": {"lat": point.lat, "lon": point.lon, "accuracy_m": 8.0},
+    }
+    body, headers = _signed(credentials["gateways"]["panic"], payload, "k-1")
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            instances[0].url + "/v1/gateways/panic", content=body, headers=headers
+        )
+    assert response.status_code == 202
+    incident_id = response.json()["incident_id"]
+    first = await db.fetchval("SELECT unit_id FROM assignments")
+    instances[0].proc.send_signal(signal.SIGKILL)
+    instances[0].proc.wait()
+
+    for _ in range(100):
+        rows = await db.fetch(
+            "SELECT unit_id, status FROM assignments WHERE incident_id = $1 ORDER BY id",
+            incident_id,
+        )
+        if len(rows) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert (rows[0]["unit_id"], rows[0]["status"]) == (first, "expired")
+    assert rows[1]["unit_id"] != first
+    assert rows[1]["status"] == "offered"
+    assert await db.fetchval("SELECT status FROM units WHERE id = $1", first) == "available"
