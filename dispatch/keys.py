@@ -15,3 +15,8 @@ class RedisKeys:
     def events(self) -> str:
         """The stream the outbox relay publishes committed events to."""
         return f"{self.prefix}events"
+
+    @property
+    def unit_positions(self) -> str:
+        """GEO set of units' latest positions (member: unit id)."""
+        return f"{self.prefix}units:geo"

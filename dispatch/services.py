@@ -23,6 +23,7 @@ from dispatch.intake import Intake
 from dispatch.keys import RedisKeys
 from dispatch.offers import Dispatcher
 from dispatch.outbox import OutboxRelay
+from dispatch.positions import PositionTracker
 from dispatch.queue import QueueWorker
 from dispatch.settings import Settings
 from geo.zones import ZoneIndex, zones_from_geojson
@@ -43,6 +44,7 @@ class Services:
     gateway_secrets: GatewaySecrets
     queue: QueueWorker
     control: Control
+    positions: PositionTracker
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -108,12 +110,20 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             gateway_secrets=GatewaySecrets(pool),
             queue=QueueWorker(pool=pool, dispatcher=dispatcher, poll_s=settings.queue_poll_s),
             control=Control(schema=schema, dispatcher=dispatcher),
+            positions=PositionTracker(
+                pool=pool,
+                redis=redis,
+                keys=keys,
+                zones=zones,
+                flush_s=settings.position_flush_s,
+            ),
         )
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s
         )
         services.tasks = [
             asyncio.create_task(services.queue.run(), name="queue"),
+            asyncio.create_task(services.positions.run(), name="positions"),
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(expiry.run(), name="offer-expiry"),
             asyncio.create_task(hub.run(), name="event-hub"),

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     queue_poll_s: float = Field(
         default=1.0, gt=0, description="How often each instance serves the waiting queue."
     )
+    position_flush_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often MDT positions are written to PostgreSQL (pings in between "
+        "only update Redis).",
+    )
     expiry_poll_s: float = Field(
         default=1.0, gt=0, description="How often each instance looks for expired offers."
     )

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from dispatch import readmodels
 from dispatch.api.deps import bearer_token
@@ -25,8 +26,29 @@ from dispatch.errors import DispatchError, Unauthorized
 from dispatch.events import format_position, parse_position
 from dispatch.hub import Message, Subscriber
 from dispatch.services import Services
+from geo.location import InvalidLocation, location_from_fix
 
 router = APIRouter()
+
+
+class LocationPing(BaseModel):
+    """An MDT's AVL ping."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    type: Literal["location"]
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    # Strict numbers (a latitude sent as a string is an error), but the time arrives as
+    # ISO 8601 text, which strict mode would refuse outside JSON parsing.
+    time: Annotated[AwareDatetime | None, Field(strict=False)] = None
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors(include_url=False, include_input=False)[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
 
 # Close codes (docs/protocol.md): 4401 bad token, 4400 bad resume position,
 # 4008 client too slow (its queue overflowed; reconnect and resume).
@@ -178,10 +200,27 @@ class Session:
                     conn, unit_id=unit_id, status=status, actor=self.principal.actor
                 ),
             )
+        elif kind == "location" and self.unit_id is not None:
+            await self._location(self.unit_id, message)
         else:
             await self.send_error(
                 "unknown_type", f"message type {kind!r} is not understood here", request=kind
             )
+
+    async def _location(self, unit_id: str, message: dict[str, Any]) -> None:
+        """An AVL ping: no answer when it is good (MDTs send one every few seconds)."""
+        try:
+            fix = LocationPing.model_validate(message)
+            location = location_from_fix(
+                lat=fix.lat, lon=fix.lon, radius_m=fix.accuracy_m, method="gps", time=fix.time
+            )
+        except ValidationError as err:
+            await self.send_error("invalid_message", _first_error(err), request="location")
+            return
+        except InvalidLocation as err:
+            await self.send_error("invalid_location", str(err), request="location")
+            return
+        await self.services.positions.record(unit_id, location)
 
     async def _transact(
         self,

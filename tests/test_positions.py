@@ -1,0 +1,69 @@
+"""MDT location pings: Redis at once, PostgreSQL in sampled batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from dispatch.keys import RedisKeys
+from dispatch.settings import Settings
+from tests.conftest import LiveServer
+from tests.test_walking_skeleton import zone_point
+
+
+@pytest.fixture
+async def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"position_flush_s": 0.2})
+
+
+async def test_pings_move_the_unit_into_another_zone(live: LiveServer) -> None:
+    """The unit's position, zone and track follow its pings; bad pings are refused."""
+    target = zone_point("nandankanan")
+    async with live.mdt("capital-pcr-1") as mdt:
+        await mdt.recv()
+        for n in range(3):
+            await mdt.send(
+                json.dumps(
+                    {
+                        "type": "location",
+                        "lat": target.lat + n * 1e-4,
+                        "lon": target.lon,
+                        "accuracy_m": 6.0,
+                        "time": datetime.now(UTC).isoformat(),
+                    }
+                )
+            )
+        await mdt.send(json.dumps({"type": "location", "lat": 95.0, "lon": 85.0}))
+        error = json.loads(await mdt.recv())
+        assert error["code"] == "invalid_location"
+        await mdt.send(json.dumps({"type": "location", "lat": "20.1", "lon": 85.0}))
+        error = json.loads(await mdt.recv())
+        assert error["code"] == "invalid_message"
+        assert "lat" in error["detail"]
+
+    assert live.settings.redis_url
+    redis = aioredis.from_url(live.settings.redis_url)
+    try:
+        [(lon, lat)] = await redis.geopos(
+            RedisKeys(live.settings.redis_prefix).unit_positions, "capital-pcr-1"
+        )
+    finally:
+        await redis.aclose()
+    assert lat == pytest.approx(target.lat + 2e-4, abs=1e-5)
+    assert lon == pytest.approx(target.lon, abs=1e-5)
+
+    row = None
+    for _ in range(50):
+        row = await live.db.fetchrow("SELECT lat, zone_id FROM units WHERE id = 'capital-pcr-1'")
+        if row["zone_id"] == "nandankanan":
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None
+    assert row["zone_id"] == "nandankanan"
+    assert row["lat"] == pytest.approx(target.lat + 2e-4)
+    # Three pings inside one flush interval are one sampled track row.
+    assert await live.count("unit_track") == 1
