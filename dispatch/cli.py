@@ -70,7 +70,13 @@ def serve(args: argparse.Namespace) -> int:
         if args.demo:
             path = asyncio.run(prepare_demo(settings, f"http://{args.host}:{args.port}"))
             print(f"erss: demo city loaded; credentials in {path}", file=sys.stderr)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            ws_per_message_deflate=settings.ws_per_message_deflate,
+        )
     finally:
         if embedded is not None:
             embedded.stop()

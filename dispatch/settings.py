@@ -80,10 +80,16 @@ class Settings(BaseSettings):
         description="Approximate length the Redis event stream is "
         "trimmed to; older events are replayed from PostgreSQL.",
     )
+    ws_per_message_deflate: bool = Field(
+        default=False,
+        description="Compress websocket messages. Off by default: events are small, and "
+        "compression costs about 50 KiB of memory per connection (tens of thousands of MDTs).",
+    )
     ws_queue_size: int = Field(
         default=1_000,
-        gt=0,
-        description="Events buffered per websocket client before it is disconnected as too slow.",
+        ge=600,
+        description="Events buffered per websocket client before it is disconnected as too "
+        "slow. Must exceed the 500 events one stream read can hand over at once.",
     )
 
     @field_validator("db_schema")

@@ -30,6 +30,7 @@ from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import start_embedded
+from dispatch.services import Services
 from dispatch.settings import Settings
 from gateways.signing import sign
 
@@ -88,6 +89,13 @@ class LiveServer:
     credentials: dict[str, Any]
     db: asyncpg.Pool
     http: httpx.AsyncClient
+    server: uvicorn.Server
+
+    @property
+    def services(self) -> Services:
+        """The running app's services (for what a client cannot observe)."""
+        services: Services = self.server.config.loaded_app.app.state.services  # type: ignore[attr-defined]
+        return services
 
     @property
     def operator_token(self) -> str:
@@ -150,7 +158,12 @@ def _query(params: dict[str, str]) -> str:
 async def start_server(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     """Serve the app on a free loopback port in this event loop."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -184,7 +197,9 @@ async def live(settings: Settings) -> AsyncIterator[LiveServer]:
     base_url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         try:
-            yield LiveServer(base_url, f"ws://127.0.0.1:{port}", settings, credentials, db, http)
+            yield LiveServer(
+                base_url, f"ws://127.0.0.1:{port}", settings, credentials, db, http, server
+            )
         finally:
             await stop_server(server, task)
             await db.close()

@@ -127,24 +127,12 @@ class Session:
     async def pump(self, subscriber: Subscriber) -> None:
         """Forward live events, skipping what replay or snapshot already covered."""
         while True:
-            get = asyncio.ensure_future(subscriber.queue.get())
-            overflow = asyncio.ensure_future(subscriber.overflowed.wait())
-            done, pending = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if get in done:
-                message = get.result()
-                position = int(message["position"])
-                async with self._send_lock:
-                    if position > self.last_sent:
-                        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-                        self.last_sent = position
-            elif overflow in done:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(
-                        CLOSE_TOO_SLOW, "too far behind; reconnect with ?after=<last position>"
-                    )
-                return
+            message = await subscriber.queue.get()
+            position = int(message["position"])
+            async with self._send_lock:
+                if position > self.last_sent:
+                    await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+                    self.last_sent = position
 
     async def listen(self) -> None:
         """Handle client messages until the client goes away."""
@@ -265,17 +253,31 @@ async def _serve(ws: WebSocket, kind: str) -> None:
             return
     session = Session(ws, services, principal)
     subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[Any]] = []
     try:
         if after is None:
             await session.send_snapshot()
         else:
             await session.replay(after)
+        overflow = asyncio.create_task(subscriber.overflowed.wait())
         tasks = [
             asyncio.create_task(session.pump(subscriber)),
             asyncio.create_task(session.listen()),
+            overflow,
         ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if overflow.done():
+            # The writer may be stuck in a send to a client that stopped reading, so it
+            # is cancelled rather than asked; the close gets a bounded wait for the same
+            # reason (uvicorn's ping timeout reaps a socket that never drains).
+            services.hub.unsubscribe(subscriber)
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    ws.close(CLOSE_TOO_SLOW, "too far behind; reconnect with ?after=<position>"),
+                    2.0,
+                )
     except WebSocketDisconnect:
         pass
     finally:
@@ -283,6 +285,7 @@ async def _serve(ws: WebSocket, kind: str) -> None:
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        # A client gone mid-send surfaces as the transport's own error; nothing to report.
         for result in results:
             if isinstance(result, Exception) and not isinstance(
                 result, WebSocketDisconnect | asyncio.CancelledError
