@@ -12,6 +12,8 @@ from dispatch.api.errors import install_error_handlers
 from dispatch.services import running_services
 from dispatch.settings import Settings
 from gateways.panic.router import router as panic_router
+from gateways.sms.router import router as sms_router
+from gateways.telecom.router import router as telecom_router
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,6 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(panic_router)
+    app.include_router(telecom_router)
+    app.include_router(sms_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import Unauthorized
+from dispatch.intake import IncidentReport
 from dispatch.services import Services
 from gateways.signing import SignatureError, verify
 
@@ -96,3 +99,23 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
             ]
         )
     return SignedDelivery(x_erss_gateway, channel, body, idempotency_key)
+
+
+def delivery_for(channel: str) -> Callable[[Request], Awaitable[SignedDelivery]]:
+    """A FastAPI dependency checking that a request is a signed delivery for ``channel``."""
+
+    async def dependency(request: Request) -> SignedDelivery:
+        return await signed_delivery(request, channel)
+
+    return dependency
+
+
+async def accept(
+    request: Request, delivery: SignedDelivery, report: IncidentReport
+) -> JSONResponse:
+    """Commit the report through intake and answer 202 with its incident."""
+    services: Services = request.app.state.services
+    result = await services.intake.submit(
+        report, idempotency_key=delivery.idempotency_key, body_sha256=delivery.body_sha256
+    )
+    return JSONResponse(result.to_json(), status_code=202)

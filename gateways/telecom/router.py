@@ -1,0 +1,23 @@
+"""HTTP route for incoming 112 calls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from gateways.telecom.adapter import to_report
+from gateways.telecom.schema import TelecomCall
+from gateways.webhook import SignedDelivery, accept, delivery_for
+
+router = APIRouter(tags=["gateways"])
+
+
+@router.post("/v1/gateways/telecom/calls", status_code=202)
+async def post_call(
+    request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("telecom"))]
+) -> JSONResponse:
+    """Take an incoming 112 call; 202 once its incident is committed."""
+    call = delivery.parse(TelecomCall)
+    return await accept(request, delivery, to_report(call, gateway_id=delivery.gateway_id))

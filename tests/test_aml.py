@@ -1,0 +1,403 @@
+"""AML parser: every published sample replayed, broken values named, nothing raised but AmlError.
+
+Samples: ../shared/data/aml/*.jsonl (see its README for where each one comes from).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateways.aml.parse import (
+    AmlError,
+    AmlMessage,
+    parse_aml_https,
+    parse_aml_query_response,
+    parse_aml_sms,
+    verify_aml_https_hmac,
+)
+
+AML_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aml"
+
+
+def _load(name: str) -> list[dict[str, Any]]:
+    lines = (AML_DATA / name).read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+SMS_SAMPLES = _load("aml_sms_examples.jsonl")
+HTTPS_SAMPLES = _load("aml_https_examples.jsonl")
+
+PM = {"G": "gps", "W": "wifi", "C": "cell", "N": "none"}
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a non-valid sample must give: a fix (lat, lon, radius in metres) or none,
+    and the fields its warnings or location error must name."""
+
+    fix: tuple[float, float, float] | None
+    names: tuple[str, ...] = ()
+
+
+GG = (54.76397, -0.18305, 50.0)
+# Every edge and invalid sample in the jsonl, by id, read off the sample's text. A new
+# sample fails test_every_edge_and_invalid_sample_has_an_expectation until it has one.
+EXPECT = {
+    "gg-invalid-ml": Expect(GG, ("ml",)),
+    "gg-unknown-attr": Expect(GG, ("kl",)),
+    "gg-bad-top": Expect(GG, ("top",)),
+    "gg-bad-pm": Expect(GG, ("pm",)),
+    "gg-bad-lat": Expect(None, ("lt",)),
+    "gg-bad-lc": Expect(GG, ("lc",)),
+    "gg-no-header": Expect(GG, ('A"ML',)),
+    "gg-no-lat": Expect(None, ("lt",)),
+    "gg-no-pm": Expect(GG),
+    "gg-no-imsi": Expect(GG),
+    "gg-no-top": Expect(GG),
+    "gg-bad-pair": Expect(GG, ("a",)),
+    "gg-empty-attrs": Expect(GG),
+    "amllib-v1-ml128": Expect((48.82639, -2.36619, 52.0), ("ml",)),
+    "php-uk-w-noquote": Expect((54.76397, 0.18305, 50.0), ('A"ML', "ml")),
+    "php-uk-g-noquote": Expect((55.74297, -4.26880, 10.0), ('A"ML', "ml")),
+}
+
+
+def _names(message: AmlMessage, name: str) -> bool:
+    """Whether a warning or the location error is about that field."""
+    return any(t.startswith(f"{name}:") for t in [*message.warnings, message.location_error or ""])
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("sample", SMS_SAMPLES, ids=[s["id"] for s in SMS_SAMPLES])
+def test_sms_sample_is_read_and_its_length_field_checked(sample: dict[str, Any]) -> None:
+    """Every published AML SMS is read; ``ml`` is compared with the real length."""
+    message = parse_aml_sms(sample["text"])
+    assert message.kind == "sms"
+    assert len(sample["text"]) == sample["actual_length"]
+    assert message.length == sample["ml_attribute"]
+    assert message.length_matches == sample["ml_matches_length"]
+    if sample["ml_matches_length"] is False:
+        assert _names(message, "ml"), message.warnings
+    json.dumps(message.to_json())
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [s for s in SMS_SAMPLES if s["aml_version"] == 1 and "expected" in s],
+    ids=lambda s: s["id"],
+)
+def test_valid_v1_sample_gives_every_field(sample: dict[str, Any]) -> None:
+    """The values the sources state for their valid v1 messages, field by field."""
+    expected = sample["expected"]
+    message = parse_aml_sms(sample["text"])
+    assert message.version == 1
+    assert message.location_error is None
+    assert message.warnings == []
+    assert message.location is not None
+    assert (message.lat, message.lon) == (expected["lat"], expected["lon"])
+    assert message.radius_m == expected["radius_m"]
+    assert message.time == _utc(expected["top_utc"])
+    assert message.location.time == message.time
+    assert message.positioning_method == PM[expected["pm"]]
+    assert message.location.method == PM[expected["pm"]]
+    assert message.confidence == expected["lc"]
+    assert (message.imsi, message.imei) == (expected["imsi"], expected["imei"])
+    assert (message.mcc, message.mnc) == (expected["mcc"], expected["mnc"])
+    assert message.length == expected["ml"]
+
+
+def test_v2_sample_reads_lo_and_not_lt_lg_as_coordinates() -> None:
+    """In v2, ``lt`` is a time offset and ``lg`` a language: the location is ``lo``."""
+    sample = next(s for s in SMS_SAMPLES if s["id"] == "amllib-v2")
+    expected = sample["expected"]
+    message = parse_aml_sms(sample["text"])
+    assert message.version == 2
+    assert message.warnings == []
+    assert (message.lat, message.lon) == (expected["lat"], expected["lon"])
+    assert message.radius_m == expected["accuracy_m"]
+    call_time = datetime.fromtimestamp(expected["call_start_epoch_s"], tz=UTC)
+    assert message.call_time == call_time
+    assert message.time is not None
+    assert (message.time - call_time).total_seconds() == expected["location_time_offset_s"]
+    assert message.positioning_method == "gps"
+    assert message.confidence == expected["lc"]
+    assert (message.altitude_m, message.vertical_accuracy_m) == (
+        expected["altitude_m"],
+        expected["vertical_accuracy_m"],
+    )
+    assert message.imei == expected["imei"]
+    assert (message.mcc, message.mnc) == (expected["network_mcc"], expected["network_mnc"])
+    assert (message.home_mcc, message.home_mnc) == (expected["home_mcc"], expected["home_mnc"])
+    assert message.languages == expected["languages"]
+    assert message.emergency_number == expected["emergency_number"]
+    assert message.length is None
+
+
+def test_every_edge_and_invalid_sample_has_an_expectation() -> None:
+    ids = {s["id"] for s in SMS_SAMPLES if s["kind"] != "valid"}
+    assert ids == set(EXPECT)
+
+
+@pytest.mark.parametrize("sample_id", sorted(EXPECT))
+def test_broken_sample_keeps_the_message_and_names_the_field(sample_id: str) -> None:
+    """Nothing in an AML SMS is fatal: broken values are named, location never guessed."""
+    sample = next(s for s in SMS_SAMPLES if s["id"] == sample_id)
+    expect = EXPECT[sample_id]
+    message = parse_aml_sms(sample["text"])
+    if expect.fix is None:
+        assert message.location is None
+        assert (message.lat, message.lon, message.radius_m) == (None, None, None)
+        assert message.location_error is not None
+        assert message.location_error.startswith(expect.names[0] + ":")
+    else:
+        assert message.location_error is None
+        assert (message.lat, message.lon, message.radius_m) == expect.fix
+    for name in expect.names:
+        assert _names(message, name), (name, message.warnings, message.location_error)
+
+
+def test_broken_values_are_left_out_not_guessed() -> None:
+    by_id = {s["id"]: parse_aml_sms(s["text"]) for s in SMS_SAMPLES}
+    assert by_id["gg-bad-top"].time is None
+    assert by_id["gg-bad-pm"].positioning_method is None
+    assert by_id["gg-bad-pm"].location is not None
+    assert by_id["gg-bad-pm"].location.method == "unknown"
+    assert by_id["gg-bad-lc"].confidence is None
+    assert by_id["gg-no-imsi"].imsi is None
+    assert by_id["gg-no-header"].version is None
+    assert by_id["gg-bad-lat"].fields["lt"] == "+g4.7d397"
+    assert by_id["gg-empty-attrs"].warnings == ["3 empty field(s) between ';' ignored"]
+
+
+BHUBANESWAR = (
+    'A"ML=1;lt=+20.29610;lg=+85.82450;rd=20;top=20250101103000;lc=68;pm=G;'
+    "si=405853000000000;ei=356708041746734;mcc=405;mnc=025;ml="
+)
+
+
+def _with_length(text: str) -> str:
+    """Append the ml value that makes the length field right."""
+    for digits in (1, 2, 3):
+        if len(text) + digits == len(text + str(len(text) + digits)):
+            return text + str(len(text) + digits)
+    raise AssertionError(text)
+
+
+def test_indian_network_message_keeps_mnc_as_text() -> None:
+    message = parse_aml_sms(_with_length(BHUBANESWAR))
+    assert message.warnings == []
+    assert message.length_matches is True
+    assert (message.lat, message.lon, message.radius_m) == (20.2961, 85.8245, 20)
+    assert (message.mcc, message.mnc) == ("405", "025")
+    assert message.time == datetime(2025, 1, 1, 10, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("replace", "field"),
+    [
+        # Google's no-fix message: zero-filled coordinates, rd=N, pm=N.
+        ({"lt": "+00.00000", "lg": "+000.00000", "rd": "N", "lc": "0", "pm": "N"}, "pm"),
+        ({"lt": "+00.00000", "lg": "+000.00000"}, "lt/lg"),
+        ({"lt": "+95.00000"}, "lt"),
+        ({"lg": "-181.0"}, "lg"),
+        ({"lt": "nan"}, "lt"),
+        ({"lt": "1_0.5"}, "lt"),
+        ({"lt": "\u0662\u0660.\u0662\u0669"}, "lt"),  # Arabic-Indic digits
+        ({"lt": ""}, "lt"),
+    ],
+)
+def test_unusable_coordinates_give_no_location(replace: dict[str, str], field: str) -> None:
+    """Never a guessed location and never 0,0; the reason names the field."""
+    pairs = dict(p.split("=", 1) for p in _with_length(BHUBANESWAR).split(";")[1:])
+    pairs.update(replace)
+    pairs.pop("ml")
+    message = parse_aml_sms('A"ML=1;' + ";".join(f"{k}={v}" for k, v in pairs.items()))
+    assert message.location is None
+    assert message.location_error is not None
+    assert message.location_error.startswith(field + ":"), message.location_error
+
+
+def test_conflicting_duplicate_coordinate_gives_no_location() -> None:
+    message = parse_aml_sms(_with_length(BHUBANESWAR) + ";lt=+20.30000")
+    assert message.location is None
+    assert message.location_error == "lt: given more than once with different values"
+
+
+def test_bad_radius_keeps_the_position_with_unknown_uncertainty() -> None:
+    message = parse_aml_sms(_with_length(BHUBANESWAR.replace("rd=20", "rd=-5")))
+    assert (message.lat, message.lon, message.radius_m) == (20.2961, 85.8245, None)
+    assert _names(message, "rd")
+
+
+def test_unsupported_version_reads_no_location() -> None:
+    message = parse_aml_sms(BHUBANESWAR.replace('A"ML=1', 'A"ML=3') + "120")
+    assert message.version == 3
+    assert message.location is None
+    assert message.location_error is not None
+    assert message.location_error.startswith('A"ML:')
+
+
+def test_v2_accuracy_zero_means_unknown() -> None:
+    message = parse_aml_sms('A"ML=2;et=1735727400;lo=20.2961,85.8245,0;ls=W')
+    assert (message.lat, message.lon, message.radius_m) == (20.2961, 85.8245, None)
+    assert message.positioning_method == "wifi"
+    assert _names(message, "lo")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please help, my husband is beating me. Sector 5, Nayapalli",
+        "",
+        "   ",
+        "lt=20.1;lg=85.2",  # coordinates alone are not an AML body
+        "ALARM=1;fire",
+    ],
+)
+def test_text_that_is_not_aml_raises_aml_error(text: str) -> None:
+    with pytest.raises(AmlError) as caught:
+        parse_aml_sms(text)
+    assert caught.value.field == 'A"ML'
+    assert caught.value.reason
+
+
+# (lat, lon, accuracy) read off each form body.
+HTTPS_FIX = {
+    "amllib-https-v1": (55.85732, -4.26325, 10.4),
+    "amllib-https-hmac": (0.85732, -4.26325, 10.4),
+    "php-https-v3": (55.85732, -4.26325, 10.4),
+}
+
+
+def test_every_https_sample_is_replayed() -> None:
+    assert {s["id"] for s in HTTPS_SAMPLES} == {*HTTPS_FIX, "de-ils-freiburg-query-response"}
+
+
+@pytest.mark.parametrize("sample_id", sorted(HTTPS_FIX))
+def test_https_sample_is_read(sample_id: str) -> None:
+    """The HTTPS AML form bodies: Unix-millisecond times, upper-case GPS, empty values."""
+    sample = next(s for s in HTTPS_SAMPLES if s["id"] == sample_id)
+    message = parse_aml_https(sample["body"])
+    assert message.kind == "https"
+    assert message.location_error is None
+    assert message.warnings == []
+    assert (message.lat, message.lon, message.radius_m) == HTTPS_FIX[sample_id]
+    assert message.positioning_method == "gps"
+    assert message.confidence == 83
+    expected = sample.get("expected", {})
+    if "location_time_utc" in expected:
+        assert message.time == _utc(expected["location_time_utc"])
+    if "imei" in expected:
+        assert (message.imei, message.imsi) == (expected["imei"], expected["imsi"])
+        assert (message.mcc, message.mnc) == (expected["network_mcc"], expected["network_mnc"])
+        assert (message.home_mcc, message.home_mnc) == (expected["home_mcc"], expected["home_mnc"])
+        assert message.altitude_m == expected["altitude_m"]
+        assert message.device_number == expected["device_number"]
+    assert message.version == int(sample["body"].split("&")[0].removeprefix("v="))
+    assert message.fields.get("cell_carrier", "") == ""
+
+
+def test_https_hmac_is_checked_against_the_key() -> None:
+    sample = next(s for s in HTTPS_SAMPLES if s["id"] == "amllib-https-hmac")
+    body = sample["body"]
+    assert verify_aml_https_hmac(body, sample["expected"]["hmac_key"]) is True
+    assert verify_aml_https_hmac(body.encode(), b"AML") is True
+    assert verify_aml_https_hmac(body, "not-the-key") is False
+    assert verify_aml_https_hmac(body.replace("0.85732", "0.85733"), "AML") is False
+    assert verify_aml_https_hmac(body.split("&hmac=")[0], "AML") is False
+
+
+def test_https_broken_latitude_names_the_field() -> None:
+    body = "v=1&location_latitude=abc&location_longitude=85.8245&location_accuracy=x"
+    message = parse_aml_https(body)
+    assert message.location is None
+    assert message.location_error is not None
+    assert message.location_error.startswith("location_latitude:")
+    assert _names(message, "location_accuracy")
+
+
+def test_https_body_without_aml_fields_raises() -> None:
+    with pytest.raises(AmlError) as caught:
+        parse_aml_https("name=x&age=3")
+    assert caught.value.field == "body"
+
+
+def test_query_response_picks_the_most_accurate_fix() -> None:
+    sample = next(s for s in HTTPS_SAMPLES if s["id"] == "de-ils-freiburg-query-response")
+    best = sample["expected"]["best_fix"]
+    message = parse_aml_query_response(sample["body"])
+    assert (message.lat, message.lon, message.radius_m) == (
+        best["lat"],
+        best["lon"],
+        best["accuracy_m"],
+    )
+    assert message.positioning_method == best["source"]
+    # "2019-10-17 09:27:29" has no timezone: not used rather than assumed.
+    assert message.time is None
+    assert "fix 4: location_time: '2019-10-17 09:27:29' has no timezone; ignored" in (
+        message.warnings
+    )
+
+
+def test_query_response_without_data_has_no_location() -> None:
+    message = parse_aml_query_response('[{"status": "no aml data"}]')
+    assert message.location is None
+    assert message.location_error == "fix 1: status: 'no aml data'"
+
+
+# A near-AML strategy reaches the value checks that random text rarely gets to.
+_KEYS = ["lt", "lg", "rd", "top", "lc", "pm", "si", "ei", "mcc", "mnc", "ml", "lo", "et"]
+_KEYS += ["lz", "ls", "nc", "hc", "en", "kl", ""]
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(r"[+-]?[0-9]{1,3}(\.[0-9]{1,6})?", fullmatch=True),
+    st.from_regex(r"[0-9]{1,16}", fullmatch=True),
+    st.sampled_from(["N", "G", "+00.00000", "1,2,3", "-9999", "nan", "1e400"]),
+)
+_PAIRS = st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES).map("=".join), max_size=14)
+_NEAR_AML = st.tuples(
+    st.sampled_from(['A"ML=1', 'A"ML=2', "AML=1", 'A"ML=9', 'A"ML=', ""]), _PAIRS
+).map(lambda t: ";".join([t[0], *t[1]]))
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.one_of(st.text(), _NEAR_AML))
+def test_no_text_makes_the_sms_parser_raise_anything_but_aml_error(text: str) -> None:
+    """Whatever arrives by SMS, the parser answers with a message or AmlError."""
+    try:
+        message = parse_aml_sms(text)
+    except AmlError:
+        return
+    json.dumps(message.to_json())
+    if message.location is None:
+        assert message.location_error
+    else:
+        assert (message.lat, message.lon) != (0.0, 0.0)
+
+
+_FORM_KEYS = ["v", "location_latitude", "location_longitude", "location_time"]
+_FORM_KEYS += ["location_accuracy", "location_source", "location_certainty", "hmac"]
+_FORM = st.lists(st.tuples(st.sampled_from(_FORM_KEYS), _VALUES).map("=".join), max_size=8)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.text(), st.binary(), _FORM.map("&".join)))
+def test_no_body_makes_the_https_parsers_raise_anything_but_aml_error(
+    body: str | bytes,
+) -> None:
+    for parse in (parse_aml_https, parse_aml_query_response):
+        with contextlib.suppress(AmlError):
+            parse(body)
+    assert verify_aml_https_hmac(body, "key") in (True, False)
