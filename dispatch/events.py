@@ -22,6 +22,7 @@ class EventType(StrEnum):
     INCIDENT_CLOSED = "incident.closed"
     INCIDENT_MERGED = "incident.merged"
     INCIDENT_REPORT_ATTACHED = "incident.report_attached"
+    INCIDENT_LOCATION_UPDATED = "incident.location_updated"
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"

@@ -1,26 +1,46 @@
 """Intake: a normalised report from any gateway becomes a committed incident.
 
 This is where a report enters the core: gateways build an IncidentReport; `Intake.submit`
-stores it, places it in a zone, offers it to a unit and records every change as an
-event, all in one transaction. The gateway answers 2xx only after that commit.
+either attaches it to the open incident it belongs to (same sender within a window, or
+the same kind of emergency close by) or creates a new incident, places it in a zone,
+offers it to a unit and records every change as an event, all in one transaction. The
+gateway answers 2xx only after that commit.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from dispatch import idempotency
+from dispatch.correlate import (
+    CorrelationPolicy,
+    is_better,
+    may_join_nearby,
+    sender_window_applies,
+)
 from dispatch.events import EventType, append_event
+from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher, IncidentFacts
+from dispatch.readmodels import OPEN_STATUSES
+from geo.distance import distance_m
 from geo.location import Location
+from geo.points import GeoPoint
+from geo.zones import Zone
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentReport:
-    """One report of an emergency, as a gateway normalised it."""
+    """One report of an emergency, as a gateway normalised it.
+
+    ``sender_keys`` identify who sent it (``tel:<last ten digits>``, ``device:<id>``):
+    reports sharing a key within the window join one incident. ``silent`` marks a call
+    on which nobody spoke (a pocket dial or a caller who cannot talk).
+    """
 
     channel: str
     gateway_id: str
@@ -30,6 +50,8 @@ class IncidentReport:
     location: Location | None
     payload: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    sender_keys: tuple[str, ...] = ()
+    silent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +74,35 @@ class IntakeResult:
         return cls(**data)
 
 
+@dataclass(frozen=True, slots=True)
+class _OpenIncident:
+    id: int
+    status: str
+    type: IncidentType
+    location: Location | None
+    location_time: datetime | None
+
+
 class Intake:
     """Turns reports into incidents."""
 
-    def __init__(self, *, pool: asyncpg.Pool, schema: str, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        schema: str,
+        dispatcher: Dispatcher,
+        correlation: CorrelationPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._schema = schema
         self._dispatcher = dispatcher
+        self._correlation = correlation or CorrelationPolicy()
 
     async def submit(
         self, report: IncidentReport, *, idempotency_key: str, body_sha256: str
     ) -> IntakeResult:
-        """Commit the report as a new incident and try to offer it to a unit.
+        """Commit the report, as a new incident or attached to the one it belongs to.
 
         Raises IdempotencyConflict when the key was used for another body.
         """
@@ -73,34 +112,92 @@ class Intake:
             )
             if earlier is not None:
                 return IntakeResult.from_json(earlier)
-            result = await self._create_incident(conn, report)
+            # One sender's burst (a panic button places five calls and sends an SMS at
+            # once) must become one incident: reports of a sender are taken one at a time.
+            for key in sorted(set(report.sender_keys)):
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._schema}:{key}"
+                )
+            target = await self._find_open_incident(conn, report)
+            if target is None:
+                result = await self._create_incident(conn, report)
+            else:
+                result = await self._attach(conn, report, target)
             await idempotency.complete(
                 conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
             )
             return result
 
-    async def _create_incident(
+    async def _find_open_incident(
         self, conn: asyncpg.Connection, report: IncidentReport
-    ) -> IntakeResult:
+    ) -> _OpenIncident | None:
+        policy = self._correlation
+        for key in report.sender_keys:
+            incident_id = await conn.fetchval(
+                "SELECT r.incident_id FROM report_keys k"
+                " JOIN reports r ON r.id = k.report_id"
+                " JOIN incidents i ON i.id = r.incident_id"
+                " WHERE k.key = $1 AND i.status = ANY($2::text[])"
+                " AND ($3::float8 IS NULL OR k.received_at > now() - make_interval(secs => $3))"
+                " ORDER BY k.received_at DESC LIMIT 1",
+                key,
+                list(OPEN_STATUSES),
+                policy.same_sender_window_s if sender_window_applies(key) else None,
+            )
+            if incident_id is not None:
+                return await self._load_open(conn, incident_id)
         kind = self._dispatcher.incident_type(report.incident_type)
-        location = report.location
-        zone = self._dispatcher.zones.zone_of(location.point) if location else None
-        actor = f"gateway:{report.gateway_id}"
-        status = "new" if location else "awaiting_location"
-        columns = (
-            (location.point.lat, location.point.lon, location.radius_m, location.method)
-            if location
-            else (None, None, None, None)
-        )
-        incident_id: int = await conn.fetchval(
-            "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-            " location_method, zone_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            status,
-            kind.priority,
+        if report.location is None or not may_join_nearby(kind.name):
+            return None
+        point = report.location.point
+        # A box a little larger than the radius narrows the candidates; the exact
+        # geodesic test is done here.
+        dlat = policy.nearby_radius_m / 111_000 * 1.5
+        dlon = dlat / max(0.1, math.cos(math.radians(point.lat)))
+        rows = await conn.fetch(
+            "SELECT id, lat, lon FROM incidents WHERE status = ANY($1::text[]) AND type = $2"
+            " AND created_at > now() - make_interval(secs => $3)"
+            " AND lat BETWEEN $4 AND $5 AND lon BETWEEN $6 AND $7",
+            list(OPEN_STATUSES),
             kind.name,
-            *columns,
-            zone.id if zone else None,
+            policy.nearby_window_s,
+            point.lat - dlat,
+            point.lat + dlat,
+            point.lon - dlon,
+            point.lon + dlon,
         )
+        near = [(distance_m(point, GeoPoint(lat=r["lat"], lon=r["lon"])), r["id"]) for r in rows]
+        near = [n for n in near if n[0] <= policy.nearby_radius_m]
+        if not near:
+            return None
+        return await self._load_open(conn, min(near)[1])
+
+    async def _load_open(self, conn: asyncpg.Connection, incident_id: int) -> _OpenIncident:
+        row = await conn.fetchrow(
+            "SELECT id, status, type, lat, lon, radius_m, location_method, location_time"
+            " FROM incidents WHERE id = $1 FOR UPDATE",
+            incident_id,
+        )
+        location = None
+        if row["lat"] is not None:
+            location = Location(
+                point=GeoPoint(lat=row["lat"], lon=row["lon"]),
+                radius_m=row["radius_m"],
+                method=row["location_method"] or "unknown",
+                time=row["location_time"],
+            )
+        return _OpenIncident(
+            row["id"],
+            row["status"],
+            self._dispatcher.incident_type(row["type"]),
+            location,
+            row["location_time"],
+        )
+
+    async def _insert_report(
+        self, conn: asyncpg.Connection, incident_id: int, report: IncidentReport
+    ) -> int:
+        location = report.location
         report_id: int = await conn.fetchval(
             "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
             " radius_m, location_method, location_time, payload, warnings)"
@@ -110,11 +207,38 @@ class Intake:
             report.gateway_id,
             report.external_id,
             report.sender,
-            *columns,
+            *_location_columns(location),
             location.time if location else None,
             report.payload,
             list(report.warnings),
         )
+        if report.sender_keys:
+            await conn.executemany(
+                "INSERT INTO report_keys (key, report_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(key, report_id) for key in set(report.sender_keys)],
+            )
+        return report_id
+
+    async def _create_incident(
+        self, conn: asyncpg.Connection, report: IncidentReport
+    ) -> IntakeResult:
+        kind = self._dispatcher.incident_type(report.incident_type)
+        location = report.location
+        zone = self._dispatcher.zones.zone_of(location.point) if location else None
+        actor = f"gateway:{report.gateway_id}"
+        status = "new" if location else "awaiting_location"
+        incident_id: int = await conn.fetchval(
+            "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
+            " location_method, zone_id, location_time)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            status,
+            kind.priority,
+            kind.name,
+            *_location_columns(location),
+            zone.id if zone else None,
+            _fix_time(location) if location else None,
+        )
+        report_id = await self._insert_report(conn, incident_id, report)
         await append_event(
             conn,
             self._schema,
@@ -136,25 +260,98 @@ class Intake:
             await self._dispatcher.escalate(
                 conn, incident_id, actor=actor, reason="no usable location in the report"
             )
-        elif zone is None:
-            status = "queued"
-            await self._dispatcher.queue(
-                conn, incident_id, actor=actor, reason="location outside every jurisdiction"
-            )
-            await self._dispatcher.escalate(
-                conn, incident_id, actor=actor, reason="location outside every jurisdiction"
-            )
         else:
-            facts = IncidentFacts(incident_id, kind, location.point, zone.id)
-            offer = await self._dispatcher.offer_best_unit(conn, facts, actor=actor)
-            if offer is not None:
-                status = "offered"
-            else:
-                status = "queued"
-                reason = "no available unit in reach"
-                await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
-                await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            status = await self._dispatch_located(conn, incident_id, kind, location, zone, actor)
         return IntakeResult(incident_id, report_id, status, None, list(report.warnings))
+
+    async def _dispatch_located(
+        self,
+        conn: asyncpg.Connection,
+        incident_id: int,
+        kind: IncidentType,
+        location: Location,
+        zone: Zone | None,
+        actor: str,
+    ) -> str:
+        """Offer a newly located incident to a unit; returns its status afterwards."""
+        if zone is None:
+            reason = "location outside every jurisdiction"
+            await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
+            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            return "queued"
+        facts = IncidentFacts(incident_id, kind, location.point, zone.id)
+        if await self._dispatcher.offer_best_unit(conn, facts, actor=actor) is not None:
+            return "offered"
+        reason = "no available unit in reach"
+        await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
+        await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+        return "queued"
+
+    async def _attach(
+        self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident
+    ) -> IntakeResult:
+        actor = f"gateway:{report.gateway_id}"
+        report_id = await self._insert_report(conn, incident.id, report)
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_REPORT_ATTACHED,
+            actor=actor,
+            incident_id=incident.id,
+            data={
+                "report_id": report_id,
+                "channel": report.channel,
+                "sender": report.sender,
+                "location": location_json(report.location),
+                "warnings": list(report.warnings),
+            },
+        )
+        status = incident.status
+        new = report.location
+        if new is not None and is_better(
+            new, incident.location, new_time=_fix_time(new), current_time=incident.location_time
+        ):
+            zone = self._dispatcher.zones.zone_of(new.point)
+            await conn.execute(
+                "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
+                " zone_id = $6, location_time = $7, updated_at = now() WHERE id = $1",
+                incident.id,
+                *_location_columns(new),
+                zone.id if zone else None,
+                _fix_time(new),
+            )
+            await append_event(
+                conn,
+                self._schema,
+                EventType.INCIDENT_LOCATION_UPDATED,
+                actor=actor,
+                incident_id=incident.id,
+                data={
+                    "report_id": report_id,
+                    "location": location_json(new),
+                    "zone": {"id": zone.id, "name": zone.name} if zone else None,
+                    "previous": location_json(incident.location),
+                },
+            )
+            if incident.status == "awaiting_location":
+                await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
+                status = await self._dispatch_located(
+                    conn, incident.id, incident.type, new, zone, actor
+                )
+        return IntakeResult(incident.id, report_id, status, incident.id, list(report.warnings))
+
+
+def _location_columns(
+    location: Location | None,
+) -> tuple[float | None, float | None, float | None, str | None]:
+    if location is None:
+        return (None, None, None, None)
+    return (location.point.lat, location.point.lon, location.radius_m, location.method)
+
+
+def _fix_time(location: Location) -> datetime:
+    # A fix without its own time is as old as its arrival.
+    return location.time or datetime.now(UTC)
 
 
 def location_json(location: Location | None) -> dict[str, Any] | None:

@@ -22,7 +22,8 @@ def zone_point(zone_id: str) -> GeoPoint:
 
 
 def panic(point: GeoPoint | None, trigger: str = "t-1", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"trigger_id": trigger, "device_id": "dev-42", **extra}
+    # One device per trigger: repeated triggers of one device join one incident.
+    body: dict[str, Any] = {"trigger_id": trigger, "device_id": f"dev-{trigger}", **extra}
     if point is not None:
         body["location"] = {"lat": point.lat, "lon": point.lon, "accuracy_m": 12.0}
     return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dispatch.intake import IncidentReport
+from gateways.numbers import tel_key
 from gateways.panic.schema import PanicTrigger
 from geo.location import InvalidLocation, Location, location_from_fix
 
@@ -33,6 +34,9 @@ def to_report(trigger: PanicTrigger, *, gateway_id: str) -> IncidentReport:
         except InvalidLocation as err:
             warnings.append(f"location dropped: {err}")
     category = (trigger.category or "").strip().lower()
+    keys = [f"device:{trigger.device_id}"]
+    if trigger.user is not None and trigger.user.phone and (tel := tel_key(trigger.user.phone)):
+        keys.append(tel)
     return IncidentReport(
         channel="panic",
         gateway_id=gateway_id,
@@ -42,4 +46,5 @@ def to_report(trigger: PanicTrigger, *, gateway_id: str) -> IncidentReport:
         location=location,
         payload=trigger.model_dump(mode="json"),
         warnings=tuple(warnings),
+        sender_keys=tuple(keys),
     )

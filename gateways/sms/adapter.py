@@ -6,7 +6,7 @@ from typing import Any
 
 from dispatch.intake import IncidentReport
 from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms
-from gateways.numbers import number_warning
+from gateways.numbers import number_warning, tel_key
 from gateways.sms.schema import SmsMessage
 
 
@@ -49,4 +49,5 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
         location=aml.location if aml is not None else None,
         payload=payload,
         warnings=tuple(warnings),
+        sender_keys=tuple(k for k in (tel_key(sms.sender),) if k),
     )

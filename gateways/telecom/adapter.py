@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.intake import IncidentReport
-from gateways.numbers import number_warning
+from gateways.numbers import number_warning, tel_key
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
 from gateways.telecom.schema import TelecomCall
 from geo.location import InvalidLocation, Location, location_from_fix
@@ -64,6 +64,8 @@ def to_report(call: TelecomCall, *, gateway_id: str) -> IncidentReport:
         location=location,
         payload=payload,
         warnings=tuple(warnings),
+        sender_keys=tuple(k for k in (tel_key(call.caller),) if k),
+        silent=call.call_state in ("silent", "dropped"),
     )
 
 

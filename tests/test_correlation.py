@@ -1,0 +1,120 @@
+"""Reports of one emergency join one incident; the best location wins."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from geo.points import GeoPoint
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_gateways_telecom_sms import CALLS, SMS, aml_sms_text, call, post, zone_point
+
+
+async def test_aml_sms_after_a_call_locates_the_calls_incident(live: LiveServer) -> None:
+    """AML arrives seconds after the voice call: one incident, located by the AML."""
+    async with live.console() as console:
+        await console.recv()
+        first = (await post(live, CALLS, "telecom", call("c-1"))).json()
+        assert first["status"] == "awaiting_location"
+        point = zone_point("chandrasekharpur")
+        sms = {
+            "message_id": "m-1",
+            "from": "09437012345",  # same subscriber as +919437012345, written another way
+            "to": "112",
+            "text": aml_sms_text(point),
+        }
+        second = (await post(live, SMS, "sms", sms)).json()
+        assert second["incident_id"] == first["incident_id"]
+        assert second["duplicate_of"] == first["incident_id"]
+        assert second["status"] == "offered"
+        moved, _ = await receive_until(console, event_of("incident.location_updated"))
+        assert moved["event"]["data"]["zone"]["id"] == "chandrasekharpur"
+        assert moved["event"]["data"]["previous"] is None
+        await receive_until(console, event_of("assignment.offered"))
+    assert await live.count("incidents") == 1
+    row = await live.db.fetchrow("SELECT lat, lon, radius_m, zone_id, status FROM incidents")
+    assert (row["zone_id"], row["status"], row["radius_m"]) == ("chandrasekharpur", "offered", 12)
+
+
+async def test_three_callers_reporting_one_emergency_make_one_incident(live: LiveServer) -> None:
+    point = zone_point("laxmisagar")
+    answers = []
+    for n, (dlat, radius) in enumerate(((0.0, 300.0), (0.0003, 80.0), (-0.0002, 500.0))):
+        body = {
+            "call_id": f"c-{n}",
+            "caller": f"+91943700000{n}",
+            "location": {"lat": point.lat + dlat, "lon": point.lon, "radius_m": radius},
+        }
+        answers.append((await post(live, CALLS, "telecom", body)).json())
+    assert len({a["incident_id"] for a in answers}) == 1
+    first_id = answers[0]["incident_id"]
+    assert [a["duplicate_of"] for a in answers] == [None, first_id, first_id]
+    assert await live.count("reports") == 3
+    # The 80 m fix is the best of the three.
+    assert await live.db.fetchval("SELECT radius_m FROM incidents") == 80.0
+
+
+async def test_a_moving_victims_panics_update_one_incident(live: LiveServer) -> None:
+    start = zone_point("capital")
+    trigger: dict[str, Any] = {"device_id": "phone-7"}
+    first = await live.post_panic(
+        {
+            **trigger,
+            "trigger_id": "1",
+            "location": {
+                "lat": start.lat,
+                "lon": start.lon,
+                "accuracy_m": 10.0,
+                "time": "2026-11-30T01:00:00Z",
+            },
+        }
+    )
+    moved = GeoPoint(lat=start.lat + 0.002, lon=start.lon)
+    second = await live.post_panic(
+        {
+            **trigger,
+            "trigger_id": "2",
+            "location": {
+                "lat": moved.lat,
+                "lon": moved.lon,
+                "accuracy_m": 15.0,
+                "time": "2026-11-30T01:00:30Z",
+            },
+        }
+    )
+    assert second.json()["incident_id"] == first.json()["incident_id"]
+    row = await live.db.fetchrow("SELECT lat, radius_m FROM incidents")
+    assert (row["lat"], row["radius_m"]) == (moved.lat, 15.0)
+    assert await live.count("assignments") == 1
+
+
+async def test_a_panic_button_burst_is_one_incident(live: LiveServer) -> None:
+    """A phone's panic button: five calls and an SMS at once, from one number."""
+    point = zone_point("nayapalli")
+    number = "+919861000111"
+    sends = [
+        post(live, CALLS, "telecom", {"call_id": f"burst-{n}", "caller": number}) for n in range(5)
+    ]
+    sends.append(
+        post(
+            live,
+            SMS,
+            "sms",
+            {"message_id": "burst-sms", "from": number, "text": aml_sms_text(point)},
+        )
+    )
+    answers = [r.json() for r in await asyncio.gather(*sends)]
+    assert len({a["incident_id"] for a in answers}) == 1
+    assert await live.count("incidents") == 1
+    assert await live.count("reports") == 6
+    assert await live.db.fetchval("SELECT zone_id FROM incidents") == "nayapalli"
+
+
+async def test_two_panics_from_two_devices_side_by_side_stay_two(live: LiveServer) -> None:
+    """Proximity never joins personal emergencies: two devices are two people."""
+    point = zone_point("sahidnagar")
+    fix = {"lat": point.lat, "lon": point.lon, "accuracy_m": 5.0}
+    a = await live.post_panic({"trigger_id": "a", "device_id": "one", "location": fix})
+    b = await live.post_panic({"trigger_id": "b", "device_id": "two", "location": fix})
+    assert a.json()["incident_id"] != b.json()["incident_id"]
+    assert b.json()["duplicate_of"] is None
