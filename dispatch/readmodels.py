@@ -183,10 +183,16 @@ async def last_position(conn: asyncpg.Connection) -> int:
 async def replay(
     conn: asyncpg.Connection, *, after: int, unit_id: str | None, limit: int
 ) -> list[Event]:
-    """Events after a position, in position order; only one unit's if ``unit_id``."""
+    """Events after a position, in position order.
+
+    With ``unit_id``, only what that unit's MDT may see: its own events, and incident
+    events (with no unit) of incidents it was ever offered.
+    """
     rows = await conn.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
-        " AND ($2::text IS NULL OR unit_id = $2) ORDER BY position LIMIT $3",
+        " AND ($2::text IS NULL OR unit_id = $2 OR (unit_id IS NULL AND incident_id IN"
+        " (SELECT incident_id FROM assignments WHERE unit_id = $2)))"
+        " ORDER BY position LIMIT $3",
         after,
         unit_id,
         limit,

@@ -118,3 +118,23 @@ async def test_two_panics_from_two_devices_side_by_side_stay_two(live: LiveServe
     b = await live.post_panic({"trigger_id": "b", "device_id": "two", "location": fix})
     assert a.json()["incident_id"] != b.json()["incident_id"]
     assert b.json()["duplicate_of"] is None
+
+
+async def test_the_assigned_mdt_follows_its_incidents_location(live: LiveServer) -> None:
+    """The offered unit's MDT gets the victim's new position; other MDTs get nothing."""
+    start = zone_point("mancheswar")
+    fix = {"lat": start.lat, "lon": start.lon, "accuracy_m": 20.0}
+    first = (await live.post_panic({"trigger_id": "1", "device_id": "p", "location": fix})).json()
+    unit = await live.db.fetchval("SELECT unit_id FROM assignments")
+    other = next(u for u in live.credentials["units"] if u != unit)
+    async with live.mdt(unit) as mdt, live.mdt(other) as bystander:
+        await mdt.recv()
+        await bystander.recv()
+        better = {"lat": start.lat + 0.001, "lon": start.lon, "accuracy_m": 5.0}
+        await live.post_panic({"trigger_id": "2", "device_id": "p", "location": better})
+        moved, _ = await receive_until(mdt, event_of("incident.location_updated"))
+        assert moved["event"]["incident_id"] == first["incident_id"]
+        assert moved["event"]["data"]["location"]["radius_m"] == 5.0
+        await bystander.send('{"type": "ping"}')
+        _, before = await receive_until(bystander, lambda m: m["type"] == "pong")
+        assert before == []

@@ -25,6 +25,7 @@ from dispatch.auth import Principal, authenticate
 from dispatch.errors import DispatchError, Unauthorized
 from dispatch.events import format_position, parse_position
 from dispatch.hub import Message, Subscriber
+from dispatch.scope import MdtScope
 from dispatch.services import Services
 from geo.location import InvalidLocation, location_from_fix
 
@@ -66,12 +67,21 @@ class Session:
         self.services = services
         self.principal = principal
         self.unit_id = principal.name if principal.kind == "unit" else None
+        self.scope: MdtScope | None = None
         self.last_sent = 0
         self._send_lock = asyncio.Lock()
 
     def wants(self, message: Message) -> bool:
-        """Consoles see every event; an MDT only its own unit's."""
-        return self.unit_id is None or message["event"]["unit_id"] == self.unit_id
+        """Consoles see every event; an MDT what its scope admits."""
+        return self.scope is None or self.scope.admits(message["event"])
+
+    async def load_scope(self) -> None:
+        """Seed an MDT's scope with the incidents its unit holds now."""
+        if self.unit_id is None:
+            return
+        async with self.services.pool.acquire() as conn:
+            held = await readmodels.active_assignments(conn, unit_id=self.unit_id)
+        self.scope = MdtScope(self.unit_id, (a["incident_id"] for a in held))
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message; serialised because the reader and writer both send."""
@@ -252,6 +262,7 @@ async def _serve(ws: WebSocket, kind: str) -> None:
             await ws.close(CLOSE_BAD_REQUEST, "invalid position")
             return
     session = Session(ws, services, principal)
+    await session.load_scope()
     subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
     tasks: list[asyncio.Task[Any]] = []
     try:
