@@ -60,3 +60,15 @@ def is_better(
         return True
     newer = new_time is not None and (current_time is None or new_time > current_time)
     return newer and _radius(new) <= 2 * _radius(current)
+
+
+def tel_key(number: str) -> str | None:
+    """The correlation key of a phone number, or None if it has too few digits.
+
+    Indian numbers arrive as +91XXXXXXXXXX, 91XXXXXXXXXX, 0XXXXXXXXXX or XXXXXXXXXX
+    depending on the network; the last ten digits identify the subscriber in all of them.
+    """
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 6:
+        return None
+    return "tel:" + (digits[-10:] if len(digits) >= 10 else digits)

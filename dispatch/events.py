@@ -23,6 +23,8 @@ class EventType(StrEnum):
     INCIDENT_MERGED = "incident.merged"
     INCIDENT_REPORT_ATTACHED = "incident.report_attached"
     INCIDENT_LOCATION_UPDATED = "incident.location_updated"
+    INCIDENT_REPRIORITISED = "incident.reprioritised"
+    INCIDENT_CALLBACK_REQUESTED = "incident.callback_requested"
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"

@@ -10,13 +10,14 @@ gateway answers 2xx only after that commit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from dispatch import idempotency
+from dispatch.callers import caller_history
 from dispatch.correlate import (
     CorrelationPolicy,
     is_better,
@@ -200,8 +201,8 @@ class Intake:
         location = report.location
         report_id: int = await conn.fetchval(
             "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
-            " radius_m, location_method, location_time, payload, warnings)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            " radius_m, location_method, location_time, payload, warnings, silent)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             incident_id,
             report.channel,
             report.gateway_id,
@@ -211,6 +212,7 @@ class Intake:
             location.time if location else None,
             report.payload,
             list(report.warnings),
+            report.silent,
         )
         if report.sender_keys:
             await conn.executemany(
@@ -226,7 +228,15 @@ class Intake:
         location = report.location
         zone = self._dispatcher.zones.zone_of(location.point) if location else None
         actor = f"gateway:{report.gateway_id}"
-        status = "new" if location else "awaiting_location"
+        if report.silent:
+            # Nobody spoke: operators call back before anyone is sent. Most such calls
+            # are pocket dials, and phones send AML with every 112 call, so a location
+            # alone does not make it an emergency; a panic or a spoken report does.
+            status = "callback"
+        elif location is not None:
+            status = "new"
+        else:
+            status = "awaiting_location"
         incident_id: int = await conn.fetchval(
             "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
             " location_method, zone_id, location_time)"
@@ -239,6 +249,7 @@ class Intake:
             _fix_time(location) if location else None,
         )
         report_id = await self._insert_report(conn, incident_id, report)
+        history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
         await append_event(
             conn,
             self._schema,
@@ -254,9 +265,20 @@ class Intake:
                 "location": location_json(location),
                 "zone": {"id": zone.id, "name": zone.name} if zone else None,
                 "warnings": list(report.warnings),
+                "silent": report.silent,
+                "caller_history": history,
             },
         )
-        if location is None:
+        if status == "callback":
+            await append_event(
+                conn,
+                self._schema,
+                EventType.INCIDENT_CALLBACK_REQUESTED,
+                actor=actor,
+                incident_id=incident_id,
+                data={"number": report.sender, "flags": history["flags"]},
+            )
+        elif location is None:
             await self._dispatcher.escalate(
                 conn, incident_id, actor=actor, reason="no usable location in the report"
             )
@@ -307,38 +329,91 @@ class Intake:
             },
         )
         status = incident.status
-        new = report.location
-        if new is not None and is_better(
-            new, incident.location, new_time=_fix_time(new), current_time=incident.location_time
-        ):
-            zone = self._dispatcher.zones.zone_of(new.point)
+        kind = self._dispatcher.incident_type(report.incident_type)
+        if kind.priority < incident.type.priority:
+            # A panic joining a blank call makes it a priority-1 emergency.
             await conn.execute(
-                "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
-                " zone_id = $6, location_time = $7, updated_at = now() WHERE id = $1",
+                "UPDATE incidents SET type = $2, priority = $3, updated_at = now() WHERE id = $1",
                 incident.id,
-                *_location_columns(new),
-                zone.id if zone else None,
-                _fix_time(new),
+                kind.name,
+                kind.priority,
             )
             await append_event(
                 conn,
                 self._schema,
-                EventType.INCIDENT_LOCATION_UPDATED,
+                EventType.INCIDENT_REPRIORITISED,
                 actor=actor,
                 incident_id=incident.id,
                 data={
+                    "type": kind.name,
+                    "priority": kind.priority,
+                    "previous": {"type": incident.type.name, "priority": incident.type.priority},
                     "report_id": report_id,
-                    "location": location_json(new),
-                    "zone": {"id": zone.id, "name": zone.name} if zone else None,
-                    "previous": location_json(incident.location),
                 },
             )
-            if incident.status == "awaiting_location":
+            incident = replace(incident, type=kind)
+        best = incident.location
+        new = report.location
+        if new is not None and is_better(
+            new, incident.location, new_time=_fix_time(new), current_time=incident.location_time
+        ):
+            best = new
+            await self._relocate(conn, incident, new, report_id, actor)
+        # Someone did reach 112 after a blank call (a spoken call, a panic, an SMS):
+        # no more a callback but an emergency. A waiting incident that got its first
+        # location can now be dispatched.
+        genuine = status == "callback" and not report.silent
+        located = status == "awaiting_location" and best is not None
+        if genuine or located:
+            if best is None:
+                status = "awaiting_location"
+                await conn.execute(
+                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1",
+                    incident.id,
+                    status,
+                )
+                await self._dispatcher.escalate(
+                    conn, incident.id, actor=actor, reason="no usable location in the report"
+                )
+            else:
                 await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
+                zone = self._dispatcher.zones.zone_of(best.point)
                 status = await self._dispatch_located(
-                    conn, incident.id, incident.type, new, zone, actor
+                    conn, incident.id, incident.type, best, zone, actor
                 )
         return IntakeResult(incident.id, report_id, status, incident.id, list(report.warnings))
+
+    async def _relocate(
+        self,
+        conn: asyncpg.Connection,
+        incident: _OpenIncident,
+        new: Location,
+        report_id: int,
+        actor: str,
+    ) -> None:
+        """Move the incident to a better fix (and maybe another zone), as an event."""
+        zone = self._dispatcher.zones.zone_of(new.point)
+        await conn.execute(
+            "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
+            " zone_id = $6, location_time = $7, updated_at = now() WHERE id = $1",
+            incident.id,
+            *_location_columns(new),
+            zone.id if zone else None,
+            _fix_time(new),
+        )
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_LOCATION_UPDATED,
+            actor=actor,
+            incident_id=incident.id,
+            data={
+                "report_id": report_id,
+                "location": location_json(new),
+                "zone": {"id": zone.id, "name": zone.name} if zone else None,
+                "previous": location_json(incident.location),
+            },
+        )
 
 
 def _location_columns(

@@ -8,7 +8,17 @@ import asyncpg
 
 from dispatch.events import EVENT_COLUMNS, Event
 
-OPEN_STATUSES = ("new", "awaiting_location", "queued", "offered", "dispatched", "on_scene")
+OPEN_STATUSES = (
+    "new",
+    "awaiting_location",
+    "callback",
+    "queued",
+    "offered",
+    "dispatched",
+    "on_scene",
+)
+# Open, but waiting for something other than a unit before dispatch can start.
+UNLOCATED_STATUSES = frozenset({"awaiting_location", "callback"})
 
 
 def _location(row: asyncpg.Record) -> dict[str, Any] | None:

@@ -151,7 +151,7 @@ async def test_call_without_location_awaits_it_and_is_escalated(live: LiveServer
     """Invariant 7: no location is no reason to refuse; operators see it at once."""
     async with live.console() as console:
         await console.recv()
-        response = await post(live, CALLS, "telecom", call(call_state="silent"))
+        response = await post(live, CALLS, "telecom", call(call_state="answered"))
         assert response.status_code == 202, response.text
         answer = response.json()
         assert answer["status"] == "awaiting_location"

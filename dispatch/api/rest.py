@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch import readmodels
 from dispatch.api.deps import OperatorDep, ServicesDep
+from dispatch.callers import caller_history
+from dispatch.correlate import tel_key
 from dispatch.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["operators"])
@@ -36,6 +38,16 @@ async def get_incident(
     if incident is None:
         raise NotFound("incident", incident_id)
     return incident
+
+
+@router.get("/callers/{number}")
+async def get_caller(number: str, services: ServicesDep, _operator: OperatorDep) -> dict[str, Any]:
+    """A phone number's history with 112: incidents, blank calls, hoaxes, flags."""
+    key = tel_key(number)
+    if key is None:
+        raise NotFound("phone number", number)
+    async with services.pool.acquire() as conn:
+        return {"number": number, **await caller_history(conn, [key])}
 
 
 @router.get("/units")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
-from gateways.numbers import tel_key
 from gateways.panic.schema import PanicTrigger
 from geo.location import InvalidLocation, Location, location_from_fix
 

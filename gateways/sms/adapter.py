@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
 from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms
-from gateways.numbers import number_warning, tel_key
+from gateways.numbers import number_warning
 from gateways.sms.schema import SmsMessage
 
 

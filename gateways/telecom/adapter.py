@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
-from gateways.numbers import number_warning, tel_key
+from gateways.numbers import number_warning
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
 from gateways.telecom.schema import TelecomCall
 from geo.location import InvalidLocation, Location, location_from_fix
