@@ -37,14 +37,25 @@ class Control:
         return str(status)
 
     async def _release_assignments(
-        self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
+        self,
+        conn: asyncpg.Connection,
+        incident_id: int,
+        *,
+        actor: str,
+        reason: str,
+        agency: str | None = None,
+        assignment_id: int | None = None,
     ) -> list[str]:
-        """End every active assignment of the incident and free its units."""
+        """End the incident's active assignments (all, one agency's, or one) and free
+        their units; the plan's slots they held need a unit again."""
         rows = await conn.fetch(
             "UPDATE assignments SET status = 'cancelled', responded_at = coalesce(responded_at,"
             " now()) WHERE incident_id = $1 AND status IN ('offered', 'accepted')"
-            " RETURNING id, unit_id",
+            " AND ($2::text IS NULL OR agency = $2) AND ($3::bigint IS NULL OR id = $3)"
+            " RETURNING id, unit_id, agency",
             incident_id,
+            agency,
+            assignment_id,
         )
         freed: list[str] = []
         for row in rows:
@@ -67,19 +78,28 @@ class Control:
             await self._dispatcher.unit_status_event(
                 conn, row["unit_id"], old, "available", actor, assignment_id=row["id"]
             )
+            await self._dispatcher.reopen(conn, incident_id, row["agency"])
             freed.append(row["unit_id"])
         return freed
 
     async def assign(
         self, conn: asyncpg.Connection, incident_id: int, unit_id: str, *, actor: str, reason: str
     ) -> Offer:
-        """Offer the incident to the chosen unit, taking it off any unit it had."""
+        """Offer the incident to the chosen unit, taking it off the unit of the same
+        agency it had (a reassignment); other agencies' units stay."""
         await self._open_incident(conn, incident_id)
         facts = await self._dispatcher.load_facts(conn, incident_id)
         if facts is None:
             raise IncidentNotLocated(incident_id)
+        agency = await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
+        if agency is None:
+            raise NotFound("unit", unit_id)
         await self._release_assignments(
-            conn, incident_id, actor=actor, reason=f"reassigned to {unit_id}: {reason}"
+            conn,
+            incident_id,
+            actor=actor,
+            reason=f"reassigned to {unit_id}: {reason}",
+            agency=agency,
         )
         return await self._dispatcher.offer_unit(conn, facts, unit_id, actor=actor, reason=reason)
 
@@ -96,8 +116,10 @@ class Control:
             raise InvalidTransition("assignment", assignment_id, row["status"], "cancelled")
         incident_id: int = row["incident_id"]
         await self._open_incident(conn, incident_id)
-        await self._release_assignments(conn, incident_id, actor=actor, reason=reason)
-        await self._dispatcher.queue(
+        await self._release_assignments(
+            conn, incident_id, actor=actor, reason=reason, assignment_id=assignment_id
+        )
+        await self._dispatcher.wait(
             conn, incident_id, actor=actor, reason=f"assignment cancelled: {reason}"
         )
         return incident_id

@@ -47,7 +47,7 @@ class OfferExpiry:
         """Expire one due offer, in its own transaction; returns how many (0 or 1)."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT id, incident_id, unit_id FROM assignments"
+                "SELECT id, incident_id, unit_id, agency FROM assignments"
                 " WHERE status = 'offered' AND expires_at <= now()"
                 " ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED"
             )
@@ -74,5 +74,6 @@ class OfferExpiry:
             await self._dispatcher.unit_status_event(
                 conn, row["unit_id"], "offered", "available", _ACTOR, assignment_id=row["id"]
             )
+            await self._dispatcher.reopen(conn, row["incident_id"], row["agency"])
             await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
             return 1

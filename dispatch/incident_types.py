@@ -1,4 +1,4 @@
-"""Incident types from config/: the priority and the agency each one calls for."""
+"""Incident types from config/: the priority and the response plan of each."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ from importlib import resources
 
 from dispatch.errors import ConfigurationError
 
+AGENCIES = frozenset({"police", "ambulance", "fire"})
+
 
 @dataclass(frozen=True, slots=True)
 class IncidentType:
-    """One kind of emergency."""
+    """One kind of emergency: how urgent, and which agencies must each send a unit."""
 
     name: str
     label: str
     priority: int
-    agency: str
+    plan: tuple[str, ...]
+
+    @property
+    def agency(self) -> str:
+        """The agency whose unit goes first."""
+        return self.plan[0]
 
 
 def load_incident_types() -> dict[str, IncidentType]:
@@ -27,13 +34,16 @@ def load_incident_types() -> dict[str, IncidentType]:
         if name.startswith("_"):
             continue
         try:
-            kind = IncidentType(
-                name, str(spec["label"]), int(spec["priority"]), str(spec["agency"])
-            )
+            plan = tuple(str(a) for a in spec["plan"])
+            kind = IncidentType(name, str(spec["label"]), int(spec["priority"]), plan)
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigurationError(f"incident type {name!r} is malformed: {err}") from err
         if not 1 <= kind.priority <= 4:
             raise ConfigurationError(f"incident type {name!r}: priority must be 1 to 4")
+        if not plan or not set(plan) <= AGENCIES or len(set(plan)) != len(plan):
+            raise ConfigurationError(
+                f"incident type {name!r}: plan must list distinct agencies of {sorted(AGENCIES)}"
+            )
         types[name] = kind
     if "other" not in types:
         raise ConfigurationError("incident types must include 'other', the fallback")

@@ -26,7 +26,7 @@ from dispatch.correlate import (
 )
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
-from dispatch.offers import Dispatcher, IncidentFacts
+from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
 from dispatch.readmodels import OPEN_STATUSES
 from geo.distance import distance_m
 from geo.location import Location
@@ -239,14 +239,15 @@ class Intake:
             status = "awaiting_location"
         incident_id: int = await conn.fetchval(
             "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-            " location_method, zone_id, location_time)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            " location_method, zone_id, location_time, unfilled)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             status,
             kind.priority,
             kind.name,
             *_location_columns(location),
             zone.id if zone else None,
             _fix_time(location) if location else None,
+            list(kind.plan),
         )
         report_id = await self._insert_report(conn, incident_id, report)
         history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
@@ -295,19 +296,21 @@ class Intake:
         zone: Zone | None,
         actor: str,
     ) -> str:
-        """Offer a newly located incident to a unit; returns its status afterwards."""
+        """Offer a newly located incident a unit for each agency of its plan; returns its
+        status afterwards."""
         if zone is None:
             reason = "location outside every jurisdiction"
-            await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
+            await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
             await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
             return "queued"
         facts = IncidentFacts(incident_id, kind, location.point, zone.id)
-        if await self._dispatcher.offer_best_unit(conn, facts, actor=actor) is not None:
+        _offers, missing = await self._dispatcher.fill(conn, facts, actor=actor)
+        if not missing:
             return "offered"
-        reason = "no available unit in reach"
-        await self._dispatcher.queue(conn, incident_id, actor=actor, reason=reason)
+        reason = no_unit_reason(missing)
+        status = await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
         await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
-        return "queued"
+        return status
 
     async def _attach(
         self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident
@@ -332,11 +335,17 @@ class Intake:
         kind = self._dispatcher.incident_type(report.incident_type)
         if kind.priority < incident.type.priority:
             # A panic joining a blank call makes it a priority-1 emergency.
+            # The new type's plan may call for more agencies than are already covered.
             await conn.execute(
-                "UPDATE incidents SET type = $2, priority = $3, updated_at = now() WHERE id = $1",
+                "UPDATE incidents SET type = $2, priority = $3, updated_at = now(),"
+                " unfilled = ARRAY(SELECT unnest(unfilled || $4::text[]) EXCEPT"
+                " SELECT agency FROM assignments WHERE incident_id = $1"
+                " AND status IN ('offered', 'accepted', 'completed'))"
+                " WHERE id = $1",
                 incident.id,
                 kind.name,
                 kind.priority,
+                list(kind.plan),
             )
             await append_event(
                 conn,

@@ -84,16 +84,48 @@ class Dispatcher:
         """The configured type of that name, or 'other' for a name not configured."""
         return self._types.get(name) or self._types["other"]
 
-    def need_of(self, incident: IncidentFacts) -> Need:
-        """What a unit must offer to serve this incident."""
+    def need_of(self, incident: IncidentFacts, agency: str) -> Need:
+        """What a unit of ``agency`` must offer to serve this incident."""
         return Need(
             point=incident.point,
             zone_id=incident.zone_id,
             neighbour_zone_ids=frozenset(
                 self._zones.neighbours(incident.zone_id) if incident.zone_id else ()
             ),
-            agency=incident.type.agency,
+            agency=agency,
         )
+
+    async def fill(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        *,
+        actor: str,
+        units: list[UnitSnapshot] | None = None,
+    ) -> tuple[list[Offer], list[str]]:
+        """Offer a unit for each agency of the plan that has none yet.
+
+        Returns the offers made and the agencies still without a unit.
+        """
+        unfilled: list[str] = await conn.fetchval(
+            "SELECT unfilled FROM incidents WHERE id = $1", incident.id
+        )
+        refused = await self.refusals(conn, incident.id)
+        offers: list[Offer] = []
+        missing: list[str] = []
+        for agency in [a for a in incident.type.plan if a in unfilled] + [
+            a for a in unfilled if a not in incident.type.plan
+        ]:
+            offer = await self.offer_best_unit(
+                conn, incident, agency=agency, actor=actor, exclude=refused, units=units
+            )
+            if offer is None:
+                missing.append(agency)
+                continue
+            offers.append(offer)
+            if units is not None:
+                units = [u for u in units if u.id != offer.unit_id]
+        return offers, missing
 
     async def available_units(
         self, conn: asyncpg.Connection, *, agency: str | None = None
@@ -121,21 +153,22 @@ class Dispatcher:
         conn: asyncpg.Connection,
         incident: IncidentFacts,
         *,
+        agency: str,
         actor: str,
         exclude: frozenset[str] = frozenset(),
         units: list[UnitSnapshot] | None = None,
     ) -> Offer | None:
-        """Claim the best-ranked available unit and offer it the incident, or None.
+        """Claim the best-ranked available unit of ``agency`` and offer it the incident.
 
         ``units`` lets a caller that serves many incidents read the fleet once.
         """
-        need = self.need_of(incident)
+        need = self.need_of(incident, agency)
         if units is None:
             units = await self.available_units(conn, agency=need.agency)
         eligible = [u for u in units if u.id not in exclude]
         for candidate in self._policy(need, eligible, self._travel):
             if await self._claim(conn, candidate.unit_id):
-                return await self._offer(conn, incident, candidate, actor=actor)
+                return await self._offer(conn, incident, candidate, agency, actor=actor)
         return None
 
     async def offer_unit(
@@ -151,7 +184,9 @@ class Dispatcher:
 
         Raises NotFound for an unknown unit and InvalidTransition if it is not available.
         """
-        row = await conn.fetchrow("SELECT status, lat, lon FROM units WHERE id = $1", unit_id)
+        row = await conn.fetchrow(
+            "SELECT status, agency, lat, lon FROM units WHERE id = $1", unit_id
+        )
         if row is None:
             raise NotFound("unit", unit_id)
         if not await self._claim(conn, unit_id):
@@ -167,7 +202,9 @@ class Dispatcher:
                 speed_kmh=self._travel.speed_kmh,
             )
         candidate = Candidate(unit_id, None, metres, seconds)
-        return await self._offer(conn, incident, candidate, actor=actor, reason=reason)
+        return await self._offer(
+            conn, incident, candidate, row["agency"], actor=actor, reason=reason
+        )
 
     async def _claim(self, conn: asyncpg.Connection, unit_id: str) -> bool:
         claimed = await conn.fetchval(
@@ -182,24 +219,29 @@ class Dispatcher:
         conn: asyncpg.Connection,
         incident: IncidentFacts,
         candidate: Candidate,
+        agency: str,
         *,
         actor: str,
         reason: str | None = None,
     ) -> Offer:
         row = await conn.fetchrow(
-            "INSERT INTO assignments (incident_id, unit_id, status, expires_at, travel_time_s)"
-            " VALUES ($1, $2, 'offered', now() + make_interval(secs => $3), $4)"
+            "INSERT INTO assignments"
+            " (incident_id, unit_id, agency, status, expires_at, travel_time_s)"
+            " VALUES ($1, $2, $3, 'offered', now() + make_interval(secs => $4), $5)"
             " RETURNING id, expires_at",
             incident.id,
             candidate.unit_id,
+            agency,
             self._offer_timeout_s,
             candidate.travel_time_s,
         )
         offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-        await conn.execute(
-            "UPDATE incidents SET status = 'offered', updated_at = now()"
-            " WHERE id = $1 AND status IN ('new', 'queued')",
+        incident_status = await conn.fetchval(
+            "UPDATE incidents SET unfilled = array_remove(unfilled, $2), updated_at = now(),"
+            " status = CASE WHEN status IN ('new', 'queued') THEN 'offered' ELSE status END"
+            " WHERE id = $1 RETURNING status",
             incident.id,
+            agency,
         )
         await self.unit_status_event(
             conn, offer.unit_id, "available", "offered", actor, assignment_id=offer.assignment_id
@@ -210,7 +252,8 @@ class Dispatcher:
             "travel_time_s": round(offer.travel_time_s, 1),
             "distance_m": round(candidate.distance_m, 1),
             "tier": candidate.tier.name.lower() if candidate.tier is not None else "manual",
-            "incident_status": "offered",
+            "agency": agency,
+            "incident_status": incident_status,
             "incident": {
                 "type": incident.type.name,
                 "priority": incident.type.priority,
@@ -242,7 +285,7 @@ class Dispatcher:
         """
         wanted = "accepted" if accept else "declined"
         row = await conn.fetchrow(
-            "SELECT id, incident_id, unit_id, status, expires_at <= now() AS late"
+            "SELECT id, incident_id, unit_id, agency, status, expires_at <= now() AS late"
             " FROM assignments WHERE id = $1 FOR UPDATE",
             assignment_id,
         )
@@ -265,9 +308,12 @@ class Dispatcher:
         incident_id: int = row["incident_id"]
         if accept:
             await conn.execute(
-                "UPDATE incidents SET status = 'dispatched', updated_at = now() WHERE id = $1",
+                "UPDATE incidents SET status = 'dispatched', updated_at = now()"
+                " WHERE id = $1 AND status IN ('new', 'queued', 'offered')",
                 incident_id,
             )
+        else:
+            await self.reopen(conn, incident_id, row["agency"])
         await append_event(
             conn,
             self._schema,
@@ -333,8 +379,17 @@ class Dispatcher:
         )
         return {"unit_id": unit_id, "status": status}
 
+    async def reopen(self, conn: asyncpg.Connection, incident_id: int, agency: str) -> None:
+        """Mark the plan's slot for ``agency`` as needing a unit again."""
+        await conn.execute(
+            "UPDATE incidents SET unfilled = array_append(unfilled, $2), updated_at = now()"
+            " WHERE id = $1 AND NOT ($2 = ANY(unfilled))",
+            incident_id,
+            agency,
+        )
+
     async def reoffer(self, conn: asyncpg.Connection, incident_id: int, *, actor: str) -> None:
-        """Offer the incident to the next unit that has not already turned it down.
+        """Offer the incident's open slots to the next units that have not turned it down.
 
         After ``max_offers`` refusals, or with no candidate left, operators are alerted
         (escalation) and the incident waits in the queue.
@@ -344,15 +399,14 @@ class Dispatcher:
             return
         failed = await self.failed_offers(conn, incident_id)
         if failed >= self._max_offers:
-            await self.queue(conn, incident_id, actor=actor, reason="no unit accepted in time")
+            await self.wait(conn, incident_id, actor=actor, reason="no unit accepted in time")
             await self.escalate(
                 conn, incident_id, actor=actor, reason=f"{failed} offers were not accepted"
             )
             return
-        refused = await self.refusals(conn, incident_id)
-        offer = await self.offer_best_unit(conn, facts, actor=actor, exclude=refused)
-        if offer is None:
-            await self.queue(conn, incident_id, actor=actor, reason="no available unit in reach")
+        _offers, missing = await self.fill(conn, facts, actor=actor)
+        if missing:
+            await self.wait(conn, incident_id, actor=actor, reason=no_unit_reason(missing))
 
     async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
         """Units not to offer this incident to again: they declined, let the offer
@@ -373,12 +427,15 @@ class Dispatcher:
         )
         return count
 
-    async def queue(
+    async def wait(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
-    ) -> None:
-        """Put an incident in the waiting queue, with an event saying why."""
-        await conn.execute(
-            "UPDATE incidents SET status = 'queued', updated_at = now() WHERE id = $1",
+    ) -> str:
+        """Record that the incident waits for units (queued if it has none at all)."""
+        row = await conn.fetchrow(
+            "UPDATE incidents SET updated_at = now(), status = CASE WHEN EXISTS"
+            " (SELECT 1 FROM assignments WHERE incident_id = $1"
+            " AND status IN ('offered', 'accepted')) THEN status ELSE 'queued' END"
+            " WHERE id = $1 RETURNING status, unfilled",
             incident_id,
         )
         await append_event(
@@ -387,8 +444,14 @@ class Dispatcher:
             EventType.INCIDENT_QUEUED,
             actor=actor,
             incident_id=incident_id,
-            data={"incident_status": "queued", "reason": reason},
+            data={
+                "incident_status": row["status"],
+                "reason": reason,
+                "waiting_for": row["unfilled"],
+            },
         )
+        status: str = row["status"]
+        return status
 
     async def escalate(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
@@ -450,3 +513,8 @@ class Dispatcher:
             incident_id=incident_id,
             data=data,
         )
+
+
+def no_unit_reason(agencies: list[str]) -> str:
+    """Why an incident waits, naming the agencies it still needs."""
+    return "no available unit in reach" + (f" ({', '.join(agencies)})" if agencies else "")

@@ -56,9 +56,12 @@ class QueueWorker:
             units = await self._dispatcher.available_units(conn)
             if not units:
                 return 0
+            # Waiting means some agency of the plan has no unit yet, whether or not
+            # other agencies' units are already on their way.
             rows = await conn.fetch(
-                "SELECT id FROM incidents WHERE status = 'queued' AND lat IS NOT NULL"
-                " AND zone_id IS NOT NULL ORDER BY priority, created_at, id"
+                "SELECT id FROM incidents WHERE cardinality(unfilled) > 0"
+                " AND status IN ('queued', 'offered', 'dispatched', 'on_scene')"
+                " AND lat IS NOT NULL AND zone_id IS NOT NULL ORDER BY priority, created_at, id"
                 f" LIMIT {_BATCH} FOR UPDATE SKIP LOCKED"
             )
             offers = 0
@@ -70,13 +73,10 @@ class QueueWorker:
                     self._dispatcher.max_offers
                 ):
                     continue  # escalated: operators decide who goes, not the queue
-                refused = await self._dispatcher.refusals(conn, row["id"])
-                offer = await self._dispatcher.offer_best_unit(
-                    conn, facts, actor=_ACTOR, exclude=refused, units=units
-                )
-                if offer is not None:
-                    offers += 1
-                    units = [u for u in units if u.id != offer.unit_id]
-                    if not units:
-                        break
+                made, _missing = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
+                offers += len(made)
+                claimed = {offer.unit_id for offer in made}
+                units = [u for u in units if u.id not in claimed]
+                if not units:
+                    break
             return offers

@@ -14,6 +14,7 @@ _CATEGORY_TYPES = {
     "medical": "medical",
     "fire": "fire",
     "accident": "accident",
+    "accident_injuries": "accident_injuries",
     "crime": "crime_in_progress",
     "other": "other",
 }

@@ -1,0 +1,75 @@
+"""One incident, several agencies: each unit of the plan is offered and tracked on its own."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import panic, zone_point
+
+
+async def _assignments(live: LiveServer, incident_id: int) -> list[tuple[str, str, str]]:
+    rows = await live.db.fetch(
+        "SELECT agency, unit_id, status FROM assignments WHERE incident_id = $1 ORDER BY id",
+        incident_id,
+    )
+    return [(r["agency"], r["unit_id"], r["status"]) for r in rows]
+
+
+async def test_accident_with_injuries_gets_police_and_an_ambulance(live: LiveServer) -> None:
+    point = zone_point("jatani")
+    answer = (await live.post_panic(panic(point, category="accident_injuries"))).json()
+    assert answer["status"] == "offered"
+    first = await _assignments(live, answer["incident_id"])
+    assert [(agency, status) for agency, _, status in first] == [
+        ("police", "offered"),
+        ("ambulance", "offered"),
+    ]
+    police, ambulance = first[0][1], first[1][1]
+    assert ambulance.startswith("jatani-amb")
+
+    async with live.mdt(ambulance) as amb, live.mdt(police) as pcr:
+        amb_snapshot = json.loads(await amb.recv())
+        pcr_snapshot = json.loads(await pcr.recv())
+        await amb.send(
+            json.dumps({"type": "accept", "assignment_id": amb_snapshot["assignments"][0]["id"]})
+        )
+        await receive_until(amb, lambda m: m["type"] == "ack")
+        await pcr.send(
+            json.dumps({"type": "decline", "assignment_id": pcr_snapshot["assignments"][0]["id"]})
+        )
+        await receive_until(pcr, lambda m: m["type"] == "ack")
+
+    after = await _assignments(live, answer["incident_id"])
+    assert after[:2] == [("police", police, "declined"), ("ambulance", ambulance, "accepted")]
+    assert after[2][0] == "police"
+    assert after[2][1] != police
+    assert after[2][2] == "offered"
+    row = await live.db.fetchrow("SELECT status, unfilled FROM incidents")
+    assert (row["status"], row["unfilled"]) == ("dispatched", [])
+
+
+async def test_missing_agency_waits_and_is_filled_when_a_unit_frees(live: LiveServer) -> None:
+    """No ambulance free: police go now, the ambulance slot waits in the queue."""
+    await live.db.execute("UPDATE units SET status = 'off_duty' WHERE agency = 'ambulance'")
+    point = zone_point("chandaka")
+    async with live.console() as console:
+        await console.recv()
+        answer = (await live.post_panic(panic(point, category="accident_injuries"))).json()
+        assert answer["status"] == "offered"
+        escalated, _ = await receive_until(console, event_of("incident.escalated"))
+        assert "ambulance" in escalated["event"]["data"]["reason"]
+        row = await live.db.fetchrow("SELECT status, unfilled FROM incidents")
+        assert (row["status"], row["unfilled"]) == ("offered", ["ambulance"])
+
+        response = await live.http.post(
+            "/v1/units/chandaka-amb-1/status",
+            json={"status": "available", "reason": "crew on shift"},
+            headers={"Authorization": f"Bearer {live.operator_token}"},
+        )
+        assert response.status_code == 200
+        offer, _ = await receive_until(
+            console, event_of("assignment.offered", unit_id="chandaka-amb-1"), within=5
+        )
+        assert offer["event"]["data"]["agency"] == "ambulance"
+    assert await live.db.fetchval("SELECT unfilled FROM incidents") == []
