@@ -1,0 +1,246 @@
+"""Random legal and illegal commands against the engine on real PostgreSQL; after every
+step the dispatch invariants hold (hypothesis stateful testing)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from dispatch.control import Control
+from dispatch.db import create_pool, migrate
+from dispatch.demo import demo_zones, load_demo, point_inside
+from dispatch.engine import TravelModel
+from dispatch.errors import DispatchError
+from dispatch.expiry import OfferExpiry
+from dispatch.incident_types import load_incident_types
+from dispatch.intake import IncidentReport, Intake
+from dispatch.lifecycle import UNIT_STATUSES
+from dispatch.offers import Dispatcher
+from dispatch.queue import QueueWorker
+from dispatch.settings import Settings
+from geo.location import Location
+from geo.zones import ZoneIndex
+
+T = TypeVar("T")
+ZONES = demo_zones()
+TYPES = ["panic", "medical", "accident_injuries", "other"]
+
+
+class DispatchMachine(RuleBasedStateMachine):
+    """Drives intake, MDT answers, crew reports, operator actions, expiry and queue."""
+
+    settings_: Settings
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.n = 0
+
+    def run(self, coro: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    @initialize()
+    def setup(self) -> None:
+        self.pool: asyncpg.Pool = self.run(self._setup())
+
+    async def _setup(self) -> asyncpg.Pool:
+        s = self.settings_
+        assert s.database_url
+        pool = await create_pool(s.database_url, s.db_schema, min_size=1, max_size=2)
+        async with pool.acquire() as conn:
+            await migrate(conn, s.db_schema)
+            await conn.execute(
+                "TRUNCATE report_keys, reports, assignments, events, incidents,"
+                " idempotency_keys, unit_track CASCADE"
+            )
+            await load_demo(conn, base_url="")
+            await conn.execute("UPDATE units SET status = 'available'")
+        zones = ZoneIndex(ZONES)
+        self.dispatcher = Dispatcher(
+            schema=s.db_schema,
+            zones=zones,
+            incident_types=load_incident_types(),
+            travel=TravelModel(),
+            offer_timeout_s=30,
+            max_offers=2,
+        )
+        self.intake = Intake(pool=pool, schema=s.db_schema, dispatcher=self.dispatcher)
+        self.control = Control(schema=s.db_schema, dispatcher=self.dispatcher)
+        self.expiry = OfferExpiry(
+            pool=pool, schema=s.db_schema, dispatcher=self.dispatcher, poll_s=1
+        )
+        self.queue = QueueWorker(pool=pool, dispatcher=self.dispatcher, poll_s=1)
+        return pool
+
+    def teardown(self) -> None:
+        if hasattr(self, "pool"):
+            self.run(self.pool.close())
+        self.loop.close()
+
+    async def _tx(self, action: Callable[[asyncpg.Connection], Awaitable[Any]]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await action(conn)
+        except DispatchError:
+            pass  # an illegal command: refused, and the rollback changed nothing
+
+    async def _pick(self, sql: str, seed: int) -> Any:
+        rows = await self.pool.fetch(sql)
+        return random.Random(seed).choice(rows)[0] if rows else None
+
+    @rule(zone=st.integers(0, len(ZONES) - 1), kind=st.sampled_from(TYPES), seed=st.integers())
+    def report(self, zone: int, kind: str, seed: int) -> None:
+        self.n += 1
+        point = point_inside(ZONES[zone], random.Random(seed))
+        report = IncidentReport(
+            channel="panic",
+            gateway_id="panic",
+            external_id=f"r{self.n}",
+            sender=f"d{self.n}",
+            incident_type=kind,
+            location=Location(point=point, radius_m=10.0, method="gps"),
+            payload={},
+            sender_keys=(f"device:{self.n}",),
+        )
+        self.run(self.intake.submit(report, idempotency_key=f"k{self.n}", body_sha256="x"))
+
+    @rule(accept=st.booleans(), seed=st.integers(), wrong_unit=st.booleans())
+    def answer(self, accept: bool, seed: int, wrong_unit: bool) -> None:
+        async def go() -> None:
+            assignment = await self._pick("SELECT id FROM assignments", seed)
+            if assignment is None:
+                return
+            unit = await self.pool.fetchval(
+                "SELECT unit_id FROM assignments WHERE id = $1", assignment
+            )
+            if wrong_unit:
+                unit = await self._pick("SELECT id FROM units", seed)
+            await self._tx(
+                lambda c: self.dispatcher.respond(
+                    c, unit_id=unit, assignment_id=assignment, accept=accept
+                )
+            )
+
+        self.run(go())
+
+    @rule(status=st.sampled_from(UNIT_STATUSES), seed=st.integers())
+    def crew_reports(self, status: str, seed: int) -> None:
+        async def go() -> None:
+            unit = await self._pick("SELECT id FROM units ORDER BY id", seed)
+            await self._tx(
+                lambda c: self.dispatcher.report_status(
+                    c, unit_id=unit, status=status, actor="test"
+                )
+            )
+
+        self.run(go())
+
+    @rule(seed=st.integers(), what=st.sampled_from(["close", "cancel", "assign", "unit"]))
+    def operator(self, seed: int, what: str) -> None:
+        async def go() -> None:
+            incident = await self._pick("SELECT id FROM incidents ORDER BY id", seed)
+            unit = await self._pick("SELECT id FROM units ORDER BY id", seed)
+            assignment = await self._pick("SELECT id FROM assignments ORDER BY id", seed)
+            if what == "close" and incident is not None:
+                await self._tx(
+                    lambda c: self.control.close(c, incident, actor="op", disposition="done")
+                )
+            elif what == "cancel" and assignment is not None:
+                await self._tx(
+                    lambda c: self.control.cancel_assignment(c, assignment, actor="op", reason="x")
+                )
+            elif what == "assign" and incident is not None:
+                await self._tx(
+                    lambda c: self.control.assign(c, incident, unit, actor="op", reason="x")
+                )
+            elif what == "unit":
+                await self._tx(
+                    lambda c: self.control.set_unit_status(
+                        c, unit, actor="op", status="out_of_service", reason="x"
+                    )
+                )
+
+        self.run(go())
+
+    @rule()
+    def offers_expire(self) -> None:
+        async def go() -> None:
+            await self.pool.execute(
+                "UPDATE assignments SET expires_at = now() WHERE status = 'offered'"
+            )
+            while await self.expiry.sweep_once():
+                pass
+
+        self.run(go())
+
+    @rule()
+    def queue_sweeps(self) -> None:
+        self.run(self.queue.sweep_once())
+
+    @invariant()
+    def one_job_per_unit_and_statuses_agree(self) -> None:
+        if not hasattr(self, "pool"):
+            return
+
+        async def check() -> None:
+            double = await self.pool.fetch(
+                "SELECT unit_id FROM assignments WHERE status IN ('offered', 'accepted')"
+                " GROUP BY unit_id HAVING count(*) > 1"
+            )
+            assert double == []
+            offered = await self.pool.fetch(
+                "SELECT u.id, u.status, a.id FROM units u LEFT JOIN assignments a"
+                " ON a.unit_id = u.id AND a.status = 'offered'"
+                " WHERE (u.status = 'offered') <> (a.id IS NOT NULL)"
+            )
+            assert offered == []
+            busy = await self.pool.fetch(
+                "SELECT u.id, u.status FROM units u LEFT JOIN assignments a"
+                " ON a.unit_id = u.id AND a.status = 'accepted'"
+                " WHERE (u.status IN ('dispatched', 'en_route', 'on_scene')) <> (a.id IS NOT NULL)"
+            )
+            assert busy == []
+            both = await self.pool.fetch(
+                "SELECT i.id FROM incidents i JOIN assignments a ON a.incident_id = i.id"
+                " AND a.status IN ('offered', 'accepted') WHERE a.agency = ANY(i.unfilled)"
+            )
+            assert both == []
+            orphaned = await self.pool.fetch(
+                "SELECT a.id FROM assignments a JOIN incidents i ON i.id = a.incident_id"
+                " WHERE a.status IN ('offered', 'accepted') AND i.status IN ('closed', 'merged')"
+            )
+            assert orphaned == []
+            first = await self.pool.fetch(
+                "SELECT DISTINCT ON (incident_id) incident_id, type FROM events"
+                " WHERE incident_id IS NOT NULL ORDER BY incident_id, id"
+            )
+            assert all(r["type"] == "incident.created" for r in first)
+
+        self.run(check())
+
+
+def test_dispatch_invariants_hold_under_random_commands(settings: Settings) -> None:
+    DispatchMachine.settings_ = settings
+    run_state_machine_as_test(
+        DispatchMachine,
+        settings=hypothesis_settings(
+            max_examples=12,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
