@@ -28,6 +28,8 @@ class Principal:
 
     kind: str  # "operator" | "unit"
     name: str
+    # An operator's desk: the zones they watch, or None for the whole city.
+    zones: frozenset[str] | None = None
 
     @property
     def actor(self) -> str:
@@ -40,13 +42,14 @@ async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> P
     if not token:
         raise Unauthorized("a bearer token is required (Authorization header or ?token=)")
     if kind == "operator":
-        query = "SELECT name FROM operators WHERE token_hash = $1"
+        query = "SELECT name, zones FROM operators WHERE token_hash = $1"
     else:
-        query = "SELECT id FROM units WHERE token_hash = $1"
-    name = await pool.fetchval(query, hash_token(token))
-    if name is None:
+        query = "SELECT id AS name, NULL::text[] AS zones FROM units WHERE token_hash = $1"
+    row = await pool.fetchrow(query, hash_token(token))
+    if row is None:
         raise Unauthorized(f"the token is not a valid {kind} token")
-    return Principal(kind, name)
+    zones = frozenset(row["zones"]) if row["zones"] is not None else None
+    return Principal(kind, row["name"], zones)
 
 
 class GatewaySecrets:

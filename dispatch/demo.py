@@ -23,7 +23,12 @@ from geo.zones import Zone, ZoneIndex, zones_from_geojson
 
 DEMO_GEOJSON = "bhubaneswar_police_jurisdiction.geojson"
 GATEWAYS = (("telecom", "telecom"), ("sms", "sms"), ("panic", "panic"))
-OPERATORS = ("dispatcher", "supervisor")
+# The city-wide dispatcher and supervisor, and a desk for the northern jurisdictions.
+OPERATORS: dict[str, list[str] | None] = {
+    "dispatcher": None,
+    "supervisor": None,
+    "north-desk": ["chandaka", "chandrasekharpur", "infocity", "mancheswar", "nandankanan"],
+}
 # Per zone: two police control-room vehicles (PCR) and one ambulance.
 UNIT_PLAN = (("police", "pcr", 2), ("ambulance", "amb", 1))
 
@@ -111,13 +116,15 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
             credentials["gateways"][gateway_id] = await conn.fetchval(
                 "SELECT secret FROM gateways WHERE id = $1", gateway_id
             )
-        for name in OPERATORS:
+        for name, desk in OPERATORS.items():
             token = new_secret()
             await conn.execute(
-                "INSERT INTO operators (name, token_hash) VALUES ($1, $2)"
-                " ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash",
+                "INSERT INTO operators (name, token_hash, zones) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,"
+                " zones = excluded.zones",
                 name,
                 hash_token(token),
+                desk,
             )
             credentials["operators"][name] = token
         for unit in demo_fleet(zones):

@@ -61,6 +61,7 @@ class Event:
     incident_id: int | None
     unit_id: str | None
     data: dict[str, Any]
+    zone_id: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         """The websocket message carrying this event."""
@@ -73,6 +74,7 @@ class Event:
                 "at": self.at.isoformat(),
                 "incident_id": self.incident_id,
                 "unit_id": self.unit_id,
+                "zone_id": self.zone_id,
                 "data": self.data,
             },
         }
@@ -88,6 +90,7 @@ class Event:
             incident_id=row["incident_id"],
             unit_id=row["unit_id"],
             data=row["data"],
+            zone_id=row["zone_id"],
         )
 
 
@@ -111,9 +114,13 @@ async def append_event(
     The NOTIFY is delivered only if the transaction commits, which is when the relay
     should look.
     """
+    # The zone is looked up here, at write time, so desks filter on where the incident
+    # was when it happened, not where it is now.
     event_id: int = await conn.fetchval(
-        "INSERT INTO events (type, actor, incident_id, unit_id, data)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO events (type, actor, incident_id, unit_id, data, zone_id)"
+        " VALUES ($1, $2, $3, $4, $5, coalesce("
+        " (SELECT zone_id FROM incidents WHERE id = $3),"
+        " (SELECT zone_id FROM units WHERE id = $4))) RETURNING id",
         str(event_type),
         actor,
         incident_id,
@@ -124,4 +131,4 @@ async def append_event(
     return event_id
 
 
-EVENT_COLUMNS = "id, position, type, at, incident_id, unit_id, data"
+EVENT_COLUMNS = "id, position, type, at, incident_id, unit_id, zone_id, data"

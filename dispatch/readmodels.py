@@ -71,13 +71,17 @@ def _assignment(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def open_incidents(conn: asyncpg.Connection, *, limit: int = 500) -> list[dict[str, Any]]:
-    """Open incidents, most urgent first."""
+async def open_incidents(
+    conn: asyncpg.Connection, *, zones: frozenset[str] | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Open incidents, most urgent first; of some zones (and those with none) if given."""
     rows = await conn.fetch(
         f"{_INCIDENT_SQL} WHERE i.status = ANY($1::text[])"
+        " AND ($3::text[] IS NULL OR i.zone_id IS NULL OR i.zone_id = ANY($3))"
         " ORDER BY i.priority, i.created_at LIMIT $2",
         list(OPEN_STATUSES),
         limit,
+        sorted(zones) if zones is not None else None,
     )
     return [_incident(r) for r in rows]
 
@@ -161,9 +165,15 @@ _UNIT_SQL = (
 )
 
 
-async def list_units(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every unit with its status and last known position."""
-    return [_unit(r) for r in await conn.fetch(f"{_UNIT_SQL} ORDER BY id")]
+async def list_units(
+    conn: asyncpg.Connection, *, zones: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Units with status and last known position; those now in some zones if given."""
+    rows = await conn.fetch(
+        f"{_UNIT_SQL} WHERE $1::text[] IS NULL OR zone_id = ANY($1) ORDER BY id",
+        sorted(zones) if zones is not None else None,
+    )
+    return [_unit(r) for r in rows]
 
 
 async def unit_view(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
@@ -191,21 +201,29 @@ async def last_position(conn: asyncpg.Connection) -> int:
 
 
 async def replay(
-    conn: asyncpg.Connection, *, after: int, unit_id: str | None, limit: int
+    conn: asyncpg.Connection,
+    *,
+    after: int,
+    unit_id: str | None,
+    limit: int,
+    zones: frozenset[str] | None = None,
 ) -> list[Event]:
     """Events after a position, in position order.
 
     With ``unit_id``, only what that unit's MDT may see: its own events, and incident
-    events (with no unit) of incidents it was ever offered.
+    events (with no unit) of incidents it was ever offered. With ``zones``, what a desk
+    sees: events of those zones and events of no zone.
     """
     rows = await conn.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
         " AND ($2::text IS NULL OR unit_id = $2 OR (unit_id IS NULL AND incident_id IN"
         " (SELECT incident_id FROM assignments WHERE unit_id = $2)))"
+        " AND ($4::text[] IS NULL OR zone_id IS NULL OR zone_id = ANY($4))"
         " ORDER BY position LIMIT $3",
         after,
         unit_id,
         limit,
+        sorted(zones) if zones is not None else None,
     )
     return [Event.from_record(r) for r in rows]
 

@@ -1,4 +1,5 @@
-"""Who sees which event: consoles everything, an MDT its own unit and its own jobs.
+"""Who sees which event: a console its desk's zones (or the city), an MDT its own unit
+and its own jobs.
 
 Pure; the websocket session keeps one scope per connection and asks it about every
 live event, in order, so the scope can follow the unit's assignments as they happen.
@@ -41,3 +42,17 @@ class MdtScope:
                 self.incident_ids.discard(incident_id)
             return True
         return False
+
+
+class DeskScope:
+    """A console of a desk sees the events of its zones, and every event that has no
+    zone (an emergency not yet located, or outside every jurisdiction), so that no
+    unlocated emergency falls between desks."""
+
+    def __init__(self, zones: frozenset[str]) -> None:
+        self.zones = zones
+
+    def admits(self, event: dict[str, Any]) -> bool:
+        """Whether to deliver ``event`` (the ``event`` object of a message)."""
+        zone = event.get("zone_id")
+        return zone is None or zone in self.zones

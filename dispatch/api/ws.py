@@ -25,7 +25,7 @@ from dispatch.auth import Principal, authenticate
 from dispatch.errors import DispatchError, Unauthorized
 from dispatch.events import format_position, parse_position
 from dispatch.hub import Message, Subscriber
-from dispatch.scope import MdtScope
+from dispatch.scope import DeskScope, MdtScope
 from dispatch.services import Services
 from geo.location import InvalidLocation, location_from_fix
 
@@ -67,12 +67,13 @@ class Session:
         self.services = services
         self.principal = principal
         self.unit_id = principal.name if principal.kind == "unit" else None
-        self.scope: MdtScope | None = None
+        self.zones = principal.zones if principal.kind == "operator" else None
+        self.scope: MdtScope | DeskScope | None = DeskScope(self.zones) if self.zones else None
         self.last_sent = 0
         self._send_lock = asyncio.Lock()
 
     def wants(self, message: Message) -> bool:
-        """Consoles see every event; an MDT what its scope admits."""
+        """A city console sees every event; a desk or an MDT what its scope admits."""
         return self.scope is None or self.scope.admits(message["event"])
 
     async def load_scope(self) -> None:
@@ -101,9 +102,11 @@ class Session:
             position = await readmodels.last_position(conn)
             message: dict[str, Any] = {"type": "snapshot", "position": format_position(position)}
             if self.unit_id is None:
-                message["incidents"] = await readmodels.open_incidents(conn)
-                message["units"] = await readmodels.list_units(conn)
+                message["incidents"] = await readmodels.open_incidents(conn, zones=self.zones)
+                message["units"] = await readmodels.list_units(conn, zones=self.zones)
                 message["assignments"] = await readmodels.active_assignments(conn)
+                if self.zones is not None:
+                    message["desk"] = sorted(self.zones)
             else:
                 message["unit"] = await readmodels.unit_view(conn, self.unit_id)
                 message["assignments"] = await readmodels.active_assignments(
@@ -120,7 +123,11 @@ class Session:
             while True:
                 async with self.services.pool.acquire() as conn:
                     events = await readmodels.replay(
-                        conn, after=cursor, unit_id=self.unit_id, limit=_REPLAY_PAGE
+                        conn,
+                        after=cursor,
+                        unit_id=self.unit_id,
+                        zones=self.zones,
+                        limit=_REPLAY_PAGE,
                     )
                 for event in events:
                     await self.ws.send_text(json.dumps(event.to_message(), default=str))
