@@ -18,33 +18,43 @@ REPEAT_BLANK_CALLS = 3
 async def caller_history(
     conn: asyncpg.Connection, keys: list[str], *, exclude_incident: int | None = None
 ) -> dict[str, Any]:
-    """Counts and the latest incidents of everyone identified by ``keys``."""
-    if not keys:
-        return {"incidents": 0, "blank_calls_24h": 0, "hoaxes": 0, "recent": [], "flags": []}
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (i.id) i.id, i.status, i.type, i.disposition, i.created_at"
-        " FROM report_keys k JOIN reports r ON r.id = k.report_id"
-        " JOIN incidents i ON i.id = r.incident_id"
-        " WHERE k.key = ANY($1::text[]) AND i.id IS DISTINCT FROM $2"
-        " ORDER BY i.id DESC LIMIT 200",
-        keys,
-        exclude_incident,
+    """Counts and the latest incidents of everyone identified by ``keys``.
+
+    One indexed lookup per key (an equality on report_keys' primary key, which a
+    prepared statement's generic plan still serves by index), then the incidents by
+    primary key: this runs on every report, inside the intake transaction.
+    """
+    incident_ids: set[int] = set()
+    blank = 0
+    for key in dict.fromkeys(keys):
+        rows = await conn.fetch(
+            "SELECT r.incident_id, r.silent, k.received_at > now() - interval '24 hours'"
+            " AS today FROM report_keys k JOIN reports r ON r.id = k.report_id"
+            " WHERE k.key = $1 ORDER BY k.received_at DESC LIMIT 500",
+            key,
+        )
+        for row in rows:
+            if row["incident_id"] == exclude_incident:
+                continue
+            incident_ids.add(row["incident_id"])
+            blank += row["silent"] and row["today"]
+    incidents = (
+        await conn.fetch(
+            "SELECT id, status, type, disposition, created_at FROM incidents"
+            " WHERE id = ANY($1::bigint[]) ORDER BY id DESC",
+            sorted(incident_ids),
+        )
+        if incident_ids
+        else []
     )
-    blank = await conn.fetchval(
-        "SELECT count(*) FROM report_keys k JOIN reports r ON r.id = k.report_id"
-        " WHERE k.key = ANY($1::text[]) AND r.silent AND r.incident_id IS DISTINCT FROM $2"
-        " AND k.received_at > now() - interval '24 hours'",
-        keys,
-        exclude_incident,
-    )
-    hoaxes = sum(1 for r in rows if (r["disposition"] or "").lower() == "hoax")
+    hoaxes = sum(1 for r in incidents if (r["disposition"] or "").lower() == "hoax")
     flags = []
     if blank >= REPEAT_BLANK_CALLS:
         flags.append("repeat_blank_caller")
     if hoaxes:
         flags.append("hoax_history")
     return {
-        "incidents": len(rows),
+        "incidents": len(incidents),
         "blank_calls_24h": blank,
         "hoaxes": hoaxes,
         "recent": [
@@ -55,7 +65,7 @@ async def caller_history(
                 "disposition": r["disposition"],
                 "created_at": r["created_at"].isoformat(),
             }
-            for r in rows[:10]
+            for r in incidents[:10]
         ],
         "flags": flags,
     }

@@ -92,9 +92,11 @@ class OutboxRelay:
             self.is_leader = True
             try:
                 while True:
+                    # Cleared before the pass, not after: a NOTIFY that arrives while
+                    # relaying must wake the next pass at once.
+                    self._wake.clear()
                     published = await self.relay_once(conn)
                     if published < _BATCH:
-                        self._wake.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), self._poll_s)
             finally:

@@ -57,22 +57,27 @@ class QueueWorker:
             if not units:
                 return 0
             # Waiting means some agency of the plan has no unit yet, whether or not
-            # other agencies' units are already on their way.
+            # other agencies' units are already on their way. Only incidents that a
+            # free unit's agency could serve, and that operators have not been left to
+            # decide, are worth a look: others must not crowd them out of the batch.
+            agencies = sorted({u.agency for u in units})
             rows = await conn.fetch(
-                "SELECT id FROM incidents WHERE cardinality(unfilled) > 0"
-                " AND status IN ('queued', 'offered', 'dispatched', 'on_scene')"
-                " AND lat IS NOT NULL AND zone_id IS NOT NULL ORDER BY priority, created_at, id"
-                f" LIMIT {_BATCH} FOR UPDATE SKIP LOCKED"
+                "SELECT i.id FROM incidents i WHERE cardinality(i.unfilled) > 0"
+                " AND i.unfilled && $1::text[]"
+                " AND i.status IN ('queued', 'offered', 'dispatched', 'on_scene')"
+                " AND i.lat IS NOT NULL AND i.zone_id IS NOT NULL"
+                " AND (SELECT count(*) FROM assignments a WHERE a.incident_id = i.id"
+                " AND a.status IN ('declined', 'expired')) < $2"
+                f" ORDER BY i.priority, i.created_at, i.id LIMIT {_BATCH}"
+                " FOR UPDATE OF i SKIP LOCKED",
+                agencies,
+                self._dispatcher.max_offers,
             )
             offers = 0
             for row in rows:
                 facts: IncidentFacts | None = await self._dispatcher.load_facts(conn, row["id"])
                 if facts is None:
                     continue
-                if await self._dispatcher.failed_offers(conn, row["id"]) >= (
-                    self._dispatcher.max_offers
-                ):
-                    continue  # escalated: operators decide who goes, not the queue
                 made, _missing = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
                 offers += len(made)
                 claimed = {offer.unit_id for offer in made}
