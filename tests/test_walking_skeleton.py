@@ -286,3 +286,39 @@ async def test_console_resumes_after_its_last_position(live: LiveServer) -> None
     assert positions == sorted(positions)
     assert len(set(positions)) == expected
     assert min(positions) == int(first["position"]) + 1
+
+
+async def test_console_misses_exactly_the_50_events_made_while_away(live: LiveServer) -> None:
+    """Invariant 4: disconnect, 50 events happen, reconnect with the last position: exactly
+    those 50, in order, then live."""
+    async with live.console() as console:
+        await console.recv()
+        await live.post_panic(panic(zone_point("capital"), trigger="before"))
+        seen, _ = await receive_until(console, event_of("assignment.offered"))
+        last = seen["position"]
+    before = await live.count("events")
+    assert before == int(last)
+    incident_id = (await live.post_panic(panic(None, trigger="away"))).json()["incident_id"]
+    headers = {"Authorization": f"Bearer {live.operator_token}"}
+    note = {"text": "caller still on the line"}
+    while await live.count("events") < before + 50:
+        await live.http.post(f"/v1/incidents/{incident_id}/notes", json=note, headers=headers)
+    assert await live.count("events") == before + 50
+    async with live.console(after=last) as console:
+        got = []
+        while True:
+            message = json.loads(await console.recv())
+            if message["type"] == "replayed":
+                break
+            got.append(message)
+        assert [int(m["position"]) for m in got] == list(range(int(last) + 1, int(last) + 51))
+        await live.post_panic(panic(zone_point("capital"), trigger="live"))
+        live_event, _ = await receive_until(console, event_of("incident.created"))
+        assert int(live_event["position"]) == int(last) + 51
+
+
+async def test_resume_beyond_the_log_gets_a_fresh_snapshot_saying_why(live: LiveServer) -> None:
+    async with live.console(after="9999999999") as console:
+        message = json.loads(await console.recv())
+    assert message["type"] == "snapshot"
+    assert "beyond" in message["reason"]

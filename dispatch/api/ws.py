@@ -93,14 +93,19 @@ class Session:
         """Tell the client what was wrong with its last message."""
         await self.send({"type": "error", "code": code, "detail": detail, **extra})
 
-    async def send_snapshot(self) -> None:
-        """Current state the client is entitled to, and the position it reflects."""
+    async def send_snapshot(self, reason: str | None = None) -> None:
+        """Current state the client is entitled to, and the position it reflects.
+
+        ``reason`` says why a client that asked to resume got a snapshot instead.
+        """
         async with (
             self.services.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             position = await readmodels.last_position(conn)
             message: dict[str, Any] = {"type": "snapshot", "position": format_position(position)}
+            if reason is not None:
+                message["reason"] = reason
             if self.unit_id is None:
                 message["incidents"] = await readmodels.open_incidents(conn, zones=self.zones)
                 message["units"] = await readmodels.list_units(conn, zones=self.zones)
@@ -117,7 +122,20 @@ class Session:
             self.last_sent = position
 
     async def replay(self, after: int) -> None:
-        """Send every event after ``after`` from PostgreSQL, in order."""
+        """Send every event after ``after`` from PostgreSQL, in order.
+
+        A position beyond the end of the log (a client of another deployment, or one
+        whose server's database was restored from a backup) cannot be resumed: the
+        client gets a fresh snapshot, with the reason.
+        """
+        async with self.services.pool.acquire() as conn:
+            newest = await readmodels.last_position(conn)
+        if after > newest:
+            await self.send_snapshot(
+                reason=f"position {format_position(after)} is beyond this server's event log"
+                f" ({format_position(newest)}); start again from this snapshot"
+            )
+            return
         async with self._send_lock:
             cursor = after
             while True:
