@@ -25,6 +25,8 @@ from dispatch.demo import demo_zones, load_demo, point_inside
 from dispatch.settings import Settings
 from gateways.signing import sign
 
+ZONES_BY_ID = {zone.id: zone for zone in demo_zones()}
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -251,3 +253,61 @@ async def test_offers_of_a_killed_instance_expire_on_the_survivor(
     assert rows[1]["unit_id"] != first
     assert rows[1]["status"] == "offered"
     assert await db.fetchval("SELECT status FROM units WHERE id = $1", first) == "available"
+
+
+async def test_offers_and_answers_cross_instances_both_ways(
+    instances: list[Instance], city: tuple[asyncpg.Pool, dict[str, Any]]
+) -> None:
+    """An MDT on one instance gets the offer the other made, and its accept (handled
+    where it is connected) reaches a console on the other."""
+    db, credentials = city
+    rng = random.Random(11)
+    for made_on, mdt_on in ((0, 1), (1, 0)):
+        zone = ZONES_BY_ID["capital" if made_on == 0 else "infocity"]
+        point = point_inside(zone, rng)
+        unit = await db.fetchval(
+            "SELECT id FROM units WHERE zone_id = $1 AND agency = 'police' AND status ="
+            " 'available' ORDER BY (lat - $2)^2 + (lon - $3)^2 LIMIT 1",
+            zone.id,
+            point.lat,
+            point.lon,
+        )
+        token = credentials["units"][unit]
+        operator = credentials["operators"]["dispatcher"]
+        async with (
+            websockets.connect(
+                instances[mdt_on].url.replace("http", "ws") + "/v1/ws/mdt",
+                additional_headers={"Authorization": f"Bearer {token}"},
+            ) as mdt,
+            websockets.connect(
+                instances[made_on].url.replace("http", "ws") + "/v1/ws/console",
+                additional_headers={"Authorization": f"Bearer {operator}"},
+            ) as console,
+            httpx.AsyncClient() as client,
+        ):
+            await mdt.recv()
+            await console.recv()
+            payload = {
+                "trigger_id": f"x-{made_on}",
+                "device_id": f"x-{made_on}",
+                "location": {"lat": point.lat, "lon": point.lon, "accuracy_m": 5.0},
+            }
+            body, headers = _signed(credentials["gateways"]["panic"], payload, f"x-{made_on}")
+            response = await client.post(
+                instances[made_on].url + "/v1/gateways/panic", content=body, headers=headers
+            )
+            assert response.status_code == 202
+            async with asyncio.timeout(10):
+                while True:
+                    offer = json.loads(await mdt.recv())
+                    if offer.get("event", {}).get("type") == "assignment.offered":
+                        break
+            assert offer["event"]["unit_id"] == unit
+            assignment_id = offer["event"]["data"]["assignment_id"]
+            await mdt.send(json.dumps({"type": "accept", "assignment_id": assignment_id}))
+            async with asyncio.timeout(10):
+                while True:
+                    seen = json.loads(await console.recv())
+                    if seen.get("event", {}).get("type") == "assignment.accepted":
+                        break
+            assert seen["event"]["data"]["assignment_id"] == assignment_id
