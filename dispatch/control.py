@@ -124,6 +124,14 @@ class Control:
         )
         return incident_id
 
+    async def classify(
+        self, conn: asyncpg.Connection, incident_id: int, type_name: str, *, actor: str, reason: str
+    ) -> None:
+        """Set the incident's type as the call-taker judges it (priority and plan follow)."""
+        kind = self._dispatcher.known_type(type_name)
+        await self._open_incident(conn, incident_id)
+        await self._dispatcher.reclassify(conn, incident_id, kind, actor=actor, reason=reason)
+
     async def add_note(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, text: str
     ) -> int:

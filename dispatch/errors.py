@@ -57,5 +57,13 @@ class IncidentNotLocated(DispatchError):
         self.incident_id = incident_id
 
 
+class UnknownIncidentType(DispatchError):
+    """An incident type that config/incident_types.json does not define."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"incident type {name!r} is not configured; known types: {known}")
+        self.name = name
+
+
 class ConfigurationError(DispatchError):
     """Settings or data files that the server cannot start with."""

@@ -107,6 +107,19 @@ class Intake:
 
         Raises IdempotencyConflict when the key was used for another body.
         """
+        for attempt in range(3):
+            try:
+                return await self._submit_once(report, idempotency_key, body_sha256)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                # Two reports touching the same incidents and units in opposite order:
+                # PostgreSQL aborted one; the whole transaction is safe to run again.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _submit_once(
+        self, report: IncidentReport, idempotency_key: str, body_sha256: str
+    ) -> IntakeResult:
         async with self._pool.acquire() as conn, conn.transaction():
             earlier = await idempotency.reserve(
                 conn, gateway_id=report.gateway_id, key=idempotency_key, body_sha256=body_sha256
@@ -335,30 +348,8 @@ class Intake:
         kind = self._dispatcher.incident_type(report.incident_type)
         if kind.priority < incident.type.priority:
             # A panic joining a blank call makes it a priority-1 emergency.
-            # The new type's plan may call for more agencies than are already covered.
-            await conn.execute(
-                "UPDATE incidents SET type = $2, priority = $3, updated_at = now(),"
-                " unfilled = ARRAY(SELECT unnest(unfilled || $4::text[]) EXCEPT"
-                " SELECT agency FROM assignments WHERE incident_id = $1"
-                " AND status IN ('offered', 'accepted', 'completed'))"
-                " WHERE id = $1",
-                incident.id,
-                kind.name,
-                kind.priority,
-                list(kind.plan),
-            )
-            await append_event(
-                conn,
-                self._schema,
-                EventType.INCIDENT_REPRIORITISED,
-                actor=actor,
-                incident_id=incident.id,
-                data={
-                    "type": kind.name,
-                    "priority": kind.priority,
-                    "previous": {"type": incident.type.name, "priority": incident.type.priority},
-                    "report_id": report_id,
-                },
+            await self._dispatcher.reclassify(
+                conn, incident.id, kind, actor=actor, reason=f"report {report_id}"
             )
             incident = replace(incident, type=kind)
         best = incident.location

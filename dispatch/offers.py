@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.engine import Candidate, Need, Policy, TravelModel, UnitSnapshot, closest_idle
-from dispatch.errors import InvalidTransition, NotFound
+from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
@@ -60,6 +60,7 @@ class Dispatcher:
         travel: TravelModel,
         offer_timeout_s: float,
         max_offers: int = 3,
+        preempt_priority: int | None = None,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -68,6 +69,7 @@ class Dispatcher:
         self._travel = travel
         self._offer_timeout_s = offer_timeout_s
         self._max_offers = max_offers
+        self._preempt_priority = preempt_priority
         self._policy = policy
 
     @property
@@ -83,6 +85,12 @@ class Dispatcher:
     def incident_type(self, name: str) -> IncidentType:
         """The configured type of that name, or 'other' for a name not configured."""
         return self._types.get(name) or self._types["other"]
+
+    def known_type(self, name: str) -> IncidentType:
+        """The configured type of that name; UnknownIncidentType otherwise."""
+        if name not in self._types:
+            raise UnknownIncidentType(name, sorted(self._types))
+        return self._types[name]
 
     def need_of(self, incident: IncidentFacts, agency: str) -> Need:
         """What a unit of ``agency`` must offer to serve this incident."""
@@ -119,6 +127,8 @@ class Dispatcher:
             offer = await self.offer_best_unit(
                 conn, incident, agency=agency, actor=actor, exclude=refused, units=units
             )
+            if offer is None and incident.type.priority == 1:
+                offer = await self._preempt(conn, incident, agency, actor=actor, exclude=refused)
             if offer is None:
                 missing.append(agency)
                 continue
@@ -205,6 +215,83 @@ class Dispatcher:
         return await self._offer(
             conn, incident, candidate, row["agency"], actor=actor, reason=reason
         )
+
+    async def _preempt(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        agency: str,
+        *,
+        actor: str,
+        exclude: frozenset[str],
+    ) -> Offer | None:
+        """Take the best unit of ``agency`` off a low-priority job for a priority-1
+        incident, when configured (``preempt_priority``: jobs of that priority or
+        lower may lose their unit). Crews already on scene are not pulled away."""
+        if self._preempt_priority is None:
+            return None
+        rows = await conn.fetch(
+            "SELECT u.id, u.agency, u.zone_id, u.lat, u.lon, u.capabilities, u.status,"
+            " a.id AS assignment_id, a.incident_id FROM assignments a"
+            " JOIN incidents i ON i.id = a.incident_id JOIN units u ON u.id = a.unit_id"
+            " WHERE a.status IN ('offered', 'accepted') AND a.agency = $1"
+            " AND i.priority >= $2 AND u.status IN ('offered', 'dispatched', 'en_route')"
+            " AND u.lat IS NOT NULL",
+            agency,
+            self._preempt_priority,
+        )
+        busy = {r["id"]: r for r in rows if r["id"] not in exclude}
+        snapshots = [
+            UnitSnapshot(
+                id=r["id"],
+                agency=r["agency"],
+                zone_id=r["zone_id"],
+                position=GeoPoint(lat=r["lat"], lon=r["lon"]),
+                capabilities=frozenset(r["capabilities"]),
+            )
+            for r in busy.values()
+        ]
+        for candidate in self._policy(self.need_of(incident, agency), snapshots, self._travel):
+            row = busy[candidate.unit_id]
+            taken = await conn.fetchval(
+                "UPDATE assignments SET status = 'cancelled', responded_at = now()"
+                " WHERE id = $1 AND status IN ('offered', 'accepted') RETURNING incident_id",
+                row["assignment_id"],
+            )
+            freed = await conn.fetchval(
+                "UPDATE units SET status = 'available', updated_at = now()"
+                " WHERE id = $1 AND status = $2 RETURNING id",
+                candidate.unit_id,
+                row["status"],
+            )
+            if taken is None or freed is None:
+                raise InvalidTransition("unit", candidate.unit_id, "changed", "pre-empted")
+            reason = f"pre-empted by incident {incident.id} (priority 1)"
+            await append_event(
+                conn,
+                self._schema,
+                EventType.ASSIGNMENT_CANCELLED,
+                actor=actor,
+                incident_id=taken,
+                unit_id=candidate.unit_id,
+                data={"assignment_id": row["assignment_id"], "reason": reason},
+            )
+            await self.unit_status_event(
+                conn,
+                candidate.unit_id,
+                row["status"],
+                "available",
+                actor,
+                assignment_id=row["assignment_id"],
+                reason=reason,
+            )
+            await self.reopen(conn, taken, agency)
+            await self.wait(conn, taken, actor=actor, reason=f"its {agency} unit was {reason}")
+            if await self._claim(conn, candidate.unit_id):
+                return await self._offer(
+                    conn, incident, candidate, agency, actor=actor, reason=reason
+                )
+        return None
 
     async def _claim(self, conn: asyncpg.Connection, unit_id: str) -> bool:
         claimed = await conn.fetchval(
@@ -378,6 +465,50 @@ class Dispatcher:
             **extra,
         )
         return {"unit_id": unit_id, "status": status}
+
+    async def reclassify(
+        self,
+        conn: asyncpg.Connection,
+        incident_id: int,
+        kind: IncidentType,
+        *,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """Give the incident another type (and so priority and response plan).
+
+        The plan's agencies not yet covered by a unit become unfilled; agencies the new
+        plan does not list are no longer waited for.
+        """
+        previous = await conn.fetchrow(
+            "SELECT type, priority FROM incidents WHERE id = $1 FOR UPDATE", incident_id
+        )
+        if previous is None:
+            raise NotFound("incident", incident_id)
+        await conn.execute(
+            "UPDATE incidents SET type = $2, priority = $3, updated_at = now(),"
+            " unfilled = ARRAY(SELECT unnest($4::text[]) EXCEPT"
+            " SELECT agency FROM assignments WHERE incident_id = $1"
+            " AND status IN ('offered', 'accepted', 'completed'))"
+            " WHERE id = $1",
+            incident_id,
+            kind.name,
+            kind.priority,
+            list(kind.plan),
+        )
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_REPRIORITISED,
+            actor=actor,
+            incident_id=incident_id,
+            data={
+                "type": kind.name,
+                "priority": kind.priority,
+                "previous": {"type": previous["type"], "priority": previous["priority"]},
+                "reason": reason,
+            },
+        )
 
     async def reopen(self, conn: asyncpg.Connection, incident_id: int, agency: str) -> None:
         """Mark the plan's slot for ``agency`` as needing a unit again."""

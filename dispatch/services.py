@@ -87,6 +87,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             offer_timeout_s=settings.offer_timeout_s,
             max_offers=settings.max_offers,
+            preempt_priority=settings.preempt_priority,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Offers declined or expired before an incident is escalated to operators.",
     )
+    preempt_priority: int | None = Field(
+        default=None,
+        ge=2,
+        le=4,
+        description="When set, a priority-1 incident with no free unit may take a unit "
+        "off a job of this priority or lower (e.g. 4); unset: never pre-empt.",
+    )
     queue_poll_s: float = Field(
         default=1.0, gt=0, description="How often each instance serves the waiting queue."
     )

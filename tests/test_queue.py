@@ -74,3 +74,14 @@ async def test_every_offer_refused_escalates_to_operators(live: LiveServer) -> N
     row = await live.db.fetchrow("SELECT status, escalated FROM incidents")
     assert (row["status"], row["escalated"]) == ("queued", True)
     assert await live.count("assignments") == 2
+
+
+async def test_by_default_a_panic_never_pre_empts(live: LiveServer) -> None:
+    """Pre-emption is off unless configured: the panic waits for a free unit."""
+    await live.db.execute(
+        "UPDATE units SET status = 'off_duty' WHERE agency = 'police' AND id <> 'capital-pcr-1'"
+    )
+    point = zone_point("capital")
+    await live.post_panic(panic(point, trigger="noise", category="other"))
+    urgent = (await live.post_panic(panic(point, trigger="sos"))).json()
+    assert urgent["status"] == "queued"

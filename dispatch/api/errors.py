@@ -12,6 +12,7 @@ from dispatch.errors import (
     InvalidTransition,
     NotFound,
     Unauthorized,
+    UnknownIncidentType,
 )
 from gateways.webhook import MalformedRequest
 
@@ -24,6 +25,8 @@ def http_status(err: DispatchError) -> int:
         return 404
     if isinstance(err, IdempotencyConflict | InvalidTransition | IncidentNotLocated):
         return 409
+    if isinstance(err, UnknownIncidentType):
+        return 422
     return 400
 
 

@@ -86,6 +86,13 @@ class NoteBody(_Body):
     text: str = Field(min_length=1, max_length=4000)
 
 
+class ClassifyBody(_Body):
+    """The incident type the call-taker judges it to be (see config/incident_types.json)."""
+
+    type: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class CloseBody(_Body):
     """How the incident ended (e.g. 'resolved on scene', 'hoax', 'no trace')."""
 
@@ -149,6 +156,19 @@ async def add_note(
             conn, incident_id, actor=operator.actor, text=body.text
         )
     return {"event_id": event_id, "incident_id": incident_id}
+
+
+@router.post("/incidents/{incident_id}/classify")
+async def classify_incident(
+    incident_id: int, body: ClassifyBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Set the incident's type; its priority and response plan follow."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        await services.control.classify(
+            conn, incident_id, body.type, actor=operator.actor, reason=body.reason
+        )
+    services.queue.wake()
+    return await _detail(services, incident_id)
 
 
 @router.post("/incidents/{incident_id}/close")
