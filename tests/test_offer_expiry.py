@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dispatch.settings import Settings
@@ -15,17 +17,27 @@ async def settings(settings: Settings) -> Settings:
 
 
 async def test_unanswered_offer_expires_and_moves_to_the_next_unit(live: LiveServer) -> None:
-    """The silent unit is released; a different unit gets the next offer."""
+    """The unit whose crew never answers is released; a different unit gets the offer,
+    and a late accept is refused."""
     point = zone_point("badagada")
     first = await nearest_police_unit(live, "badagada", point)
-    async with live.console() as console:
+    async with live.console() as console, live.mdt(first) as mdt:
         await console.recv()
+        await mdt.recv()
         incident_id = (await live.post_panic(panic(point))).json()["incident_id"]
-        expired, _ = await receive_until(console, event_of("assignment.expired"), within=10)
-        assert expired["event"]["unit_id"] == first
+        offer, _ = await receive_until(mdt, event_of("assignment.offered"))
+        expired, _ = await receive_until(mdt, event_of("assignment.expired"), within=10)
         assert expired["event"]["incident_id"] == incident_id
-        second, _ = await receive_until(console, event_of("assignment.offered"), within=5)
-        assert second["event"]["unit_id"] != first
+        offered = event_of("assignment.offered")
+        second, _ = await receive_until(
+            console, lambda m: offered(m) and m["event"]["unit_id"] != first
+        )
+        assert second["event"]["incident_id"] == incident_id
+        late = offer["event"]["data"]["assignment_id"]
+        await mdt.send(json.dumps({"type": "accept", "assignment_id": late}))
+        refused, _ = await receive_until(mdt, lambda m: m["type"] in ("ack", "error"))
+        assert refused["type"] == "error"
+        assert refused["code"] == "InvalidTransition"
     assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", first) == "available"
     statuses = await live.db.fetch(
         "SELECT unit_id, status FROM assignments WHERE incident_id = $1 ORDER BY id", incident_id
