@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
-from dispatch.errors import Unauthorized
+from dispatch.errors import ConfigurationError, Unauthorized
 
 
 def hash_token(token: str) -> str:
@@ -52,23 +54,72 @@ async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> P
     return Principal(kind, row["name"], zones)
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A registered gateway: the endpoint it may post to and its valid secrets."""
+
+    id: str
+    channel: str
+    secrets: tuple[str, ...]
+
+
 class GatewaySecrets:
     """Gateway secrets from PostgreSQL, cached briefly so a signed POST costs no query."""
 
     def __init__(self, pool: asyncpg.Pool, ttl_s: float = 10.0) -> None:
         self._pool = pool
         self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[str, str]] = {}
+        self._cache: dict[str, Gateway] = {}
         self._loaded_at = float("-inf")
 
-    async def lookup(self, gateway_id: str) -> tuple[str, str] | None:
-        """(channel, secret) of a gateway, or None if it is not registered."""
+    async def lookup(self, gateway_id: str) -> Gateway | None:
+        """The gateway of that id, or None if it is not registered."""
         now = time.monotonic()
         stale = now - self._loaded_at > self._ttl_s
         # An unknown id reloads at most once a second, so a flood of forged gateway ids
         # cannot turn into a flood of queries.
         if stale or (gateway_id not in self._cache and now - self._loaded_at > 1.0):
-            rows = await self._pool.fetch("SELECT id, channel, secret FROM gateways")
-            self._cache = {r["id"]: (r["channel"], r["secret"]) for r in rows}
+            rows = await self._pool.fetch("SELECT id, channel, secrets FROM gateways")
+            self._cache = {
+                r["id"]: Gateway(r["id"], r["channel"], tuple(r["secrets"])) for r in rows
+            }
             self._loaded_at = now
         return self._cache.get(gateway_id)
+
+
+async def register_gateways(conn: asyncpg.Connection, gateways: list[Gateway]) -> None:
+    """Insert or replace gateways and their secrets (the configured list is the truth)."""
+    await conn.executemany(
+        "INSERT INTO gateways (id, channel, secrets) VALUES ($1, $2, $3)"
+        " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, secrets = excluded.secrets",
+        [(g.id, g.channel, list(g.secrets)) for g in gateways],
+    )
+
+
+def load_gateways_file(path: Path) -> list[Gateway]:
+    """Gateways from a JSON file; ConfigurationError naming the problem otherwise."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigurationError(f"gateways file {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"gateways file {path}: expected an object of gateways")
+    gateways: list[Gateway] = []
+    for gateway_id, spec in raw.items():
+        channel = spec.get("channel") if isinstance(spec, dict) else None
+        secrets = spec.get("secrets") if isinstance(spec, dict) else None
+        if channel not in ("telecom", "sms", "panic"):
+            raise ConfigurationError(
+                f"gateways file {path}: {gateway_id!r} needs channel telecom, sms or panic"
+            )
+        if (
+            not isinstance(secrets, list)
+            or not secrets
+            or not all(isinstance(x, str) and len(x) >= 16 for x in secrets)
+        ):
+            raise ConfigurationError(
+                f"gateways file {path}: {gateway_id!r} needs a list of secrets of 16 or"
+                " more characters"
+            )
+        gateways.append(Gateway(gateway_id, channel, tuple(secrets)))
+    return gateways

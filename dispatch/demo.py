@@ -107,14 +107,15 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
         await save_zones(conn, zones)
         for gateway_id, channel in GATEWAYS:
             await conn.execute(
-                "INSERT INTO gateways (id, channel, secret) VALUES ($1, $2, $3)"
+                "INSERT INTO gateways (id, channel, secrets) VALUES ($1, $2, $3)"
                 " ON CONFLICT (id) DO NOTHING",
                 gateway_id,
                 channel,
-                new_secret(),
+                [new_secret()],
             )
+            # The newest secret is the one a demo client should sign with.
             credentials["gateways"][gateway_id] = await conn.fetchval(
-                "SELECT secret FROM gateways WHERE id = $1", gateway_id
+                "SELECT secrets[cardinality(secrets)] FROM gateways WHERE id = $1", gateway_id
             )
         for name, desk in OPERATORS.items():
             token = new_secret()

@@ -6,6 +6,8 @@ HTTP statuses and websocket close codes are mapped from these in one place
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DispatchError(Exception):
     """Base of every error the core raises on purpose."""
@@ -63,6 +65,22 @@ class UnknownIncidentType(DispatchError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"incident type {name!r} is not configured; known types: {known}")
         self.name = name
+
+
+class PayloadTooLarge(DispatchError):
+    """A request body larger than a gateway may send."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes; a report to 112 is far smaller")
+        self.limit = limit
+
+
+class MalformedRequest(DispatchError):
+    """A request the sender must fix: ``detail`` names each field and the reason."""
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__("malformed request")
+        self.detail = detail
 
 
 class ConfigurationError(DispatchError):

@@ -20,3 +20,7 @@ class RedisKeys:
     def unit_positions(self) -> str:
         """GEO set of units' latest positions (member: unit id)."""
         return f"{self.prefix}units:geo"
+
+    def gateway_rate(self, gateway_id: str, second: int) -> str:
+        """Counter of one gateway's requests in one second."""
+        return f"{self.prefix}rate:{gateway_id}:{second}"

@@ -11,8 +11,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from dispatch import readmodels
-from dispatch.auth import GatewaySecrets
+from dispatch.auth import GatewaySecrets, load_gateways_file, register_gateways
 from dispatch.control import Control
+from dispatch.correlate import CorrelationPolicy
 from dispatch.db import create_pool, migrate
 from dispatch.engine import TravelModel
 from dispatch.errors import ConfigurationError
@@ -25,6 +26,7 @@ from dispatch.offers import Dispatcher
 from dispatch.outbox import OutboxRelay
 from dispatch.positions import PositionTracker
 from dispatch.queue import QueueWorker
+from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
 from geo.zones import ZoneIndex, zones_from_geojson
 
@@ -42,6 +44,7 @@ class Services:
     hub: Hub
     relay: OutboxRelay
     gateway_secrets: GatewaySecrets
+    rate_limiter: RateLimiter
     queue: QueueWorker
     control: Control
     positions: PositionTracker
@@ -70,6 +73,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)
+            if settings.gateways_file is not None:
+                await register_gateways(conn, load_gateways_file(settings.gateways_file))
         zones = await load_zone_index(pool)
         if zones is None:
             raise ConfigurationError(
@@ -105,10 +110,22 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             redis=redis,
             keys=keys,
             dispatcher=dispatcher,
-            intake=Intake(pool=pool, schema=schema, dispatcher=dispatcher),
+            intake=Intake(
+                pool=pool,
+                schema=schema,
+                dispatcher=dispatcher,
+                correlation=CorrelationPolicy(
+                    same_sender_window_s=settings.same_sender_window_s,
+                    nearby_radius_m=settings.nearby_radius_m,
+                    nearby_window_s=settings.nearby_window_s,
+                ),
+            ),
             hub=hub,
             relay=relay,
             gateway_secrets=GatewaySecrets(pool),
+            rate_limiter=RateLimiter(
+                redis=redis, keys=keys, per_second=settings.gateway_rate_per_s
+            ),
             queue=QueueWorker(pool=pool, dispatcher=dispatcher, poll_s=settings.queue_poll_s),
             control=Control(schema=schema, dispatcher=dispatcher),
             positions=PositionTracker(

@@ -78,6 +78,36 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest accepted gap between a gateway's timestamp and the server clock.",
     )
+    gateway_max_body_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="Largest gateway request body (PIDF-LO documents are the largest).",
+    )
+    gateway_rate_per_s: int = Field(
+        default=500,
+        gt=0,
+        description="Requests per second one gateway may send, over all instances; beyond "
+        "it: 429 with Retry-After.",
+    )
+    gateways_file: Path | None = Field(
+        default=None,
+        description='JSON file of gateways loaded at start-up: {"<id>": {"channel": '
+        '"telecom|sms|panic", "secrets": ["<old>", "<new>"]}}. Every listed '
+        "secret is valid, so a secret is rotated by listing both for a while.",
+    )
+    same_sender_window_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Reports from the same phone number within this time join one incident.",
+    )
+    nearby_radius_m: float = Field(
+        default=150.0,
+        ge=0,
+        description="Reports of the same (non-personal) type this close join one incident.",
+    )
+    nearby_window_s: float = Field(
+        default=600.0, ge=0, description="... if they come within this time of each other."
+    )
     relay_poll_s: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when no NOTIFY arrives."
     )

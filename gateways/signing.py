@@ -17,9 +17,16 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify(
-    *, secret: str, timestamp: str, body: bytes, signature: str, now: float, max_skew_s: int
+    *,
+    secrets: tuple[str, ...],
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    now: float,
+    max_skew_s: int,
 ) -> None:
-    """Raise SignatureError unless the signature is right and the timestamp is fresh."""
+    """Raise SignatureError unless the signature matches one of the gateway's valid
+    ``secrets`` (several during a rotation) and the timestamp is fresh."""
     if not timestamp.isdigit():
         raise SignatureError("X-ERSS-Timestamp must be Unix seconds as an integer string")
     skew = abs(now - int(timestamp))
@@ -28,7 +35,9 @@ def verify(
             f"X-ERSS-Timestamp is {int(skew)} s from the server clock (limit {max_skew_s} s);"
             " check the gateway's clock"
         )
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    # Every secret is tried (no early exit) so timing does not tell which one matched.
+    matches = [hmac.compare_digest(sign(secret, timestamp, body), signature) for secret in secrets]
+    if not any(matches):
         raise SignatureError(
             "X-ERSS-Signature does not match: expected sha256=HMAC-SHA256(secret,"
             " timestamp + '.' + raw body) in hex"

@@ -6,26 +6,18 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from dispatch.errors import Unauthorized
+from dispatch.errors import MalformedRequest, PayloadTooLarge, Unauthorized
 from dispatch.intake import IncidentReport
 from dispatch.services import Services
 from gateways.signing import SignatureError, verify
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class MalformedRequest(Exception):
-    """A request the gateway must fix; answered 422 with the details."""
-
-    def __init__(self, detail: list[dict[str, Any]]) -> None:
-        super().__init__("malformed request")
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +61,15 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
         raise Unauthorized(
             "X-ERSS-Gateway, X-ERSS-Timestamp and X-ERSS-Signature headers are required"
         )
-    known = await services.gateway_secrets.lookup(x_erss_gateway)
-    if known is None:
+    gateway = await services.gateway_secrets.lookup(x_erss_gateway)
+    if gateway is None:
         raise Unauthorized(f"unknown gateway {x_erss_gateway!r}")
-    gateway_channel, secret = known
-    if gateway_channel != channel:
+    if gateway.channel != channel:
         raise Unauthorized(f"gateway {x_erss_gateway!r} may not post to the {channel} endpoint")
-    body = await request.body()
+    body = await _read_body(request, services.settings.gateway_max_body_bytes)
     try:
         verify(
-            secret=secret,
+            secrets=gateway.secrets,
             timestamp=x_erss_timestamp,
             body=body,
             signature=x_erss_signature,
@@ -87,6 +78,8 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
         )
     except SignatureError as err:
         raise Unauthorized(str(err)) from err
+    # After the signature: forged requests must not use up a real gateway's allowance.
+    await services.rate_limiter.check(gateway.id)
     if not idempotency_key or len(idempotency_key) > 200:
         raise MalformedRequest(
             [
@@ -99,6 +92,21 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
             ]
         )
     return SignedDelivery(x_erss_gateway, channel, body, idempotency_key)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) beyond ``limit`` bytes without reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def delivery_for(channel: str) -> Callable[[Request], Awaitable[SignedDelivery]]:

@@ -10,24 +10,31 @@ from dispatch.errors import (
     IdempotencyConflict,
     IncidentNotLocated,
     InvalidTransition,
+    MalformedRequest,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
     UnknownIncidentType,
 )
-from gateways.webhook import MalformedRequest
+from dispatch.ratelimit import RateLimited
+
+# First match wins; anything else the core raises on purpose is a 400.
+_STATUSES: tuple[tuple[type[DispatchError], int], ...] = (
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (IdempotencyConflict, 409),
+    (InvalidTransition, 409),
+    (IncidentNotLocated, 409),
+    (PayloadTooLarge, 413),
+    (MalformedRequest, 422),
+    (UnknownIncidentType, 422),
+    (RateLimited, 429),
+)
 
 
 def http_status(err: DispatchError) -> int:
     """The HTTP status for a core error."""
-    if isinstance(err, Unauthorized):
-        return 401
-    if isinstance(err, NotFound):
-        return 404
-    if isinstance(err, IdempotencyConflict | InvalidTransition | IncidentNotLocated):
-        return 409
-    if isinstance(err, UnknownIncidentType):
-        return 422
-    return 400
+    return next((status for kind, status in _STATUSES if isinstance(err, kind)), 400)
 
 
 def error_code(err: Exception) -> str:
@@ -41,16 +48,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_dispatch_error(_request: Request, err: Exception) -> JSONResponse:
         if not isinstance(err, DispatchError):  # pragma: no cover - registered for it only
             raise err
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, Unauthorized) else None
+        headers = None
+        if isinstance(err, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(err, RateLimited):
+            headers = {"Retry-After": str(err.retry_after_s)}
+        detail = err.detail if isinstance(err, MalformedRequest) else str(err)
         return JSONResponse(
-            {"error": error_code(err), "detail": str(err)},
+            {"error": error_code(err), "detail": detail},
             status_code=http_status(err),
             headers=headers,
         )
 
-    async def on_malformed(_request: Request, err: Exception) -> JSONResponse:
-        detail = err.detail if isinstance(err, MalformedRequest) else str(err)
-        return JSONResponse({"error": "MalformedRequest", "detail": detail}, status_code=422)
-
     app.add_exception_handler(DispatchError, on_dispatch_error)
-    app.add_exception_handler(MalformedRequest, on_malformed)

@@ -37,10 +37,7 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
             warnings.append("text: the SMS has no text")
     else:
         payload["kind"] = "aml"
-        payload["aml"] = aml.to_json()
-        warnings.extend(f"AML {w}" for w in aml.warnings)
-        if aml.location_error is not None:
-            warnings.append(f"AML location dropped: {aml.location_error}")
+        warnings.extend(_aml_findings(aml, payload))
     return IncidentReport(
         channel="sms",
         gateway_id=gateway_id,
@@ -51,4 +48,37 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
         payload=payload,
         warnings=tuple(warnings),
         sender_keys=tuple(k for k in (tel_key(sms.sender),) if k),
+    )
+
+
+def _aml_findings(aml: AmlMessage, payload: dict[str, Any]) -> list[str]:
+    """Keep the AML's fields in the payload; its problems as warnings."""
+    payload["aml"] = aml.to_json()
+    warnings = [f"AML {w}" for w in aml.warnings]
+    if aml.location_error is not None:
+        warnings.append(f"AML location dropped: {aml.location_error}")
+    return warnings
+
+
+def aml_https_to_report(aml: AmlMessage, *, gateway_id: str, delivery_id: str) -> IncidentReport:
+    """Normalise an AML HTTPS POST exactly like the SMS form, under ``device_number``.
+
+    The HTTPS form has no message id, so the delivery's Idempotency-Key names it.
+    """
+    sender = aml.device_number or ""
+    warnings: list[str] = []
+    if (bad_number := number_warning("device_number", sender)) is not None:
+        warnings.append(bad_number)
+    payload: dict[str, Any] = {"kind": "aml-https"}
+    warnings.extend(_aml_findings(aml, payload))
+    return IncidentReport(
+        channel="sms",
+        gateway_id=gateway_id,
+        external_id=delivery_id,
+        sender=sender,
+        incident_type="other",
+        location=aml.location,
+        payload=payload,
+        warnings=tuple(warnings),
+        sender_keys=tuple(k for k in (tel_key(sender),) if k),
     )

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from gateways.sms.adapter import to_report
+from dispatch.errors import MalformedRequest
+from gateways.aml.parse import AmlError, parse_aml_https
+from gateways.sms.adapter import aml_https_to_report, to_report
 from gateways.sms.schema import SmsMessage
 from gateways.webhook import SignedDelivery, accept, delivery_for
 
@@ -21,3 +23,31 @@ async def post_sms(
     """Take an SMS to 112 (AML or plain text); 202 once its incident is committed."""
     sms = delivery.parse(SmsMessage)
     return await accept(request, delivery, to_report(sms, gateway_id=delivery.gateway_id))
+
+
+@router.post("/v1/gateways/aml", status_code=202)
+async def post_aml_https(
+    request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("sms"))]
+) -> JSONResponse:
+    """Take AML sent over HTTPS (ETSI TS 103 625; Android's Emergency Location Service
+    form, ``application/x-www-form-urlencoded``), treated exactly like the SMS form."""
+    try:
+        aml = parse_aml_https(delivery.body)
+    except AmlError as err:
+        raise MalformedRequest(
+            [{"loc": ["body", err.field], "msg": err.reason, "type": "aml"}]
+        ) from err
+    if not (aml.device_number or "").strip():
+        raise MalformedRequest(
+            [
+                {
+                    "loc": ["body", "device_number"],
+                    "msg": "device_number is required: it identifies the caller",
+                    "type": "missing",
+                }
+            ]
+        )
+    report = aml_https_to_report(
+        aml, gateway_id=delivery.gateway_id, delivery_id=delivery.idempotency_key
+    )
+    return await accept(request, delivery, report)
