@@ -1,0 +1,95 @@
+"""Gateway hardening: rotated secrets, size limits, rate limits, AML over HTTPS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from dispatch.settings import Settings
+from tests.conftest import LiveServer
+from tests.test_walking_skeleton import TABLES, panic, rows_written, zone_point
+
+OLD = "old-secret-0123456789abcdef"
+NEW = "new-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def settings(settings: Settings, tmp_path: Path) -> Settings:
+    gateways = tmp_path / "gateways.json"
+    gateways.write_text(
+        json.dumps(
+            {
+                "panic": {"channel": "panic", "secrets": [OLD, NEW]},
+                "els": {"channel": "sms", "secrets": [NEW]},
+            }
+        )
+    )
+    return settings.model_copy(
+        update={
+            "gateways_file": gateways,
+            "gateway_rate_per_s": 5,
+            "gateway_max_body_bytes": 4096,
+        }
+    )
+
+
+async def test_both_secrets_of_a_rotation_are_accepted(live: LiveServer) -> None:
+    point = zone_point("capital")
+    for n, secret in enumerate((OLD, NEW)):
+        response = await live.post_panic(panic(point, trigger=f"r{n}"), secret=secret)
+        assert response.status_code == 202, response.text
+    wrong = await live.post_panic(panic(point, trigger="r2"), secret="x" * 27)
+    assert wrong.status_code == 401
+
+
+async def test_oversized_body_is_413_and_stores_nothing(live: LiveServer) -> None:
+    body = panic(zone_point("capital"))
+    body["padding"] = "x" * 5000
+    response = await live.post_panic(body, secret=NEW)
+    assert response.status_code == 413
+    assert "4096" in response.json()["detail"]
+    assert await rows_written(live) == dict.fromkeys(TABLES, 0)
+
+
+async def test_over_the_rate_429_with_retry_after_and_nothing_lost(live: LiveServer) -> None:
+    point = zone_point("capital")
+    answers = [await live.post_panic(panic(point, trigger=f"f{n}"), secret=NEW) for n in range(12)]
+    accepted = [r for r in answers if r.status_code == 202]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited, "no request was limited"
+    assert all(r.headers["retry-after"] == "1" for r in limited)
+    assert len(accepted) + len(limited) == 20
+    # Every 202 is a committed incident; every 429 stored nothing.
+    assert await live.count("incidents") == len(accepted)
+    assert await live.count("idempotency_keys") == len(accepted)
+
+
+async def test_aml_over_https_is_treated_like_the_sms_form(live: LiveServer) -> None:
+    point = zone_point("nandankanan")
+    form = urlencode(
+        {
+            "v": "3",
+            "device_number": "+919437055555",
+            "location_latitude": f"{point.lat:.6f}",
+            "location_longitude": f"{point.lon:.6f}",
+            "location_time": "1764464400000",
+            "location_accuracy": "14.5",
+            "location_source": "GPS",
+        }
+    ).encode()
+    headers = live.signed_headers(form, gateway="els", secret=NEW)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    response = await live.http.post("/v1/gateways/aml", content=form, headers=headers)
+    assert response.status_code == 202, response.text
+    row = await live.db.fetchrow("SELECT zone_id, radius_m, status FROM incidents")
+    assert (row["zone_id"], row["radius_m"], row["status"]) == ("nandankanan", 14.5, "offered")
+
+    missing = urlencode({"v": "3", "location_latitude": "20.3"}).encode()
+    headers = live.signed_headers(missing, gateway="els", secret=NEW)
+    response = await live.http.post("/v1/gateways/aml", content=missing, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "device_number"]
+    assert await live.count("incidents") == 1
