@@ -22,6 +22,7 @@ class EventType(StrEnum):
     INCIDENT_CLOSED = "incident.closed"
     INCIDENT_MERGED = "incident.merged"
     INCIDENT_REPORT_ATTACHED = "incident.report_attached"
+    INCIDENT_REPORT_DETACHED = "incident.report_detached"
     INCIDENT_LOCATION_UPDATED = "incident.location_updated"
     INCIDENT_REPRIORITISED = "incident.reprioritised"
     INCIDENT_CALLBACK_REQUESTED = "incident.callback_requested"

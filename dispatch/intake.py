@@ -24,6 +24,7 @@ from dispatch.correlate import (
     may_join_nearby,
     sender_window_applies,
 )
+from dispatch.errors import InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
@@ -233,6 +234,92 @@ class Intake:
                 [(key, report_id) for key in set(report.sender_keys)],
             )
         return report_id
+
+    async def split(
+        self, conn: asyncpg.Connection, report_id: int, *, actor: str, reason: str
+    ) -> int:
+        """Take a wrongly attached report out of its incident into a new incident of
+        its own, dispatched like any new one; returns the new incident's id.
+
+        NotFound for an unknown report; InvalidTransition when its incident is no
+        longer open or the report is its only one.
+        """
+        row = await conn.fetchrow(
+            "SELECT r.incident_id, r.channel, r.lat, r.lon, r.radius_m, r.location_method,"
+            " r.location_time, r.silent, r.warnings, i.status, i.type FROM reports r"
+            " JOIN incidents i ON i.id = r.incident_id WHERE r.id = $1 FOR UPDATE OF i",
+            report_id,
+        )
+        if row is None:
+            raise NotFound("report", report_id)
+        old: int = row["incident_id"]
+        if row["status"] not in OPEN_STATUSES:
+            raise InvalidTransition("incident", old, row["status"], "split")
+        others = await conn.fetchval(
+            "SELECT count(*) FROM reports WHERE incident_id = $1 AND id <> $2", old, report_id
+        )
+        if others == 0:
+            raise InvalidTransition(
+                "report", report_id, f"the only report of incident {old}", "split off"
+            )
+        kind = self._dispatcher.incident_type(row["type"])
+        location = None
+        if row["lat"] is not None:
+            location = Location(
+                point=GeoPoint(lat=row["lat"], lon=row["lon"]),
+                radius_m=row["radius_m"],
+                method=row["location_method"] or "unknown",
+                time=row["location_time"],
+            )
+        zone = self._dispatcher.zones.zone_of(location.point) if location else None
+        status = "callback" if row["silent"] else "new" if location else "awaiting_location"
+        new: int = await conn.fetchval(
+            "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
+            " location_method, zone_id, location_time, unfilled)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            status,
+            kind.priority,
+            kind.name,
+            *_location_columns(location),
+            zone.id if zone else None,
+            _fix_time(location) if location else None,
+            list(kind.plan),
+        )
+        await conn.execute("UPDATE reports SET incident_id = $2 WHERE id = $1", report_id, new)
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_REPORT_DETACHED,
+            actor=actor,
+            incident_id=old,
+            data={"report_id": report_id, "to": new, "reason": reason},
+        )
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_CREATED,
+            actor=actor,
+            incident_id=new,
+            data={
+                "status": status,
+                "priority": kind.priority,
+                "type": kind.name,
+                "channel": row["channel"],
+                "report_id": report_id,
+                "location": location_json(location),
+                "zone": {"id": zone.id, "name": zone.name} if zone else None,
+                "warnings": row["warnings"],
+                "split_from": old,
+                "reason": reason,
+            },
+        )
+        if location is not None and status == "new":
+            await self._dispatch_located(conn, new, kind, location, zone, actor)
+        elif status == "awaiting_location":
+            await self._dispatcher.escalate(
+                conn, new, actor=actor, reason="no usable location in the report"
+            )
+        return new
 
     async def _create_incident(
         self, conn: asyncpg.Connection, report: IncidentReport

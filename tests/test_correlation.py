@@ -138,3 +138,39 @@ async def test_the_assigned_mdt_follows_its_incidents_location(live: LiveServer)
         await bystander.send('{"type": "ping"}')
         _, before = await receive_until(bystander, lambda m: m["type"] == "pong")
         assert before == []
+
+
+async def test_operator_splits_a_wrongly_attached_report(live: LiveServer) -> None:
+    """Two different emergencies reported close by: the operator splits them apart; the
+    split-off report becomes an incident of its own and is dispatched."""
+    point = zone_point("laxmisagar")
+    bodies = [
+        {
+            "call_id": f"c-{n}",
+            "caller": f"+91943711111{n}",
+            "location": {"lat": point.lat, "lon": point.lon, "radius_m": 50.0},
+        }
+        for n in range(2)
+    ]
+    first, second = [(await post(live, CALLS, "telecom", b)).json() for b in bodies]
+    assert second["duplicate_of"] == first["incident_id"]
+    auth = {"Authorization": f"Bearer {live.operator_token}"}
+    response = await live.http.post(
+        f"/v1/reports/{second['report_id']}/split",
+        json={"reason": "a different house: domestic quarrel, not the accident"},
+        headers=auth,
+    )
+    assert response.status_code == 201, response.text
+    split = response.json()
+    assert split["id"] != first["incident_id"]
+    assert [r["id"] for r in split["reports"]] == [second["report_id"]]
+    assert split["status"] == "offered"
+    old = (await live.http.get(f"/v1/incidents/{first['incident_id']}", headers=auth)).json()
+    assert [r["id"] for r in old["reports"]] == [first["report_id"]]
+    assert old["events"][-1]["type"] == "incident.report_detached"
+
+    only = await live.http.post(
+        f"/v1/reports/{first['report_id']}/split", json={"reason": "x"}, headers=auth
+    )
+    assert only.status_code == 409
+    assert "only report" in only.json()["detail"]

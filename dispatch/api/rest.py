@@ -146,6 +146,19 @@ async def cancel_assignment(
     return await _detail(services, incident_id)
 
 
+@router.post("/reports/{report_id}/split", status_code=201)
+async def split_report(
+    report_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Take a wrongly attached report out into an incident of its own (dispatched like
+    any new one); returns the new incident."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        incident_id = await services.intake.split(
+            conn, report_id, actor=operator.actor, reason=body.reason
+        )
+    return await _detail(services, incident_id)
+
+
 @router.post("/incidents/{incident_id}/notes", status_code=201)
 async def add_note(
     incident_id: int, body: NoteBody, services: ServicesDep, operator: OperatorDep
