@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -19,6 +21,7 @@ from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
 from dispatch.settings import Settings
+from gateways.client import PATHS, aml_sms, deliver
 
 log = logging.getLogger("erss")
 
@@ -83,6 +86,63 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def send(args: argparse.Namespace) -> int:
+    """Sign and post one report as a gateway would; print the answer."""
+    path = (
+        Path(args.credentials)
+        if args.credentials
+        else Settings().data_dir / ("demo-credentials.json")
+    )
+    try:
+        credentials = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as err:
+        print(f"erss send: cannot read credentials {path}: {err}", file=sys.stderr)
+        return 2
+    gateway = args.gateway or {"panic": "panic", "call": "telecom", "sms": "sms"}[args.kind]
+    secret = args.secret or credentials.get("gateways", {}).get(gateway)
+    if not secret:
+        print(f"erss send: no secret for gateway {gateway!r} in {path}", file=sys.stderr)
+        return 2
+    ident = uuid.uuid4().hex[:12]
+    fix = (
+        {"lat": args.lat, "lon": args.lon}
+        if args.lat is not None and args.lon is not None
+        else None
+    )
+    payload: dict[str, Any]
+    if args.kind == "panic":
+        payload = {"trigger_id": ident, "device_id": args.device or f"cli-{ident}"}
+        if fix:
+            payload["location"] = {**fix, "accuracy_m": args.accuracy}
+        if args.category:
+            payload["category"] = args.category
+        if args.phone:
+            payload["user"] = {"phone": args.phone}
+    elif args.kind == "call":
+        payload = {"call_id": ident, "caller": args.phone or "+910000000000"}
+        if fix:
+            payload["location"] = {**fix, "radius_m": args.accuracy, "method": "cell"}
+        if args.silent:
+            payload["call_state"] = "silent"
+    else:
+        text = args.text or (aml_sms(args.lat, args.lon, args.accuracy) if fix else "")
+        payload = {
+            "message_id": ident,
+            "from": args.phone or "+910000000000",
+            "to": "112",
+            "text": text,
+        }
+    answer = deliver(
+        args.url or credentials.get("base_url", "http://127.0.0.1:8112"),
+        PATHS[args.kind],
+        payload,
+        gateway=gateway,
+        secret=secret,
+    )
+    print(json.dumps({"status": answer.status, "answer": answer.body}, indent=2))
+    return 0 if 200 <= answer.status < 300 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erss`` console script."""
     parser = argparse.ArgumentParser(prog="erss", description="112 ERSS dispatch backend")
@@ -91,10 +151,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--demo", action="store_true", help="load the Bhubaneswar demo city")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8112)
+    send_cmd = commands.add_parser(
+        "send", help="sign and post a report as a gateway would (for testing a set-up)"
+    )
+    send_cmd.add_argument("kind", choices=["panic", "call", "sms"])
+    send_cmd.add_argument("--lat", type=float, help="latitude of the fix")
+    send_cmd.add_argument("--lon", type=float, help="longitude of the fix")
+    send_cmd.add_argument("--accuracy", type=float, default=15.0, help="metres (default 15)")
+    send_cmd.add_argument("--phone", help="caller / sender number (E.164)")
+    send_cmd.add_argument("--device", help="panic: device id")
+    send_cmd.add_argument("--category", help="panic: category, e.g. women_safety, medical")
+    send_cmd.add_argument("--text", help="sms: text (default: an AML SMS of --lat/--lon)")
+    send_cmd.add_argument("--silent", action="store_true", help="call: nobody spoke")
+    send_cmd.add_argument("--url", help="server (default: base_url of the credentials)")
+    send_cmd.add_argument("--gateway", help="gateway id (default: the demo's for the kind)")
+    send_cmd.add_argument("--secret", help="gateway secret (default: from the credentials)")
+    send_cmd.add_argument("--credentials", help="demo-credentials.json (default: data dir)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         return serve(args)
+    if args.command == "send":
+        return send(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
