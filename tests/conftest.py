@@ -34,6 +34,20 @@ from dispatch.services import Services
 from dispatch.settings import Settings
 from gateways.signing import sign
 
+# The shared reference data (real AML, PIDF-LO samples) lives beside the repository, as
+# in CI; ERSS_SHARED_DATA points elsewhere. Tests replaying it skip, saying so, without it.
+SHARED_DATA = Path(
+    os.environ.get("ERSS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def needs_shared(folder: str) -> pytest.MarkDecorator:
+    """Skip a module whose samples are in ``SHARED_DATA/folder`` when it is absent."""
+    return pytest.mark.skipif(
+        not (SHARED_DATA / folder).is_dir(),
+        reason=f"reference samples not found at {SHARED_DATA / folder} (set ERSS_SHARED_DATA)",
+    )
+
 
 @pytest.fixture(scope="session")
 def service_urls() -> Iterator[tuple[str, str]]:

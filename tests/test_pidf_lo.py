@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from geopy.distance import geodesic
@@ -17,8 +16,10 @@ from hypothesis import strategies as st
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
 from geo.distance import distance_m
 from geo.points import GeoPoint
+from tests.conftest import SHARED_DATA, needs_shared
 
-PIDF_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pidf-lo"
+PIDF_DATA = SHARED_DATA / "pidf-lo"
+pytestmark = needs_shared("pidf-lo")
 
 
 @dataclass(frozen=True)
