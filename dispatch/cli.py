@@ -21,7 +21,9 @@ from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
 from dispatch.settings import Settings
+from dispatch.zonestore import save_zones
 from gateways.client import PATHS, aml_sms, deliver
+from geo.zones import Zone, ZoneError, zones_from_geojson
 
 log = logging.getLogger("erss")
 
@@ -46,10 +48,12 @@ async def prepare_demo(settings: Settings, base_url: str) -> Path:
     return path
 
 
-def resolve_services(settings: Settings) -> tuple[Settings, EmbeddedServices | None]:
-    """Start embedded servers for whatever URL is unset; settings with both URLs set."""
+def resolve_services(
+    settings: Settings, *, redis: bool = True
+) -> tuple[Settings, EmbeddedServices | None]:
+    """Start embedded servers for whatever URL is unset; settings with the URLs set."""
     need_db = not settings.database_url
-    need_redis = not settings.redis_url
+    need_redis = redis and not settings.redis_url
     if not (need_db or need_redis):
         return settings, None
     embedded = start_embedded(settings.data_dir, database=need_db, redis=need_redis)
@@ -143,6 +147,53 @@ def send(args: argparse.Namespace) -> int:
     return 0 if 200 <= answer.status < 300 else 1
 
 
+async def _store_zones(settings: Settings, zones: list[Zone]) -> tuple[int, list[str]]:
+    """Store validated zones; (how many, ids stored before that the file lacks)."""
+    if not settings.database_url:
+        raise ConfigurationError("no database_url")
+    pool = await create_pool(settings.database_url, settings.db_schema, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await migrate(conn, settings.db_schema)
+            await save_zones(conn, zones)
+            absent = await conn.fetch(
+                "SELECT id FROM zones WHERE NOT id = ANY($1::text[]) ORDER BY id",
+                [z.id for z in zones],
+            )
+    finally:
+        await pool.close()
+    return len(zones), [r["id"] for r in absent]
+
+
+def zones_command(args: argparse.Namespace) -> int:
+    """`erss zones load FILE`: validate a city's jurisdictions and store them."""
+    # Validated before anything is started or written: a bad file changes nothing.
+    try:
+        zones = zones_from_geojson(json.loads(Path(args.file).read_text("utf-8")))
+    except (OSError, ValueError, ZoneError) as err:
+        print(f"erss zones load: {args.file}: {err}", file=sys.stderr)
+        return 1
+    settings = Settings()
+    try:
+        settings, embedded = resolve_services(settings, redis=False)
+    except EmbeddedError as err:
+        print(f"erss: {err}", file=sys.stderr)
+        return 1
+    try:
+        stored, absent = asyncio.run(_store_zones(settings, zones))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(
+        f"erss: {stored} zones stored; running servers pick them up within"
+        f" {settings.zone_refresh_s:.0f} s"
+    )
+    if absent:
+        # Kept, not deleted: open incidents and units may still refer to them.
+        print(f"erss: zones in the database but not in the file (kept): {', '.join(absent)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erss`` console script."""
     parser = argparse.ArgumentParser(prog="erss", description="112 ERSS dispatch backend")
@@ -151,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--demo", action="store_true", help="load the Bhubaneswar demo city")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8112)
+    zones_cmd = commands.add_parser("zones", help="manage jurisdictions")
+    zones_sub = zones_cmd.add_subparsers(dest="zones_command", required=True)
+    load_cmd = zones_sub.add_parser("load", help="validate and store a GeoJSON FeatureCollection")
+    load_cmd.add_argument("file", help="GeoJSON (RFC 7946) of (Multi)Polygons, lon/lat")
     send_cmd = commands.add_parser(
         "send", help="sign and post a report as a gateway would (for testing a set-up)"
     )
@@ -173,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "send":
         return send(args)
+    if args.command == "zones":
+        return zones_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

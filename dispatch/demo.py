@@ -15,9 +15,9 @@ from typing import Any
 
 import asyncpg
 from shapely.geometry import Point as ShapelyPoint
-from shapely.geometry import mapping
 
 from dispatch.auth import hash_token, new_secret
+from dispatch.zonestore import save_zones
 from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex, zones_from_geojson
 
@@ -77,16 +77,6 @@ def demo_fleet(zones: list[Zone]) -> list[DemoUnit]:
                     )
                 )
     return units
-
-
-async def save_zones(conn: asyncpg.Connection, zones: list[Zone]) -> None:
-    """Insert or update zones (their geometry as GeoJSON)."""
-    await conn.executemany(
-        "INSERT INTO zones (id, name, geometry) VALUES ($1, $2, $3)"
-        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, geometry = excluded.geometry,"
-        " updated_at = now()",
-        [(z.id, z.name, mapping(z.geometry)) for z in zones],
-    )
 
 
 async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any]:

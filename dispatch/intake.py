@@ -271,7 +271,7 @@ class Intake:
                 method=row["location_method"] or "unknown",
                 time=row["location_time"],
             )
-        zone = self._dispatcher.zones.zone_of(location.point) if location else None
+        zone = self._dispatcher.locate(location.point) if location else None
         status = "callback" if row["silent"] else "new" if location else "awaiting_location"
         new: int = await conn.fetchval(
             "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
@@ -326,7 +326,8 @@ class Intake:
     ) -> IntakeResult:
         kind = self._dispatcher.incident_type(report.incident_type)
         location = report.location
-        zone = self._dispatcher.zones.zone_of(location.point) if location else None
+        zone = self._dispatcher.locate(location.point) if location else None
+        other_zones = self._dispatcher.other_zones(location, zone) if location else []
         actor = f"gateway:{report.gateway_id}"
         if report.silent:
             # Nobody spoke: operators call back before anyone is sent. Most such calls
@@ -339,8 +340,8 @@ class Intake:
             status = "awaiting_location"
         incident_id: int = await conn.fetchval(
             "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-            " location_method, zone_id, location_time, unfilled)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            " location_method, zone_id, location_time, unfilled, other_zones)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             status,
             kind.priority,
             kind.name,
@@ -348,6 +349,7 @@ class Intake:
             zone.id if zone else None,
             _fix_time(location) if location else None,
             list(kind.plan),
+            other_zones,
         )
         report_id = await self._insert_report(conn, incident_id, report)
         history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
@@ -365,6 +367,7 @@ class Intake:
                 "report_id": report_id,
                 "location": location_json(location),
                 "zone": {"id": zone.id, "name": zone.name} if zone else None,
+                "other_zones": other_zones,
                 "warnings": list(report.warnings),
                 "silent": report.silent,
                 "caller_history": history,
@@ -399,7 +402,7 @@ class Intake:
         """Offer a newly located incident a unit for each agency of its plan; returns its
         status afterwards."""
         if zone is None:
-            reason = "location outside every jurisdiction"
+            reason = self._dispatcher.outside_reason(location.point)
             await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
             await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
             return "queued"
@@ -464,7 +467,7 @@ class Intake:
                 )
             else:
                 await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
-                zone = self._dispatcher.zones.zone_of(best.point)
+                zone = self._dispatcher.locate(best.point)
                 status = await self._dispatch_located(
                     conn, incident.id, incident.type, best, zone, actor
                 )
@@ -479,14 +482,17 @@ class Intake:
         actor: str,
     ) -> None:
         """Move the incident to a better fix (and maybe another zone), as an event."""
-        zone = self._dispatcher.zones.zone_of(new.point)
+        zone = self._dispatcher.locate(new.point)
+        other_zones = self._dispatcher.other_zones(new, zone)
         await conn.execute(
             "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
-            " zone_id = $6, location_time = $7, updated_at = now() WHERE id = $1",
+            " zone_id = $6, location_time = $7, other_zones = $8, updated_at = now()"
+            " WHERE id = $1",
             incident.id,
             *_location_columns(new),
             zone.id if zone else None,
             _fix_time(new),
+            other_zones,
         )
         await append_event(
             conn,

@@ -19,9 +19,11 @@ from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
+from dispatch.zonestore import ZoneDirectory
 from geo.distance import distance_m, travel_time_s
+from geo.location import Location
 from geo.points import GeoPoint
-from geo.zones import ZoneIndex
+from geo.zones import Zone, ZoneIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,13 @@ class Dispatcher:
         self,
         *,
         schema: str,
-        zones: ZoneIndex,
+        zones: ZoneDirectory,
         incident_types: dict[str, IncidentType],
         travel: TravelModel,
         offer_timeout_s: float,
         max_offers: int = 3,
         preempt_priority: int | None = None,
+        zone_tolerance_m: float = 0.0,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -70,12 +73,37 @@ class Dispatcher:
         self._offer_timeout_s = offer_timeout_s
         self._max_offers = max_offers
         self._preempt_priority = preempt_priority
+        self._zone_tolerance_m = zone_tolerance_m
         self._policy = policy
 
     @property
     def zones(self) -> ZoneIndex:
-        """The jurisdictions this dispatcher assigns by."""
-        return self._zones
+        """The jurisdictions this dispatcher assigns by (the current index)."""
+        return self._zones.index
+
+    def locate(self, point: GeoPoint) -> Zone | None:
+        """The jurisdiction of a point, with the configured tolerance for border gaps."""
+        return self.zones.zone_of(point, tolerance_m=self._zone_tolerance_m)
+
+    def other_zones(self, location: Location, zone: Zone | None) -> list[str]:
+        """Other zones the location's circle of uncertainty overlaps."""
+        if not location.radius_m:
+            return []
+        return [
+            z.id
+            for z in self.zones.zones_within(location.point, location.radius_m)
+            if zone is None or z.id != zone.id
+        ]
+
+    def outside_reason(self, point: GeoPoint) -> str:
+        """Why a point has no zone, flagging coordinates that look exchanged."""
+        swapped = self.zones.swapped(point)
+        if swapped is None:
+            return "location outside every jurisdiction"
+        return (
+            "location outside every jurisdiction; with latitude and longitude exchanged it"
+            f" would be in {swapped.name}: the sender may have swapped them (not plotted there)"
+        )
 
     @property
     def max_offers(self) -> int:
@@ -98,7 +126,7 @@ class Dispatcher:
             point=incident.point,
             zone_id=incident.zone_id,
             neighbour_zone_ids=frozenset(
-                self._zones.neighbours(incident.zone_id) if incident.zone_id else ()
+                self.zones.neighbours(incident.zone_id) if incident.zone_id else ()
             ),
             agency=agency,
         )

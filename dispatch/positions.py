@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from dispatch.keys import RedisKeys
+from dispatch.zonestore import ZoneDirectory
 from geo.location import Location
-from geo.zones import ZoneIndex
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class PositionTracker:
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
         keys: RedisKeys,
-        zones: ZoneIndex,
+        zones: ZoneDirectory,
         flush_s: float,
     ) -> None:
         self._pool = pool
@@ -87,7 +87,7 @@ class PositionTracker:
             return 0
         rows = []
         for unit_id, fix in batch.items():
-            zone = self._zones.zone_of(fix.location.point)
+            zone = self._zones.index.zone_of(fix.location.point)
             rows.append(
                 (
                     unit_id,

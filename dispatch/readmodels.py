@@ -49,6 +49,7 @@ def _incident(row: asyncpg.Record) -> dict[str, Any]:
         "type": row["type"],
         "location": _location(row),
         "zone": {"id": row["zone_id"], "name": row["zone_name"]} if row["zone_id"] else None,
+        "other_zones": list(row["other_zones"]),
         "escalated": row["escalated"],
         "escalation_reason": row["escalation_reason"],
         "disposition": row["disposition"],

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 
-from dispatch import readmodels
 from dispatch.auth import GatewaySecrets, load_gateways_file, register_gateways
 from dispatch.control import Control
 from dispatch.correlate import CorrelationPolicy
@@ -28,7 +27,7 @@ from dispatch.positions import PositionTracker
 from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
-from geo.zones import ZoneIndex, zones_from_geojson
+from dispatch.zonestore import ZoneDirectory, load_zone_index
 
 
 @dataclass
@@ -51,14 +50,6 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def load_zone_index(pool: asyncpg.Pool) -> ZoneIndex | None:
-    """The zones stored in PostgreSQL as an index, or None when none are loaded."""
-    collection = await readmodels.zones_geojson(pool)
-    if not collection["features"]:
-        return None
-    return ZoneIndex(zones_from_geojson(collection))
-
-
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
     """Connect, migrate, start the background tasks; undo it all on exit."""
@@ -75,11 +66,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             await migrate(conn, schema)
             if settings.gateways_file is not None:
                 await register_gateways(conn, load_gateways_file(settings.gateways_file))
-        zones = await load_zone_index(pool)
-        if zones is None:
+        index = await load_zone_index(pool)
+        if index is None:
             raise ConfigurationError(
                 "no zones are loaded: start with `erss serve --demo`, or load a city first"
             )
+        zones = ZoneDirectory(index, pool=pool)
+        await zones.refresh()
         keys = RedisKeys(settings.redis_prefix)
         dispatcher = Dispatcher(
             schema=schema,
@@ -93,6 +86,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             offer_timeout_s=settings.offer_timeout_s,
             max_offers=settings.max_offers,
             preempt_priority=settings.preempt_priority,
+            zone_tolerance_m=settings.zone_tolerance_m,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()
@@ -141,6 +135,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         )
         services.tasks = [
             asyncio.create_task(services.queue.run(), name="queue"),
+            asyncio.create_task(zones.run(settings.zone_refresh_s), name="zones"),
             asyncio.create_task(services.positions.run(), name="positions"),
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(expiry.run(), name="offer-expiry"),

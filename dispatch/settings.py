@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     nearby_window_s: float = Field(
         default=600.0, ge=0, description="... if they come within this time of each other."
     )
+    zone_tolerance_m: float = Field(
+        default=50.0,
+        ge=0,
+        description="A location outside every zone but this close to one belongs to the "
+        "nearest (jurisdiction polygons have sliver gaps and misdrawn borders).",
+    )
+    zone_refresh_s: float = Field(
+        default=30.0, gt=0, description="How often each instance looks for reloaded zones."
+    )
     relay_poll_s: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when no NOTIFY arrives."
     )

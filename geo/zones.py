@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shapely import STRtree
+from shapely import box as box_around
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import nearest_points
 from shapely.validation import explain_validity
 
+from geo.distance import distance_m
 from geo.points import GeoPoint
 
 
@@ -107,12 +111,62 @@ class ZoneIndex:
         """The zone with this id, or None."""
         return self._by_id.get(zone_id)
 
-    def zone_of(self, point: GeoPoint) -> Zone | None:
-        """The zone containing the point (first by id on a shared border), or None."""
+    def zone_of(self, point: GeoPoint, *, tolerance_m: float = 0.0) -> Zone | None:
+        """The zone containing the point (first by id on a shared border), or None.
+
+        Real jurisdiction polygons have sliver gaps between neighbours and slightly
+        misdrawn outer borders: a point outside every polygon but within
+        ``tolerance_m`` of one belongs to the nearest; farther out it belongs to none.
+        """
         hits = self._tree.query(point.to_shapely(), predicate="intersects")
-        if len(hits) == 0:
+        if len(hits) > 0:
+            return self._zones[int(min(hits))]
+        if tolerance_m <= 0:
             return None
-        return self._zones[int(min(hits))]
+        nearest = self.nearest(point)
+        if nearest is None or nearest[1] > tolerance_m:
+            return None
+        return nearest[0]
+
+    def nearest(self, point: GeoPoint) -> tuple[Zone, float] | None:
+        """The zone whose border is nearest to the point, and that distance in metres."""
+        index = self._tree.nearest(point.to_shapely())
+        if index is None:
+            return None
+        zone = self._zones[int(index)]
+        return zone, self.distance_to(zone, point)
+
+    @staticmethod
+    def distance_to(zone: Zone, point: GeoPoint) -> float:
+        """Metres from the point to the zone (0 inside it)."""
+        here = point.to_shapely()
+        if zone.geometry.covers(here):
+            return 0.0
+        _, on_border = nearest_points(here, zone.geometry)
+        return distance_m(point, GeoPoint.from_shapely(on_border))
+
+    def zones_within(self, point: GeoPoint, radius_m: float) -> list[Zone]:
+        """Every zone that the circle of uncertainty around the point overlaps, by id."""
+        # A degree of longitude shrinks with latitude; the box is a cheap first cut and
+        # the exact test is the geodesic distance to each candidate zone.
+        dlat = radius_m / 111_320
+        dlon = dlat / max(0.01, math.cos(math.radians(point.lat)))
+        box = box_around(point.lon - dlon, point.lat - dlat, point.lon + dlon, point.lat + dlat)
+        found = [self._zones[int(i)] for i in self._tree.query(box, predicate="intersects")]
+        return sorted(
+            (z for z in found if self.distance_to(z, point) <= radius_m), key=lambda z: z.id
+        )
+
+    def swapped(self, point: GeoPoint) -> Zone | None:
+        """The zone the point would fall in with latitude and longitude exchanged.
+
+        A sender that puts longitude first (Traccar-style, or a GeoJSON habit) gives a
+        point far from the city; the exchanged one landing inside a zone is a strong
+        sign of that mistake, to show operators rather than plot silently.
+        """
+        if abs(point.lon) > 90:
+            return None
+        return self.zone_of(GeoPoint(lat=point.lon, lon=point.lat))
 
     def neighbours(self, zone_id: str) -> tuple[str, ...]:
         """Ids of the zones whose polygons touch this one."""

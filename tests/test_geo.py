@@ -102,3 +102,47 @@ def test_own_zone_before_a_nearer_neighbour_then_radius() -> None:
     assert [c.unit_id for c in ranked] == ["far-own", "near-neighbour", "elsewhere"]
     assert [c.tier for c in ranked] == [Tier.OWN_ZONE, Tier.NEIGHBOUR_ZONE, Tier.WITHIN_RADIUS]
     assert ranked[1].travel_time_s < ranked[0].travel_time_s
+
+
+def _outside_by(index: ZoneIndex, metres: float) -> tuple[GeoPoint, str]:
+    """A point ``metres`` beyond the city's outer border, and the zone it is nearest to."""
+    from shapely.ops import unary_union
+
+    city = unary_union([z.geometry for z in index])
+    centre = city.centroid
+    far = max(city.exterior.coords, key=lambda c: (c[0] - centre.x) ** 2 + (c[1] - centre.y) ** 2)
+    dx, dy = far[0] - centre.x, far[1] - centre.y
+    norm = (dx**2 + dy**2) ** 0.5
+    step = metres / 111_320
+    point = GeoPoint(lat=far[1] + dy / norm * step, lon=far[0] + dx / norm * step * 1.07)
+    nearest = index.nearest(point)
+    assert nearest is not None
+    return point, nearest[0].id
+
+
+def test_a_point_just_outside_the_border_belongs_to_the_nearest_zone(index: ZoneIndex) -> None:
+    near, zone_id = _outside_by(index, 20)
+    assert index.zone_of(near) is None
+    found = index.zone_of(near, tolerance_m=50)
+    assert found is not None
+    assert found.id == zone_id
+    far, _ = _outside_by(index, 500)
+    assert index.zone_of(far, tolerance_m=50) is None
+
+
+def test_uncertainty_circle_lists_every_zone_it_overlaps(index: ZoneIndex) -> None:
+    capital = index.get("capital")
+    assert capital is not None
+    centre = GeoPoint.from_shapely(capital.geometry.representative_point())
+    assert [z.id for z in index.zones_within(centre, 1)] == ["capital"]
+    wide = {z.id for z in index.zones_within(centre, 5_000)}
+    assert {"capital", "kharavel-nagar", "lingaraj"} <= wide
+    assert "balipatana" not in wide
+
+
+def test_swapped_coordinates_are_recognised(index: ZoneIndex) -> None:
+    capital = index.get("capital")
+    assert capital is not None
+    right = GeoPoint.from_shapely(capital.geometry.representative_point())
+    assert index.swapped(GeoPoint(lat=right.lon, lon=right.lat)) == capital
+    assert index.swapped(GeoPoint(lat=28.61, lon=77.21)) is None

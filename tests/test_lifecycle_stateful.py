@@ -32,6 +32,7 @@ from dispatch.lifecycle import UNIT_STATUSES
 from dispatch.offers import Dispatcher
 from dispatch.queue import QueueWorker
 from dispatch.settings import Settings
+from dispatch.zonestore import ZoneDirectory
 from geo.location import Location
 from geo.zones import ZoneIndex
 
@@ -69,7 +70,7 @@ class DispatchMachine(RuleBasedStateMachine):
             )
             await load_demo(conn, base_url="")
             await conn.execute("UPDATE units SET status = 'available'")
-        zones = ZoneIndex(ZONES)
+        zones = ZoneDirectory(ZoneIndex(ZONES))
         self.dispatcher = Dispatcher(
             schema=s.db_schema,
             zones=zones,
