@@ -68,6 +68,10 @@ def resolve_services(
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     settings = Settings()
+    if args.demo and "position_stale_s" not in settings.model_fields_set:
+        # The demo fleet has no MDTs pinging (unless the simulator drives it): its
+        # positions are as old as the demo, and would all be distrusted.
+        settings = settings.model_copy(update={"position_stale_s": None})
     try:
         settings, embedded = resolve_services(settings)
     except EmbeddedError as err:

@@ -31,6 +31,8 @@ OPERATORS: dict[str, list[str] | None] = {
 }
 # Per zone: two police control-room vehicles (PCR) and one ambulance.
 UNIT_PLAN = (("police", "pcr", 2), ("ambulance", "amb", 1))
+# The first PCR of every zone carries a woman officer (women-in-distress incidents need one).
+CAPABILITIES = {"pcr-1": ("woman_officer",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class DemoUnit:
     agency: str
     zone_id: str
     position: GeoPoint
+    capabilities: tuple[str, ...] = ()
 
 
 def demo_zones() -> list[Zone]:
@@ -74,6 +77,7 @@ def demo_fleet(zones: list[Zone]) -> list[DemoUnit]:
                         agency=agency,
                         zone_id=zone.id,
                         position=point_inside(zone, rng),
+                        capabilities=CAPABILITIES.get(f"{code}-{n}", ()),
                     )
                 )
     return units
@@ -123,8 +127,9 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
             zone = index.zone_of(unit.position)
             await conn.execute(
                 "INSERT INTO units (id, callsign, agency, status, home_zone_id, zone_id, lat, lon,"
-                " position_at, token_hash) VALUES ($1, $2, $3, 'available', $4, $5, $6, $7, now(),"
-                " $8) ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash",
+                " position_at, token_hash, capabilities) VALUES ($1, $2, $3, 'available', $4, $5,"
+                " $6, $7, now(), $8, $9) ON CONFLICT (id) DO UPDATE SET"
+                " token_hash = excluded.token_hash, capabilities = excluded.capabilities",
                 unit.id,
                 unit.callsign,
                 unit.agency,
@@ -133,6 +138,7 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
                 unit.position.lat,
                 unit.position.lon,
                 hash_token(token),
+                list(unit.capabilities),
             )
             credentials["units"][unit.id] = token
     return credentials

@@ -8,8 +8,8 @@ gets the offer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from geo.distance import distance_m, travel_time_s
@@ -58,19 +58,37 @@ class Need:
 
 @dataclass(frozen=True, slots=True)
 class TravelModel:
-    """Converts straight-line distance into an estimated driving time."""
+    """Converts straight-line distance into an estimated driving time, and says how much
+    faster an outside unit must be to go before the jurisdiction's own."""
 
     road_factor: float = 1.4
     speed_kmh: float = 30.0
     max_radius_m: float = 15_000.0
+    # Seconds by which a unit of the incident's own zone may be slower than a
+    # neighbour's and still go first (it knows the area and the station answers for
+    # it); twice that over units from farther away.
+    zone_slack_s: float = 120.0
+    zone_speeds_kmh: Mapping[str, float] = field(default_factory=dict)
+
+    def speed_for(self, zone_id: str | None) -> float:
+        """Average speed in the incident's zone (dense old town slower than highways)."""
+        if zone_id is None:
+            return self.speed_kmh
+        return self.zone_speeds_kmh.get(zone_id, self.speed_kmh)
 
 
 Policy = Callable[[Need, Iterable[UnitSnapshot], TravelModel], list[Candidate]]
 
 
 def closest_idle(need: Need, units: Iterable[UnitSnapshot], model: TravelModel) -> list[Candidate]:
-    """Rank suitable units by tier (own zone, neighbour, radius), then travel time."""
-    ranked: list[Candidate] = []
+    """Rank suitable units by estimated travel time, the incident's own zone first.
+
+    A unit of the incident's zone goes before a unit of a neighbouring zone unless the
+    neighbour is faster by more than ``zone_slack_s``; units from farther away (within
+    ``max_radius_m``) carry twice that handicap.
+    """
+    speed = model.speed_for(need.zone_id)
+    ranked: list[tuple[float, Candidate]] = []
     for unit in units:
         if unit.agency != need.agency or not need.capabilities <= unit.capabilities:
             continue
@@ -84,9 +102,11 @@ def closest_idle(need: Need, units: Iterable[UnitSnapshot], model: TravelModel) 
         else:
             continue
         seconds = travel_time_s(
-            need.point, unit.position, road_factor=model.road_factor, speed_kmh=model.speed_kmh
+            need.point, unit.position, road_factor=model.road_factor, speed_kmh=speed
         )
-        ranked.append(Candidate(unit.id, tier, metres, seconds))
+        ranked.append(
+            (seconds + tier * model.zone_slack_s, Candidate(unit.id, tier, metres, seconds))
+        )
     # unit_id breaks ties so every instance ranks the same state the same way.
-    ranked.sort(key=lambda c: (c.tier or 0, c.travel_time_s, c.unit_id))
-    return ranked
+    ranked.sort(key=lambda item: (item[0], item[1].unit_id))
+    return [candidate for _, candidate in ranked]

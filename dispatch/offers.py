@@ -64,6 +64,7 @@ class Dispatcher:
         max_offers: int = 3,
         preempt_priority: int | None = None,
         zone_tolerance_m: float = 0.0,
+        position_stale_s: float | None = None,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -74,6 +75,7 @@ class Dispatcher:
         self._max_offers = max_offers
         self._preempt_priority = preempt_priority
         self._zone_tolerance_m = zone_tolerance_m
+        self._position_stale_s = position_stale_s
         self._policy = policy
 
     @property
@@ -129,6 +131,7 @@ class Dispatcher:
                 self.zones.neighbours(incident.zone_id) if incident.zone_id else ()
             ),
             agency=agency,
+            capabilities=incident.type.needs_of(agency),
         )
 
     async def fill(
@@ -168,12 +171,18 @@ class Dispatcher:
     async def available_units(
         self, conn: asyncpg.Connection, *, agency: str | None = None
     ) -> list[UnitSnapshot]:
-        """Available units with a known position, optionally of one agency."""
+        """Available units with a known and recent position, optionally of one agency.
+
+        A unit whose MDT has not reported for ``position_stale_s`` may be anywhere (or
+        its crew away from the vehicle): it is not trusted as available.
+        """
         rows = await conn.fetch(
             "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
             " WHERE status = 'available' AND lat IS NOT NULL"
-            " AND ($1::text IS NULL OR agency = $1)",
+            " AND ($1::text IS NULL OR agency = $1)"
+            " AND ($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))",
             agency,
+            self._position_stale_s,
         )
         return [
             UnitSnapshot(

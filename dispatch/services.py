@@ -28,6 +28,7 @@ from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
 from dispatch.zonestore import ZoneDirectory, load_zone_index
+from geo.geocode import Geocoder, build_geocoder
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Services:
     queue: QueueWorker
     control: Control
     positions: PositionTracker
+    geocoder: Geocoder
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -82,11 +84,14 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 road_factor=settings.road_factor,
                 speed_kmh=settings.urban_speed_kmh,
                 max_radius_m=settings.max_candidate_radius_m,
+                zone_slack_s=settings.zone_slack_s,
+                zone_speeds_kmh=settings.zone_speeds_kmh,
             ),
             offer_timeout_s=settings.offer_timeout_s,
             max_offers=settings.max_offers,
             preempt_priority=settings.preempt_priority,
             zone_tolerance_m=settings.zone_tolerance_m,
+            position_stale_s=settings.position_stale_s,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()
@@ -129,6 +134,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 zones=zones,
                 flush_s=settings.position_flush_s,
             ),
+            geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
         )
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s

@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     urban_speed_kmh: float = Field(
         default=30.0, gt=0, description="Average ERV speed used to estimate travel time."
     )
+    zone_slack_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Seconds by which a unit of the incident's own zone may be slower than "
+        "a neighbour's and still be chosen first.",
+    )
+    zone_speeds_kmh: dict[str, float] = Field(
+        default_factory=dict,
+        description="Average speed per zone id, overriding urban_speed_kmh "
+        '(JSON: {"capital": 25}).',
+    )
+    position_stale_s: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="A unit whose MDT has not reported for this long is not offered incidents. "
+        "Unset (or erss serve --demo without it) to trust any last position.",
+    )
     max_candidate_radius_m: float = Field(
         default=15_000.0,
         gt=0,
@@ -136,6 +153,13 @@ class Settings(BaseSettings):
         ge=600,
         description="Events buffered per websocket client before it is disconnected as too "
         "slow. Must exceed the 500 events one stream read can hand over at once.",
+    )
+    nominatim_url: str | None = Field(
+        default=None,
+        description="Base URL of a self-hosted Nominatim server (e.g. http://nominatim:8080) "
+        "that operators' geocoding asks first; the offline gazetteer "
+        "(config/gazetteer.json) answers when it fails or finds nothing. Unset: the "
+        "gazetteer alone.",
     )
 
     @field_validator("db_schema")

@@ -84,24 +84,63 @@ def _unit(
     return UnitSnapshot(unit_id, agency, zone, GeoPoint(lat=lat, lon=lon))
 
 
-def test_own_zone_before_a_nearer_neighbour_then_radius() -> None:
-    need = Need(
+def _need(**extra: object) -> Need:
+    return Need(
         point=GeoPoint(lat=20.0, lon=85.0),
         zone_id="a",
         neighbour_zone_ids=frozenset({"b"}),
         agency="police",
+        **extra,  # type: ignore[arg-type]
     )
+
+
+def test_own_zone_unit_goes_first_when_within_the_slack() -> None:
+    """1.0 km own (168 s) against 0.5 km neighbour (84 s): 84 s slower, within 120 s."""
+    model = TravelModel(road_factor=1.4, speed_kmh=30, zone_slack_s=120)
+    units = [
+        _unit("neighbour", "b", 20.0045, 85.0),  # ~500 m
+        _unit("own", "a", 20.009, 85.0),  # ~1,000 m
+    ]
+    ranked = closest_idle(_need(), units, model)
+    assert [c.unit_id for c in ranked] == ["own", "neighbour"]
+    assert ranked[0].travel_time_s - ranked[1].travel_time_s == pytest.approx(84, abs=3)
+
+
+def test_nearer_neighbour_wins_beyond_the_slack_then_radius_units() -> None:
+    """3.3 km own (554 s) against 110 m neighbour (18 s): far beyond the slack."""
+    model = TravelModel(road_factor=1.4, speed_kmh=30, zone_slack_s=120, max_radius_m=15_000)
     units = [
         _unit("near-neighbour", "b", 20.001, 85.0),
         _unit("far-own", "a", 20.03, 85.0),
-        _unit("elsewhere", "z", 20.002, 85.0),
+        _unit("elsewhere", "z", 20.002, 85.0),  # 220 m but another zone: +240 s
         _unit("too-far", "z", 21.0, 85.0),
         _unit("ambulance", "a", 20.0, 85.0, agency="ambulance"),
     ]
-    ranked = closest_idle(need, units, TravelModel(max_radius_m=15_000))
-    assert [c.unit_id for c in ranked] == ["far-own", "near-neighbour", "elsewhere"]
-    assert [c.tier for c in ranked] == [Tier.OWN_ZONE, Tier.NEIGHBOUR_ZONE, Tier.WITHIN_RADIUS]
-    assert ranked[1].travel_time_s < ranked[0].travel_time_s
+    ranked = closest_idle(_need(), units, model)
+    assert [c.unit_id for c in ranked] == ["near-neighbour", "elsewhere", "far-own"]
+    assert [c.tier for c in ranked] == [Tier.NEIGHBOUR_ZONE, Tier.WITHIN_RADIUS, Tier.OWN_ZONE]
+
+
+def test_required_capability_is_respected() -> None:
+    units = [
+        _unit("nearest", "a", 20.0005, 85.0),
+        UnitSnapshot(
+            "with-woman-officer",
+            "police",
+            "a",
+            GeoPoint(lat=20.01, lon=85.0),
+            frozenset({"woman_officer"}),
+        ),
+    ]
+    ranked = closest_idle(_need(capabilities=frozenset({"woman_officer"})), units, TravelModel())
+    assert [c.unit_id for c in ranked] == ["with-woman-officer"]
+
+
+def test_speed_of_the_incidents_zone_is_used() -> None:
+    slow = TravelModel(speed_kmh=30, zone_speeds_kmh={"a": 15})
+    [fast_estimate] = closest_idle(_need(), [_unit("u", "a", 20.009, 85.0)], TravelModel())
+    [slow_estimate] = closest_idle(_need(), [_unit("u", "a", 20.009, 85.0)], slow)
+    assert slow_estimate.travel_time_s == pytest.approx(2 * fast_estimate.travel_time_s)
 
 
 def _outside_by(index: ZoneIndex, metres: float) -> tuple[GeoPoint, str]:

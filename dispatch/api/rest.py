@@ -220,3 +220,39 @@ async def set_unit_status(
     if body.status == "available":
         services.queue.wake()
     return result
+
+
+@router.get("/geocode")
+async def geocode(
+    services: ServicesDep,
+    _operator: OperatorDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=r"\S",
+            description="What the caller said, e.g. 'near Kalpana chhak'.",
+        ),
+    ],
+    limit: Annotated[int, Query(ge=1, le=20)] = 5,
+) -> dict[str, Any]:
+    """Candidate places for a caller's spoken address, best first, each with the radius
+    of its uncertainty and a match score (0..1). Nothing is changed: the operator chooses.
+    """
+    results = await services.geocoder.geocode(q, limit=limit)
+    return {
+        "query": q,
+        "results": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "lat": r.location.point.lat,
+                "lon": r.location.point.lon,
+                "radius_m": r.location.radius_m,
+                "score": r.score,
+                "source": r.source,
+            }
+            for r in results
+        ],
+    }
