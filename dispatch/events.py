@@ -32,6 +32,8 @@ class EventType(StrEnum):
     ASSIGNMENT_EXPIRED = "assignment.expired"
     ASSIGNMENT_CANCELLED = "assignment.cancelled"
     UNIT_STATUS_CHANGED = "unit.status_changed"
+    UNIT_LEFT_HOME_ZONE = "unit.left_home_zone"
+    UNIT_RETURNED_HOME_ZONE = "unit.returned_home_zone"
 
 
 # Positions are sent as fixed-width decimal strings so that clients which treat them as

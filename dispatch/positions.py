@@ -17,8 +17,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.events import EventType, append_event
 from dispatch.keys import RedisKeys
 from dispatch.zonestore import ZoneDirectory
+from geo.geofence import Crossing, crossing
 from geo.location import Location
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,16 @@ class PositionTracker:
         keys: RedisKeys,
         zones: ZoneDirectory,
         flush_s: float,
+        schema: str,
+        geofence_hysteresis_m: float = 200.0,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._keys = keys
         self._zones = zones
         self._flush_s = flush_s
+        self._schema = schema
+        self._hysteresis_m = geofence_hysteresis_m
         self._pending: dict[str, Fix] = {}
 
     async def record(self, unit_id: str, location: Location) -> None:
@@ -112,9 +118,53 @@ class PositionTracker:
                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     [(r[0], r[1], r[2], r[3], r[5]) for r in rows],
                 )
+                await self._geofence(conn, batch)
         except BaseException:
             # Put them back unless newer fixes arrived meanwhile.
             for unit_id, fix in batch.items():
                 self._pending.setdefault(unit_id, fix)
             raise
         return len(rows)
+
+    async def _geofence(self, conn: asyncpg.Connection, batch: dict[str, Fix]) -> None:
+        """Alert consoles when a unit on patrol leaves its home zone, or comes back."""
+        index = self._zones.index
+        rows = await conn.fetch(
+            "SELECT id, home_zone_id, outside_home FROM units"
+            " WHERE id = ANY($1::text[]) AND status = 'available' AND home_zone_id IS NOT NULL",
+            list(batch),
+        )
+        for row in rows:
+            home = index.get(row["home_zone_id"])
+            if home is None:
+                continue
+            point = batch[row["id"]].location.point
+            outside_m = index.distance_to(home, point)
+            change = crossing(
+                distance_outside_m=outside_m,
+                was_outside=row["outside_home"],
+                hysteresis_m=self._hysteresis_m,
+            )
+            if change is None:
+                continue
+            await conn.execute(
+                "UPDATE units SET outside_home = $2 WHERE id = $1",
+                row["id"],
+                change is Crossing.LEFT,
+            )
+            now_in = index.zone_of(point)
+            await append_event(
+                conn,
+                self._schema,
+                EventType.UNIT_LEFT_HOME_ZONE
+                if change is Crossing.LEFT
+                else EventType.UNIT_RETURNED_HOME_ZONE,
+                actor=f"unit:{row['id']}",
+                unit_id=row["id"],
+                data={
+                    "home_zone_id": home.id,
+                    "zone_id": now_in.id if now_in else None,
+                    "distance_outside_m": round(outside_m),
+                    "location": {"lat": point.lat, "lon": point.lon},
+                },
+            )

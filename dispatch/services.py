@@ -133,6 +133,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 keys=keys,
                 zones=zones,
                 flush_s=settings.position_flush_s,
+                schema=schema,
+                geofence_hysteresis_m=settings.geofence_hysteresis_m,
             ),
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
         )

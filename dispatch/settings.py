@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="How often MDT positions are written to PostgreSQL (pings in between "
         "only update Redis).",
     )
+    geofence_hysteresis_m: float = Field(
+        default=200.0,
+        ge=0,
+        description="A unit on patrol counts as having left its home zone only this far "
+        "outside it (no alert flood along a border).",
+    )
     expiry_poll_s: float = Field(
         default=1.0, gt=0, description="How often each instance looks for expired offers."
     )

@@ -185,3 +185,13 @@ def test_swapped_coordinates_are_recognised(index: ZoneIndex) -> None:
     right = GeoPoint.from_shapely(capital.geometry.representative_point())
     assert index.swapped(GeoPoint(lat=right.lon, lon=right.lat)) == capital
     assert index.swapped(GeoPoint(lat=28.61, lon=77.21)) is None
+
+
+def test_geofence_hysteresis() -> None:
+    from geo.geofence import Crossing, crossing
+
+    assert crossing(distance_outside_m=150, was_outside=False, hysteresis_m=200) is None
+    assert crossing(distance_outside_m=250, was_outside=False, hysteresis_m=200) is Crossing.LEFT
+    assert crossing(distance_outside_m=50, was_outside=True, hysteresis_m=200) is None
+    assert crossing(distance_outside_m=0, was_outside=True, hysteresis_m=200) is Crossing.RETURNED
+    assert crossing(distance_outside_m=0, was_outside=False, hysteresis_m=200) is None

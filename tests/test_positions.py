@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 
 from dispatch.keys import RedisKeys
 from dispatch.settings import Settings
-from tests.conftest import LiveServer
+from geo.points import GeoPoint
+from tests.conftest import LiveServer, event_of, receive_until
 from tests.test_walking_skeleton import zone_point
 
 
@@ -67,3 +68,41 @@ async def test_pings_move_the_unit_into_another_zone(live: LiveServer) -> None:
     assert row["lat"] == pytest.approx(target.lat + 2e-4)
     # Three pings inside one flush interval are one sampled track row.
     assert await live.count("unit_track") == 1
+
+
+async def test_leaving_the_home_zone_alerts_once_despite_border_wobble(live: LiveServer) -> None:
+    """Pings wobbling across the border within the hysteresis make no alert; going well
+    outside makes one, coming back inside another."""
+    from dispatch.demo import demo_zones
+    from geo.zones import ZoneIndex
+
+    index = ZoneIndex(demo_zones())
+    home = index.get("capital")
+    assert home is not None
+    inside = zone_point("capital")
+    neighbour = index.get("kharavel-nagar")
+    assert neighbour is not None
+    border = home.geometry.boundary.intersection(neighbour.geometry.boundary)
+    on_border = GeoPoint.from_shapely(border.representative_point())
+    far_out = zone_point("nandankanan")
+
+    async def ping(mdt: object, point: GeoPoint) -> None:
+        await mdt.send(json.dumps({"type": "location", "lat": point.lat, "lon": point.lon}))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.35)  # past one flush
+
+    async with live.console() as console, live.mdt("capital-pcr-2") as mdt:
+        await console.recv()
+        await mdt.recv()
+        for point in (on_border, inside, on_border, far_out, far_out, inside):
+            await ping(mdt, point)
+        left, _ = await receive_until(console, event_of("unit.left_home_zone"))
+        back, between = await receive_until(console, event_of("unit.returned_home_zone"))
+    assert left["event"]["data"]["home_zone_id"] == "capital"
+    assert left["event"]["data"]["zone_id"] == "nandankanan"
+    assert back["event"]["unit_id"] == "capital-pcr-2"
+    assert not any(m.get("event", {}).get("type") == "unit.left_home_zone" for m in between)
+    alerts = await live.db.fetchval(
+        "SELECT count(*) FROM events WHERE type IN ('unit.left_home_zone',"
+        " 'unit.returned_home_zone')"
+    )
+    assert alerts == 2
