@@ -410,13 +410,15 @@ class PlaceMatcher:
         """Places whose names match the query, best first, each once with its score.
 
         Only scores of at least ``min_score`` are returned; ties are ordered by name.
-        A query of only fillers and generic words ("near the temple") matches nothing.
+        A query of only fillers and generic words ("near the temple"), or of only the
+        city's name, matches nothing. Text in other scripts than Latin (Odia,
+        Devanagari) is ignored: the gazetteer holds romanised names only.
         Raises ValueError when ``limit`` < 1.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         words = normalize(query)
-        if all(w in _GENERIC_CODES for w in words):
+        if _names_nothing(words):
             return []
         windows = _windows(words, self._longest + 1)
         query_chars = len(_Phrase.of(words).spelled)
@@ -431,10 +433,15 @@ class PlaceMatcher:
         return found[:limit]
 
 
+def _names_nothing(words: Sequence[str]) -> bool:
+    # Only kinds of place ("the temple") or only the city ("Bhubaneswar"): no place.
+    return all(w in _GENERIC_CODES for w in words) or all(w in _CITY for w in words)
+
+
 def match_score(query: str, name: str) -> float:
     """How well ``query`` matches one ``name`` (0..1), by PlaceMatcher's measure."""
     words, name_words = normalize(query), normalize(name)
-    if not name_words or all(w in _GENERIC_CODES for w in words):
+    if not name_words or _names_nothing(words):
         return 0.0
     windows = _windows(words, len(name_words) + 1)
     score = _Name(_Phrase.of(name_words)).score(windows, len(_Phrase.of(words).spelled), 0.0)
