@@ -24,3 +24,7 @@ class RedisKeys:
     def gateway_rate(self, gateway_id: str, second: int) -> str:
         """Counter of one gateway's requests in one second."""
         return f"{self.prefix}rate:{gateway_id}:{second}"
+
+    def available_units(self, agency: str) -> str:
+        """GEO set of one agency's available units (a hint; PostgreSQL decides)."""
+        return f"{self.prefix}units:available:{agency}"

@@ -19,6 +19,7 @@ from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
+from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.distance import distance_m, travel_time_s
 from geo.location import Location
@@ -46,6 +47,11 @@ class IncidentFacts:
     zone_id: str | None
 
 
+# How many of the nearest units the live index hands over for ranking: enough that the
+# incident's own-zone units and the slack rule see every realistic contender.
+_NEAREST = 64
+
+
 class OfferExpired(InvalidTransition):
     """The MDT answered after the offer's deadline."""
 
@@ -65,6 +71,7 @@ class Dispatcher:
         preempt_priority: int | None = None,
         zone_tolerance_m: float = 0.0,
         position_stale_s: float | None = None,
+        unit_index: UnitIndex | None = None,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -76,6 +83,7 @@ class Dispatcher:
         self._preempt_priority = preempt_priority
         self._zone_tolerance_m = zone_tolerance_m
         self._position_stale_s = position_stale_s
+        self._unit_index = unit_index
         self._policy = policy
 
     @property
@@ -169,7 +177,11 @@ class Dispatcher:
         return offers, missing
 
     async def available_units(
-        self, conn: asyncpg.Connection, *, agency: str | None = None
+        self,
+        conn: asyncpg.Connection,
+        *,
+        agency: str | None = None,
+        among: list[str] | None = None,
     ) -> list[UnitSnapshot]:
         """Available units with a known and recent position, optionally of one agency.
 
@@ -180,9 +192,11 @@ class Dispatcher:
             "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
             " WHERE status = 'available' AND lat IS NOT NULL"
             " AND ($1::text IS NULL OR agency = $1)"
-            " AND ($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))",
+            " AND ($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))"
+            " AND ($3::text[] IS NULL OR id = ANY($3))",
             agency,
             self._position_stale_s,
+            among,
         )
         return [
             UnitSnapshot(
@@ -207,15 +221,40 @@ class Dispatcher:
     ) -> Offer | None:
         """Claim the best-ranked available unit of ``agency`` and offer it the incident.
 
-        ``units`` lets a caller that serves many incidents read the fleet once.
+        ``units`` lets a caller that serves many incidents read the fleet once. Without
+        it, the nearest units come from the live index and are re-read from PostgreSQL;
+        only if none of them can go is the whole fleet scanned.
         """
         need = self.need_of(incident, agency)
+        tried: set[str] = set()
+        if units is None and self._unit_index is not None:
+            nearest = await self._unit_index.nearest(
+                incident.point, agency, radius_m=self._travel.max_radius_m, count=_NEAREST
+            )
+            if nearest:
+                near = await self.available_units(conn, agency=agency, among=nearest)
+                offer = await self._offer_first(conn, incident, need, near, exclude, actor)
+                if offer is not None:
+                    return offer
+                tried = set(nearest)
         if units is None:
             units = await self.available_units(conn, agency=need.agency)
+        rest = [u for u in units if u.id not in tried]
+        return await self._offer_first(conn, incident, need, rest, exclude, actor)
+
+    async def _offer_first(
+        self,
+        conn: asyncpg.Connection,
+        incident: IncidentFacts,
+        need: Need,
+        units: list[UnitSnapshot],
+        exclude: frozenset[str],
+        actor: str,
+    ) -> Offer | None:
         eligible = [u for u in units if u.id not in exclude]
         for candidate in self._policy(need, eligible, self._travel):
             if await self._claim(conn, candidate.unit_id):
-                return await self._offer(conn, incident, candidate, agency, actor=actor)
+                return await self._offer(conn, incident, candidate, need.agency, actor=actor)
         return None
 
     async def offer_unit(

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from dispatch.events import EVENT_COLUMNS, Event, notify_channel
 from dispatch.keys import RedisKeys
+from dispatch.unit_index import UnitIndex
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class OutboxRelay:
         keys: RedisKeys,
         poll_s: float,
         stream_maxlen: int,
+        unit_index: UnitIndex | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -65,6 +67,7 @@ class OutboxRelay:
         self._keys = keys
         self._poll_s = poll_s
         self._maxlen = stream_maxlen
+        self._unit_index = unit_index
         self._wake = asyncio.Event()
         self.is_leader = False
 
@@ -89,6 +92,9 @@ class OutboxRelay:
                 return
             channel = notify_channel(self._schema)
             await conn.add_listener(channel, self._on_notify)
+            if self._unit_index is not None:
+                # Whatever the previous leader did or missed, start from the truth.
+                await self._unit_index.rebuild(conn)
             self.is_leader = True
             try:
                 while True:
@@ -147,4 +153,6 @@ class OutboxRelay:
             "UPDATE events SET published = true WHERE position = ANY($1::bigint[])",
             [e.position for e in events],
         )
+        if self._unit_index is not None:
+            await self._unit_index.apply(conn, (e.to_message()["event"] for e in events))
         return len(events)

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from dispatch.events import EventType, append_event
 from dispatch.keys import RedisKeys
+from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.geofence import Crossing, crossing
 from geo.location import Location
@@ -47,6 +48,7 @@ class PositionTracker:
         flush_s: float,
         schema: str,
         geofence_hysteresis_m: float = 200.0,
+        unit_index: UnitIndex | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -55,10 +57,11 @@ class PositionTracker:
         self._flush_s = flush_s
         self._schema = schema
         self._hysteresis_m = geofence_hysteresis_m
+        self._unit_index = unit_index
         self._pending: dict[str, Fix] = {}
 
-    async def record(self, unit_id: str, location: Location) -> None:
-        """Take one ping (already validated)."""
+    async def record(self, unit_id: str, agency: str, location: Location) -> None:
+        """Take one ping (already validated) of a unit of ``agency``."""
         at = location.time or datetime.now(UTC)
         self._pending[unit_id] = Fix(location, at)
         try:
@@ -69,6 +72,8 @@ class PositionTracker:
         except (OSError, RedisError):
             # The index is rebuilt from the next ping; PostgreSQL still gets the flush.
             log.warning("could not update the unit position index for %s", unit_id)
+        if self._unit_index is not None:
+            await self._unit_index.moved(unit_id, agency, location.point)
 
     async def run(self) -> None:
         """Flush forever; a last flush happens on cancellation."""

@@ -27,6 +27,7 @@ from dispatch.positions import PositionTracker
 from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
+from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
 
@@ -76,6 +77,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         zones = ZoneDirectory(index, pool=pool)
         await zones.refresh()
         keys = RedisKeys(settings.redis_prefix)
+        unit_index = UnitIndex(redis=redis, keys=keys)
         dispatcher = Dispatcher(
             schema=schema,
             zones=zones,
@@ -92,6 +94,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             preempt_priority=settings.preempt_priority,
             zone_tolerance_m=settings.zone_tolerance_m,
             position_stale_s=settings.position_stale_s,
+            unit_index=unit_index,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()
@@ -102,6 +105,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             keys=keys,
             poll_s=settings.relay_poll_s,
             stream_maxlen=settings.stream_maxlen,
+            unit_index=unit_index,
         )
         services = Services(
             settings=settings,
@@ -135,6 +139,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 flush_s=settings.position_flush_s,
                 schema=schema,
                 geofence_hysteresis_m=settings.geofence_hysteresis_m,
+                unit_index=unit_index,
             ),
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
         )

@@ -68,6 +68,7 @@ class Session:
         self.principal = principal
         self.unit_id = principal.name if principal.kind == "unit" else None
         self.zones = principal.zones if principal.kind == "operator" else None
+        self.agency: str | None = None
         self.scope: MdtScope | DeskScope | None = DeskScope(self.zones) if self.zones else None
         self.last_sent = 0
         self._send_lock = asyncio.Lock()
@@ -243,7 +244,11 @@ class Session:
         except InvalidLocation as err:
             await self.send_error("invalid_location", str(err), request="location")
             return
-        await self.services.positions.record(unit_id, location)
+        if self.agency is None:
+            self.agency = await self.services.pool.fetchval(
+                "SELECT agency FROM units WHERE id = $1", unit_id
+            )
+        await self.services.positions.record(unit_id, str(self.agency), location)
 
     async def _transact(
         self,

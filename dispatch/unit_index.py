@@ -1,0 +1,101 @@
+"""The live index of available units: one Redis GEO set per agency.
+
+A hint, never the truth: candidates found here are re-read from PostgreSQL (status,
+freshness, capabilities) before anyone is offered anything, and claiming is still the
+conditional UPDATE. What it saves is scanning every unit of a 100,000-unit fleet for
+each incident: the nearest few dozen are enough to rank.
+
+Kept current by the outbox relay (unit.status_changed events, in commit order) and by
+MDT pings (positions of units already in the index); rebuilt from PostgreSQL whenever a
+relay becomes leader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from dispatch.incident_types import AGENCIES
+from dispatch.keys import RedisKeys
+from geo.points import GeoPoint
+
+log = logging.getLogger(__name__)
+
+
+class UnitIndex:
+    """Available units by agency, searchable by distance."""
+
+    def __init__(self, *, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def nearest(
+        self, point: GeoPoint, agency: str, *, radius_m: float, count: int
+    ) -> list[str] | None:
+        """Up to ``count`` unit ids of ``agency`` within ``radius_m``, nearest first; None
+        when the index cannot be read (the caller then scans PostgreSQL)."""
+        try:
+            found = await self._redis.geosearch(
+                self._keys.available_units(agency),
+                longitude=point.lon,
+                latitude=point.lat,
+                radius=radius_m,
+                unit="m",
+                sort="ASC",
+                count=count,
+            )
+        except (OSError, RedisError):
+            log.warning("unit index unreadable; scanning PostgreSQL instead")
+            return None
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
+
+    async def rebuild(self, conn: asyncpg.Connection) -> int:
+        """Replace the index with PostgreSQL's available units; returns how many."""
+        rows = await conn.fetch(
+            "SELECT id, agency, lat, lon FROM units WHERE status = 'available' AND lat IS NOT NULL"
+        )
+        pipe = self._redis.pipeline(transaction=True)
+        for agency in AGENCIES:
+            pipe.delete(self._keys.available_units(agency))
+        for row in rows:
+            pipe.geoadd(
+                self._keys.available_units(row["agency"]), (row["lon"], row["lat"], row["id"])
+            )
+        await pipe.execute()
+        return len(rows)
+
+    async def apply(self, conn: asyncpg.Connection, events: Iterable[dict[str, Any]]) -> None:
+        """Follow unit status changes (relayed events, in commit order)."""
+        changes: dict[str, bool] = {}
+        for event in events:
+            if event["type"] == "unit.status_changed" and event["unit_id"]:
+                changes[event["unit_id"]] = event["data"].get("to") == "available"
+        if not changes:
+            return
+        rows = await conn.fetch(
+            "SELECT id, agency, lat, lon, status FROM units WHERE id = ANY($1::text[])",
+            list(changes),
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for row in rows:
+            key = self._keys.available_units(row["agency"])
+            # The row's current status decides: a later event may already have moved on.
+            if row["status"] == "available" and row["lat"] is not None:
+                pipe.geoadd(key, (row["lon"], row["lat"], row["id"]))
+            else:
+                pipe.zrem(key, row["id"])
+        await pipe.execute()
+
+    async def moved(self, unit_id: str, agency: str, point: GeoPoint) -> None:
+        """A ping: move the unit if it is in the index (XX: never add a busy unit)."""
+        try:
+            await self._redis.geoadd(
+                self._keys.available_units(agency), (point.lon, point.lat, unit_id), xx=True
+            )
+        except (OSError, RedisError):
+            log.warning("could not move %s in the unit index", unit_id)

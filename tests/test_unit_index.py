@@ -1,0 +1,138 @@
+"""The live unit index: a hint that never makes a claimed or stale unit a candidate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import asyncpg
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from dispatch.db import create_pool, migrate
+from dispatch.demo import demo_zones, load_demo
+from dispatch.engine import TravelModel
+from dispatch.incident_types import load_incident_types
+from dispatch.keys import RedisKeys
+from dispatch.offers import Dispatcher
+from dispatch.settings import Settings
+from dispatch.unit_index import UnitIndex
+from dispatch.zonestore import ZoneDirectory
+from geo.points import GeoPoint
+from geo.zones import ZoneIndex
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import panic, zone_point
+
+STATUSES = ["available", "offered", "dispatched", "off_duty", "out_of_service"]
+
+
+async def _indexed(live: LiveServer, unit_id: str) -> bool:
+    assert live.settings.redis_url
+    client = aioredis.from_url(live.settings.redis_url)
+    try:
+        key = RedisKeys(live.settings.redis_prefix).available_units("police")
+        return await client.zscore(key, unit_id) is not None
+    finally:
+        await client.aclose()
+
+
+async def test_index_follows_claims_and_releases(live: LiveServer) -> None:
+    """Rebuilt when a relay takes the lead; a claimed unit leaves it, a declining one
+    comes back."""
+    for _ in range(50):  # the relay takes the lead just after start-up
+        if await _indexed(live, "capital-pcr-1"):
+            break
+        await asyncio.sleep(0.05)
+    assert await _indexed(live, "capital-pcr-1")
+    point = zone_point("capital")
+    async with live.console() as console:
+        await console.recv()
+        answer = (await live.post_panic(panic(point))).json()
+        offer, _ = await receive_until(console, event_of("assignment.offered"))
+        unit = offer["event"]["unit_id"]
+        for _ in range(50):
+            if not await _indexed(live, unit):
+                break
+            await asyncio.sleep(0.05)
+        assert not await _indexed(live, unit)
+    async with live.mdt(unit) as mdt:
+        await mdt.recv()
+        assignment_id = offer["event"]["data"]["assignment_id"]
+        await mdt.send(json.dumps({"type": "decline", "assignment_id": assignment_id}))
+        await receive_until(mdt, lambda m: m["type"] == "ack")
+    for _ in range(50):
+        if await _indexed(live, unit):
+            break
+        await asyncio.sleep(0.05)
+    assert await _indexed(live, unit)
+    assert answer["status"] == "offered"
+
+
+def test_candidates_are_never_claimed_or_stale(settings: Settings) -> None:
+    """Whatever the index holds (stale entries, busy units), what the dispatcher ranks
+    is available and fresh in PostgreSQL."""
+    loop = asyncio.new_event_loop()
+    keys = RedisKeys(settings.redis_prefix)
+
+    async def setup() -> tuple[asyncpg.Pool, aioredis.Redis]:
+        assert settings.database_url
+        assert settings.redis_url
+        pool = await create_pool(settings.database_url, settings.db_schema, min_size=1, max_size=2)
+        async with pool.acquire() as conn:
+            await migrate(conn, settings.db_schema)
+            await load_demo(conn, base_url="")
+        return pool, aioredis.from_url(settings.redis_url)
+
+    pool, redis = loop.run_until_complete(setup())
+    index = UnitIndex(redis=redis, keys=keys)
+    dispatcher = Dispatcher(
+        schema=settings.db_schema,
+        zones=ZoneDirectory(ZoneIndex(demo_zones())),
+        incident_types=load_incident_types(),
+        travel=TravelModel(),
+        offer_timeout_s=30,
+        position_stale_s=600,
+        unit_index=index,
+    )
+
+    @hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        statuses=st.lists(st.sampled_from(STATUSES), min_size=34, max_size=34),
+        stale=st.lists(st.booleans(), min_size=34, max_size=34),
+        seed=st.integers(),
+    )
+    def check(statuses: list[str], stale: list[bool], seed: int) -> None:
+        async def run() -> None:
+            async with pool.acquire() as conn:
+                ids = [
+                    r["id"]
+                    for r in await conn.fetch(
+                        "SELECT id FROM units WHERE agency = 'police' ORDER BY id"
+                    )
+                ]
+                states = list(zip(ids, statuses, stale, strict=True))
+                await index.rebuild(conn)  # every police unit may be in the index ...
+                await conn.executemany(
+                    "UPDATE units SET status = $2, position_at = now() - make_interval("
+                    "secs => $3) WHERE id = $1",
+                    [(u, s, 3600.0 if old else 0.0) for u, s, old in states],
+                )  # ... while PostgreSQL has moved on
+                zone = random.Random(seed).choice(demo_zones())
+                point = GeoPoint.from_shapely(zone.geometry.representative_point())
+                nearest = await index.nearest(point, "police", radius_m=50_000, count=64)
+                assert nearest is not None
+                found = await dispatcher.available_units(conn, agency="police", among=nearest)
+                ok = {u for u, s, old in states if s == "available" and not old}
+                assert {u.id for u in found} <= ok
+
+        loop.run_until_complete(run())
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(redis.aclose())
+        loop.run_until_complete(pool.close())
+        loop.close()
