@@ -188,16 +188,26 @@ class Dispatcher:
         A unit whose MDT has not reported for ``position_stale_s`` may be anywhere (or
         its crew away from the vehicle): it is not trusted as available.
         """
-        rows = await conn.fetch(
-            "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
-            " WHERE status = 'available' AND lat IS NOT NULL"
-            " AND ($1::text IS NULL OR agency = $1)"
-            " AND ($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))"
-            " AND ($3::text[] IS NULL OR id = ANY($3))",
-            agency,
-            self._position_stale_s,
-            among,
-        )
+        # Two statements, not one with "$3 IS NULL OR id = ANY($3)": under a prepared
+        # statement's generic plan that OR turns the primary-key lookup into a scan.
+        fresh = "($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))"
+        if among is None:
+            rows = await conn.fetch(
+                "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
+                " WHERE status = 'available' AND lat IS NOT NULL"
+                f" AND ($1::text IS NULL OR agency = $1) AND {fresh}",
+                agency,
+                self._position_stale_s,
+            )
+        else:
+            rows = await conn.fetch(
+                "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
+                " WHERE id = ANY($3::text[]) AND status = 'available' AND lat IS NOT NULL"
+                f" AND ($1::text IS NULL OR agency = $1) AND {fresh}",
+                agency,
+                self._position_stale_s,
+                among,
+            )
         return [
             UnitSnapshot(
                 id=r["id"],

@@ -26,6 +26,8 @@ from geo.points import GeoPoint
 
 log = logging.getLogger(__name__)
 
+_RINGS_M = (1_000.0, 3_000.0)
+
 
 class UnitIndex:
     """Available units by agency, searchable by distance."""
@@ -39,16 +41,24 @@ class UnitIndex:
     ) -> list[str] | None:
         """Up to ``count`` unit ids of ``agency`` within ``radius_m``, nearest first; None
         when the index cannot be read (the caller then scans PostgreSQL)."""
+        # GEOSEARCH sorts everything inside the radius before applying COUNT, so a
+        # 15 km radius over a 100,000-unit fleet sorts most of the fleet. Growing rings
+        # stop as soon as a ring holds enough: those are then the nearest overall.
+        rings = [r for r in _RINGS_M if r < radius_m] + [radius_m]
+        found: list[Any] = []
         try:
-            found = await self._redis.geosearch(
-                self._keys.available_units(agency),
-                longitude=point.lon,
-                latitude=point.lat,
-                radius=radius_m,
-                unit="m",
-                sort="ASC",
-                count=count,
-            )
+            for ring in rings:
+                found = await self._redis.geosearch(
+                    self._keys.available_units(agency),
+                    longitude=point.lon,
+                    latitude=point.lat,
+                    radius=ring,
+                    unit="m",
+                    sort="ASC",
+                    count=count,
+                )
+                if len(found) >= count:
+                    break
         except (OSError, RedisError):
             log.warning("unit index unreadable; scanning PostgreSQL instead")
             return None

@@ -195,3 +195,12 @@ def test_geofence_hysteresis() -> None:
     assert crossing(distance_outside_m=50, was_outside=True, hysteresis_m=200) is None
     assert crossing(distance_outside_m=0, was_outside=True, hysteresis_m=200) is Crossing.RETURNED
     assert crossing(distance_outside_m=0, was_outside=False, hysteresis_m=200) is None
+
+
+def test_great_circle_distance_is_within_half_a_percent_of_the_ellipsoid() -> None:
+    from geo.distance import distance_m, ellipsoid_distance_m
+
+    a = GeoPoint(lat=20.2961, lon=85.8245)
+    for b in (GeoPoint(lat=20.35, lon=85.82), GeoPoint(lat=20.10, lon=85.95)):
+        exact = ellipsoid_distance_m(a, b)
+        assert abs(distance_m(a, b) - exact) / exact < 0.005
