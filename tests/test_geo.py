@@ -9,6 +9,7 @@ from dispatch.engine import Need, Tier, TravelModel, UnitSnapshot, closest_idle
 from geo.location import InvalidLocation, location_from_fix
 from geo.points import GeoPoint, InvalidCoordinate
 from geo.zones import ZoneError, ZoneIndex, zones_from_geojson
+from tests.conftest import SHARED_DATA, needs_shared
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +205,29 @@ def test_great_circle_distance_is_within_half_a_percent_of_the_ellipsoid() -> No
     for b in (GeoPoint(lat=20.35, lon=85.82), GeoPoint(lat=20.10, lon=85.95)):
         exact = ellipsoid_distance_m(a, b)
         assert abs(distance_m(a, b) - exact) / exact < 0.005
+
+
+@needs_shared("geo")
+def test_real_station_points_against_their_jurisdictions(index: ZoneIndex) -> None:
+    """The OSM station nodes of Bhubaneswar (shared/data/geo): Khandagiri's building lies in
+    its own jurisdiction; Nandankanan's lies in Infocity's, as the data README warns, which
+    is why dispatch assigns by polygon, never by nearest station."""
+    import json
+
+    collection = json.loads(
+        (SHARED_DATA / "geo" / "india_police_points_osm_overpass_2025-05-19.geojson").read_text()
+    )
+    stations = {
+        f["properties"]["name"]: GeoPoint(
+            lat=f["geometry"]["coordinates"][1], lon=f["geometry"]["coordinates"][0]
+        )
+        for f in collection["features"]
+        if f["properties"].get("name")
+        in ("Khandagiri Police Station", "Nandankanan Police Station")
+    }
+    khandagiri = index.zone_of(stations["Khandagiri Police Station"])
+    nandankanan = index.zone_of(stations["Nandankanan Police Station"])
+    assert khandagiri is not None
+    assert khandagiri.id == "khandagiri"
+    assert nandankanan is not None
+    assert nandankanan.id == "infocity"
