@@ -223,8 +223,7 @@ def test_real_station_points_against_their_jurisdictions(index: ZoneIndex) -> No
             lat=f["geometry"]["coordinates"][1], lon=f["geometry"]["coordinates"][0]
         )
         for f in collection["features"]
-        if f["properties"].get("name")
-        in ("Khandagiri Police Station", "Nandankanan Police Station")
+        if f["properties"].get("name") in wanted
     }
     khandagiri = index.zone_of(stations["Khandagiri Police Station"])
     nandankanan = index.zone_of(stations["Nandankanan Police Station"])
