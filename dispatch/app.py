@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dispatch.api import rest, ws
+from dispatch.api import ops, rest, ws
 from dispatch.api.errors import install_error_handlers
 from dispatch.services import running_services
 from dispatch.settings import Settings
@@ -38,10 +38,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sms_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
+    app.include_router(ops.router)
 
     return app

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pythonjsonlogger.json import JsonFormatter
 
 from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
@@ -86,6 +87,8 @@ def serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level="info",
+            # Our handler (text or JSON) for uvicorn's loggers too.
+            log_config=None,
             ws_per_message_deflate=settings.ws_per_message_deflate,
         )
     finally:
@@ -198,6 +201,21 @@ def zones_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_logging(log_format: str) -> None:
+    """Log to stderr, as text for people or JSON lines for log shippers."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erss`` console script."""
     parser = argparse.ArgumentParser(prog="erss", description="112 ERSS dispatch backend")
@@ -227,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     send_cmd.add_argument("--secret", help="gateway secret (default: from the credentials)")
     send_cmd.add_argument("--credentials", help="demo-credentials.json (default: data dir)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(Settings().log_format)
     if args.command == "serve":
         return serve(args)
     if args.command == "send":

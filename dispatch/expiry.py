@@ -57,6 +57,16 @@ class OfferExpiry:
                 "UPDATE assignments SET status = 'expired', responded_at = now() WHERE id = $1",
                 row["id"],
             )
+            if self._dispatcher.metrics is not None:
+                self._dispatcher.metrics.offer_expiries.inc()
+            log.warning(
+                "offer expired unanswered",
+                extra={
+                    "incident_id": row["incident_id"],
+                    "unit_id": row["unit_id"],
+                    "assignment_id": row["id"],
+                },
+            )
             await conn.execute(
                 "UPDATE units SET status = 'available', updated_at = now()"
                 " WHERE id = $1 AND status = 'offered'",

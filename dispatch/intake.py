@@ -9,6 +9,7 @@ gateway answers 2xx only after that commit.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from geo.distance import distance_m
 from geo.location import Location
 from geo.points import GeoPoint
 from geo.zones import Zone
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,23 @@ class Intake:
                 result = await self._create_incident(conn, report)
             else:
                 result = await self._attach(conn, report, target)
+            log.info(
+                "report %s",
+                "made an incident" if target is None else "joined an incident",
+                extra={
+                    "incident_id": result.incident_id,
+                    "report_id": result.report_id,
+                    "channel": report.channel,
+                    "gateway_id": report.gateway_id,
+                    "status": result.status,
+                },
+            )
+            metrics = self._dispatcher.metrics
+            if metrics is not None:
+                outcome = "new" if target is None else "attached"
+                metrics.reports.labels(report.channel, outcome).inc()
+                if target is None:
+                    metrics.incidents.labels(report.channel, result.status).inc()
             await idempotency.complete(
                 conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
             )

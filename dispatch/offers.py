@@ -8,6 +8,7 @@ moves on to its next candidate. PostgreSQL, not Redis, decides who wins.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
+from dispatch.metrics import Metrics
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.distance import distance_m, travel_time_s
@@ -47,6 +49,8 @@ class IncidentFacts:
     zone_id: str | None
 
 
+log = logging.getLogger(__name__)
+
 # How many of the nearest units the live index hands over for ranking: enough that the
 # incident's own-zone units and the slack rule see every realistic contender.
 _NEAREST = 64
@@ -72,6 +76,7 @@ class Dispatcher:
         zone_tolerance_m: float = 0.0,
         position_stale_s: float | None = None,
         unit_index: UnitIndex | None = None,
+        metrics: Metrics | None = None,
         policy: Policy = closest_idle,
     ) -> None:
         self._schema = schema
@@ -84,6 +89,7 @@ class Dispatcher:
         self._zone_tolerance_m = zone_tolerance_m
         self._position_stale_s = position_stale_s
         self._unit_index = unit_index
+        self.metrics = metrics
         self._policy = policy
 
     @property
@@ -237,7 +243,9 @@ class Dispatcher:
         """
         need = self.need_of(incident, agency)
         tried: set[str] = set()
-        if units is None and self._unit_index is not None:
+        # A policy with ``needs_fleet = True`` (a coverage rule) ranks the whole fleet.
+        fleet_wide = getattr(self._policy, "needs_fleet", False)
+        if units is None and self._unit_index is not None and not fleet_wide:
             nearest = await self._unit_index.nearest(
                 incident.point, agency, radius_m=self._travel.max_radius_m, count=_NEAREST
             )
@@ -409,13 +417,17 @@ class Dispatcher:
             candidate.travel_time_s,
         )
         offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-        incident_status = await conn.fetchval(
+        updated = await conn.fetchrow(
             "UPDATE incidents SET unfilled = array_remove(unfilled, $2), updated_at = now(),"
             " status = CASE WHEN status IN ('new', 'queued') THEN 'offered' ELSE status END"
-            " WHERE id = $1 RETURNING status",
+            " WHERE id = $1 RETURNING status, extract(epoch FROM now() - created_at) AS age,"
+            " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers",
             incident.id,
             agency,
         )
+        incident_status = updated["status"]
+        if self.metrics is not None and updated["offers"] == 1:
+            self.metrics.time_to_dispatch.observe(float(updated["age"]))
         await self.unit_status_event(
             conn, offer.unit_id, "available", "offered", actor, assignment_id=offer.assignment_id
         )
@@ -436,6 +448,16 @@ class Dispatcher:
         }
         if reason is not None:
             data["reason"] = reason
+        log.info(
+            "unit offered",
+            extra={
+                "incident_id": incident.id,
+                "unit_id": offer.unit_id,
+                "assignment_id": offer.assignment_id,
+                "agency": agency,
+                "tier": data["tier"],
+            },
+        )
         await append_event(
             conn,
             self._schema,
@@ -458,7 +480,8 @@ class Dispatcher:
         """
         wanted = "accepted" if accept else "declined"
         row = await conn.fetchrow(
-            "SELECT id, incident_id, unit_id, agency, status, expires_at <= now() AS late"
+            "SELECT id, incident_id, unit_id, agency, status, expires_at <= now() AS late,"
+            " extract(epoch FROM now() - offered_at) AS waited"
             " FROM assignments WHERE id = $1 FOR UPDATE",
             assignment_id,
         )
@@ -469,6 +492,15 @@ class Dispatcher:
         if row["late"]:
             raise OfferExpired("assignment", assignment_id, "expired", wanted)
         actor = f"unit:{unit_id}"
+        log.info(
+            "offer %s",
+            wanted,
+            extra={
+                "incident_id": row["incident_id"],
+                "unit_id": unit_id,
+                "assignment_id": assignment_id,
+            },
+        )
         await conn.execute(
             "UPDATE assignments SET status = $2, responded_at = now() WHERE id = $1",
             assignment_id,
@@ -479,6 +511,8 @@ class Dispatcher:
             "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, unit_status
         )
         incident_id: int = row["incident_id"]
+        if accept and self.metrics is not None:
+            self.metrics.time_to_accept.observe(float(row["waited"]))
         if accept:
             await conn.execute(
                 "UPDATE incidents SET status = 'dispatched', updated_at = now()"

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from dispatch.events import EVENT_COLUMNS, Event, notify_channel
 from dispatch.keys import RedisKeys
+from dispatch.metrics import Metrics
 from dispatch.unit_index import UnitIndex
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class OutboxRelay:
         poll_s: float,
         stream_maxlen: int,
         unit_index: UnitIndex | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -68,6 +70,7 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._maxlen = stream_maxlen
         self._unit_index = unit_index
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self.is_leader = False
 
@@ -155,4 +158,8 @@ class OutboxRelay:
         )
         if self._unit_index is not None:
             await self._unit_index.apply(conn, (e.to_message()["event"] for e in events))
+        if self._metrics is not None:
+            self._metrics.outbox_lag.set(
+                await conn.fetchval("SELECT count(*) FROM events WHERE NOT published")
+            )
         return len(events)

@@ -52,6 +52,16 @@ class QueueWorker:
 
     async def sweep_once(self) -> int:
         """Offer waiting incidents to free units; returns how many offers were made."""
+        offers = await self._sweep()
+        if self._dispatcher.metrics is not None:
+            waiting = await self._pool.fetchval(
+                "SELECT count(*) FROM incidents WHERE cardinality(unfilled) > 0"
+                " AND status NOT IN ('closed', 'merged')"
+            )
+            self._dispatcher.metrics.queue_length.set(waiting)
+        return offers
+
+    async def _sweep(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             units = await self._dispatcher.available_units(conn)
             if not units:

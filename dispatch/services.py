@@ -21,6 +21,7 @@ from dispatch.hub import Hub
 from dispatch.incident_types import load_incident_types
 from dispatch.intake import Intake
 from dispatch.keys import RedisKeys
+from dispatch.metrics import Metrics
 from dispatch.offers import Dispatcher
 from dispatch.outbox import OutboxRelay
 from dispatch.positions import PositionTracker
@@ -48,6 +49,7 @@ class Services:
     rate_limiter: RateLimiter
     queue: QueueWorker
     control: Control
+    metrics: Metrics
     positions: PositionTracker
     geocoder: Geocoder
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -78,6 +80,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         await zones.refresh()
         keys = RedisKeys(settings.redis_prefix)
         unit_index = UnitIndex(redis=redis, keys=keys)
+        metrics = Metrics()
         dispatcher = Dispatcher(
             schema=schema,
             zones=zones,
@@ -95,6 +98,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             zone_tolerance_m=settings.zone_tolerance_m,
             position_stale_s=settings.position_stale_s,
             unit_index=unit_index,
+            metrics=metrics,
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()
@@ -106,6 +110,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             poll_s=settings.relay_poll_s,
             stream_maxlen=settings.stream_maxlen,
             unit_index=unit_index,
+            metrics=metrics,
         )
         services = Services(
             settings=settings,
@@ -131,6 +136,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             queue=QueueWorker(pool=pool, dispatcher=dispatcher, poll_s=settings.queue_poll_s),
             control=Control(schema=schema, dispatcher=dispatcher),
+            metrics=metrics,
             positions=PositionTracker(
                 pool=pool,
                 redis=redis,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ERSS_", extra="ignore")
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: one JSON object per line with incident_id / unit_id fields, for "
+        "log shippers; text: for people at a terminal.",
+    )
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL. Unset: a private server is started under data_dir.",
@@ -160,6 +166,13 @@ class Settings(BaseSettings):
         description="Events buffered per websocket client before it is disconnected as too "
         "slow. Must exceed the 500 events one stream read can hand over at once.",
     )
+    dispatch_policy: str = Field(
+        default="closest_idle",
+        description="How the unit to offer is chosen: closest_idle (nearest by travel "
+        "time, own zone first) or coverage (the dynamic MEXCLP rule: among units in time, "
+        "the one whose absence least reduces coverage; dispatch/simulation/policies.py, "
+        "parameters in config/simulation.json). Compare them with bench/policies.py.",
+    )
     nominatim_url: str | None = Field(
         default=None,
         description="Base URL of a self-hosted Nominatim server (e.g. http://nominatim:8080) "
@@ -167,6 +180,13 @@ class Settings(BaseSettings):
         "(config/gazetteer.json) answers when it fails or finds nothing. Unset: the "
         "gazetteer alone.",
     )
+
+    @field_validator("dispatch_policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        if value not in ("closest_idle", "coverage"):
+            raise ValueError("dispatch_policy must be closest_idle or coverage")
+        return value
 
     @field_validator("db_schema")
     @classmethod

@@ -294,6 +294,8 @@ async def _serve(ws: WebSocket, kind: str) -> None:
     session = Session(ws, services, principal)
     await session.load_scope()
     subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
+    connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
+    connected.inc()
     tasks: list[asyncio.Task[Any]] = []
     try:
         if after is None:
@@ -322,6 +324,7 @@ async def _serve(ws: WebSocket, kind: str) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        connected.dec()
         services.hub.unsubscribe(subscriber)
         for task in tasks:
             task.cancel()

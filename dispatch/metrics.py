@@ -1,0 +1,69 @@
+"""Prometheus metrics of one instance (scraped at /metrics; Prometheus sums instances).
+
+Each app has its own registry, so several apps in one process (the tests) never
+collide. Counters and histograms are observed inside the transaction that makes the
+change: a transaction retried after a deadlock may count twice, which is rare and
+harmless for rates and latencies.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds: dispatch within seconds is the goal, minutes the failure worth seeing.
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """The instance's metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reports = Counter(
+            "erss_reports",
+            "Reports taken, by channel and whether they made a new incident or joined one.",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.incidents = Counter(
+            "erss_incidents",
+            "Incidents created, by channel of the first report and status after intake.",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.time_to_dispatch = Histogram(
+            "erss_time_to_dispatch_seconds",
+            "From incident created to a unit offered.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_accept = Histogram(
+            "erss_time_to_accept_seconds",
+            "From offer to the crew's accept.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.offer_expiries = Counter(
+            "erss_offer_expiries", "Offers that expired unanswered.", registry=self.registry
+        )
+        self.queue_length = Gauge(
+            "erss_queue_length",
+            "Open incidents waiting for a unit of some agency (as of this instance's last"
+            " queue sweep).",
+            registry=self.registry,
+        )
+        self.websocket_clients = Gauge(
+            "erss_websocket_clients",
+            "Websocket clients connected to this instance.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_lag = Gauge(
+            "erss_outbox_lag_events",
+            "Committed events not yet published to Redis (leader's view after each pass).",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)
