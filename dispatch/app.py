@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from dispatch.api import ops, rest, ws
 from dispatch.api.errors import install_error_handlers
@@ -38,6 +40,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sms_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.mount(
+        "/console",
+        StaticFiles(directory=Path(__file__).parent / "console", html=True),
+        name="console",
+    )
     app.include_router(ops.router)
 
     return app
