@@ -216,6 +216,61 @@ def configure_logging(log_format: str) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
+def simulate(args: argparse.Namespace) -> int:
+    """`erss simulate`: a seeded simulated day, offline (the engine's policy called
+    directly) or against a running server (--live); writes report.json and PNG charts."""
+    from dispatch.simulation.offline import OfflineSimulator
+    from dispatch.simulation.policies import policy_named
+    from dispatch.simulation.report import summarise, write_charts, write_json
+    from dispatch.simulation.scenario import arrivals, demo_city, grid_city, load_sim_config
+
+    config = load_sim_config(args.config)
+    city = grid_city(args.grid) if args.grid else demo_city()
+    if args.live:
+        from dispatch.simulation.live import run_live
+
+        path = Path(args.credentials or Settings().data_dir / "demo-credentials.json")
+        credentials = json.loads(path.read_text("utf-8"))
+        result = asyncio.run(
+            run_live(
+                args.url or credentials["base_url"],
+                credentials,
+                city,
+                config,
+                seed=args.seed,
+                hours=args.hours,
+                load=args.load,
+                speedup=args.speedup,
+            )
+        )
+    else:
+        policy = policy_named(
+            args.policy,
+            zones=city.zones,
+            rates=config.zone_rates,
+            default_rate=config.rate_default,
+            params=config.policy,
+        )
+        day = arrivals(city, config, seed=args.seed, hours=args.hours, load=args.load)
+        result = OfflineSimulator(city, config, policy).run(day, horizon_s=args.hours * 3600)
+    report = summarise(result, config)
+    out = Path(args.out)
+    write_json(report, out / "report.json")
+    if not args.no_charts:
+        try:
+            write_charts(result, report, city, config, out)
+        except ImportError:
+            print("erss simulate: no charts (pip install 'erss-dispatch[sim]')", file=sys.stderr)
+    overall = report["overall"]
+    print(
+        f"erss simulate: {overall['incidents']} incidents, {overall['responses']} responses,"
+        f" {overall['within_target']:.1%} within {config.target_min:g} min,"
+        f" response p50/p90 {overall['response_s']['p50']}/{overall['response_s']['p90']} s;"
+        f" report in {out}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erss`` console script."""
     parser = argparse.ArgumentParser(prog="erss", description="112 ERSS dispatch backend")
@@ -244,6 +299,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     send_cmd.add_argument("--gateway", help="gateway id (default: the demo's for the kind)")
     send_cmd.add_argument("--secret", help="gateway secret (default: from the credentials)")
     send_cmd.add_argument("--credentials", help="demo-credentials.json (default: data dir)")
+    sim_cmd = commands.add_parser("simulate", help="simulate a seeded day and report on it")
+    sim_cmd.add_argument("--policy", default="closest_idle", help="offline: closest_idle|coverage")
+    sim_cmd.add_argument("--seed", type=int, default=1)
+    sim_cmd.add_argument("--hours", type=float, default=24.0)
+    sim_cmd.add_argument("--load", type=float, default=1.0, help="multiplier of arrival rates")
+    sim_cmd.add_argument("--grid", type=int, default=0, help="synthetic N x N city, not demo")
+    sim_cmd.add_argument("--config", help="simulation config (default config/simulation.json)")
+    sim_cmd.add_argument("--out", default="sim-report", help="folder for report.json and PNGs")
+    sim_cmd.add_argument("--no-charts", action="store_true")
+    sim_cmd.add_argument("--live", action="store_true", help="drive a running server")
+    sim_cmd.add_argument("--speedup", type=float, default=60.0, help="live: simulated s per s")
+    sim_cmd.add_argument("--url", help="live: server (default: base_url of the credentials)")
+    sim_cmd.add_argument("--credentials", help="live: demo-credentials.json")
     args = parser.parse_args(argv)
     configure_logging(Settings().log_format)
     if args.command == "serve":
@@ -252,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send(args)
     if args.command == "zones":
         return zones_command(args)
+    if args.command == "simulate":
+        return simulate(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

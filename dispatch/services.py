@@ -28,6 +28,7 @@ from dispatch.positions import PositionTracker
 from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
+from dispatch.simulation.policies import policy_named
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
@@ -99,6 +100,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             position_stale_s=settings.position_stale_s,
             unit_index=unit_index,
             metrics=metrics,
+            policy=policy_named(settings.dispatch_policy, zones=index),
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()

@@ -1,0 +1,159 @@
+"""The city simulator: repeatable, faithful to its rates, and to the engine's choice."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dispatch.engine import Need, TravelModel, UnitSnapshot, closest_idle
+from dispatch.offers import Dispatcher, IncidentFacts
+from dispatch.simulation.offline import OfflineSimulator
+from dispatch.simulation.policies import CoverageAware, policy_named
+from dispatch.simulation.report import summarise
+from dispatch.simulation.scenario import arrivals, demo_city, expected_arrivals, load_sim_config
+from geo.points import GeoPoint
+from tests.conftest import LiveServer
+from tests.test_walking_skeleton import panic, zone_point
+
+CITY = demo_city()
+CONFIG = load_sim_config()
+
+
+@pytest.mark.parametrize("name", ["closest_idle", "coverage"])
+def test_same_seed_same_report(name: str) -> None:
+    policy = policy_named(name, zones=CITY.zones)
+    reports = [
+        summarise(
+            OfflineSimulator(CITY, CONFIG, policy).run(arrivals(CITY, CONFIG, seed=7, load=3.0)),
+            CONFIG,
+        )
+        for _ in range(2)
+    ]
+    assert reports[0] == reports[1]
+    other = OfflineSimulator(CITY, CONFIG, policy).run(arrivals(CITY, CONFIG, seed=8, load=3.0))
+    assert summarise(other, CONFIG) != reports[0]
+
+
+def test_arrival_counts_match_the_rates() -> None:
+    """Over 40 seeded days the total is Poisson with the configured mean: within 4 sigma,
+    overall and per zone; and the hourly profile shows (evening peak over the night)."""
+    days = [arrivals(CITY, CONFIG, seed=s, load=1.0) for s in range(40)]
+    mean = expected_arrivals(CITY, CONFIG, hours=24, load=1.0) * len(days)
+    total = sum(len(d) for d in days)
+    assert abs(total - mean) < 4 * math.sqrt(mean)
+    for zone in CITY.zone_ids:
+        zone_mean = CONFIG.rate_of(zone) * 24 * len(days)
+        count = sum(1 for d in days for a in d if a.zone_id == zone)
+        assert abs(count - zone_mean) < 4 * math.sqrt(zone_mean), zone
+    night = sum(1 for d in days for a in d if 2 <= a.t_s / 3600 < 4)
+    evening = sum(1 for d in days for a in d if 18 <= a.t_s / 3600 < 20)
+    assert evening > 3 * night
+    kinds = {a.type for d in days for a in d}
+    assert kinds == set(CONFIG.type_mix)
+
+
+def test_a_busy_city_queues_and_a_quiet_one_does_not() -> None:
+    quiet = summarise(
+        OfflineSimulator(CITY, CONFIG, closest_idle).run(arrivals(CITY, CONFIG, seed=1, load=0.5)),
+        CONFIG,
+    )
+    busy = summarise(
+        OfflineSimulator(CITY, CONFIG, closest_idle).run(arrivals(CITY, CONFIG, seed=1, load=4.0)),
+        CONFIG,
+    )
+    assert quiet["queue"]["max"] <= 2
+    assert busy["queue"]["max"] > 10
+    assert busy["overall"]["utilisation"]["police"] > 0.5
+    assert busy["overall"]["within_target"] < quiet["overall"]["within_target"]
+    assert busy["overall"]["unserved"] == 0
+
+
+def test_coverage_policy_only_ranks_what_closest_idle_ranks() -> None:
+    policy = policy_named("coverage", zones=CITY.zones)
+    assert isinstance(policy, CoverageAware)
+    units = [UnitSnapshot(u.id, u.agency, u.zone_id, u.base, u.capabilities) for u in CITY.units]
+    point = zone_point("capital")
+    need = Need(point, "capital", frozenset(CITY.zones.neighbours("capital")), "police")
+    ranked = policy(need, units, CONFIG.travel_model())
+    assert {c.unit_id for c in ranked} == {
+        c.unit_id for c in closest_idle(need, units, CONFIG.travel_model())
+    }
+    woman = Need(point, "capital", need.neighbour_zone_ids, "police", frozenset({"woman_officer"}))
+    assert all(c.unit_id.endswith("pcr-1") for c in policy(woman, units, CONFIG.travel_model()))
+
+
+async def test_closest_idle_offline_picks_the_unit_the_live_server_picks(
+    live: LiveServer,
+) -> None:
+    """Scatter the police fleet, make some busy, post a panic: the server's offer goes to
+    the unit the offline simulator's policy call chooses for the same state."""
+    import random
+
+    rng = random.Random(42)
+    target = zone_point("sahidnagar")
+    rows = await live.db.fetch("SELECT id, agency, zone_id, capabilities FROM units")
+    snapshots: list[UnitSnapshot] = []
+    for row in rows:
+        lat = target.lat + rng.uniform(-0.03, 0.03)
+        lon = target.lon + rng.uniform(-0.03, 0.03)
+        status = "available" if rng.random() < 0.6 else "en_route"
+        await live.db.execute(
+            "UPDATE units SET lat = $2, lon = $3, status = $4, position_at = now() WHERE id = $1",
+            row["id"],
+            lat,
+            lon,
+            status,
+        )
+        if status == "available":
+            snapshots.append(
+                UnitSnapshot(
+                    row["id"],
+                    row["agency"],
+                    row["zone_id"],
+                    GeoPoint(lat=lat, lon=lon),
+                    frozenset(row["capabilities"]),
+                )
+            )
+    # The live unit index learns positions from the outbox; the Dispatcher re-reads
+    # PostgreSQL, and falls back to a full scan, so the DB state is what counts.
+    dispatcher = live.services.dispatcher
+    need = dispatcher.need_of(
+        _facts(dispatcher, target, "panic"),
+        "police",
+    )
+    expected = closest_idle(need, snapshots, _travel(live))[0].unit_id
+    offline = OfflineSimulator(CITY, CONFIG, closest_idle, model=_travel(live))
+    assert offline.policy(need, snapshots, offline.model)[0].unit_id == expected
+    answer = (await live.post_panic(panic(target, trigger="sim-1"))).json()
+    unit = await live.db.fetchval(
+        "SELECT unit_id FROM assignments WHERE incident_id = $1", answer["incident_id"]
+    )
+    assert unit == expected
+
+
+def _facts(dispatcher: Dispatcher, point: GeoPoint, kind: str) -> IncidentFacts:
+    zone = dispatcher.locate(point)
+    return IncidentFacts(0, dispatcher.incident_type(kind), point, zone.id if zone else None)
+
+
+def _travel(live: LiveServer) -> TravelModel:
+    model: TravelModel = live.services.dispatcher._travel
+    return model
+
+
+def test_report_charts_are_written(tmp_path: pytest.TempPathFactory) -> None:
+    """The published report: JSON and the three PNG charts."""
+    from pathlib import Path
+
+    from dispatch.simulation.report import write_charts, write_json
+
+    out = Path(str(tmp_path))
+    policy = policy_named("closest_idle", zones=CITY.zones)
+    result = OfflineSimulator(CITY, CONFIG, policy).run(arrivals(CITY, CONFIG, seed=3, load=1.0))
+    report = summarise(result, CONFIG)
+    write_json(report, out / "report.json")
+    write_charts(result, report, CITY, CONFIG, out)
+    for name in ("report.json", "response_times.png", "zones_within_target.png", "queue.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "response_times.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
