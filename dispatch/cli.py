@@ -271,6 +271,27 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_command(args: argparse.Namespace) -> int:
+    """`erss demo`: load the demo city and write its credentials, without serving.
+
+    For deployments where several instances serve one database: one set-up step loads
+    the city once, then every instance runs `erss serve`.
+    """
+    settings = Settings()
+    try:
+        settings, embedded = resolve_services(settings, redis=False)
+    except EmbeddedError as err:
+        print(f"erss: {err}", file=sys.stderr)
+        return 1
+    try:
+        path = asyncio.run(prepare_demo(settings, args.base_url))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(f"erss: demo city loaded; credentials in {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erss`` console script."""
     parser = argparse.ArgumentParser(prog="erss", description="112 ERSS dispatch backend")
@@ -279,6 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--demo", action="store_true", help="load the Bhubaneswar demo city")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8112)
+    demo_cmd = commands.add_parser(
+        "demo", help="load the demo city and write demo-credentials.json, then exit"
+    )
+    demo_cmd.add_argument(
+        "--base-url", default="http://127.0.0.1:8112", help="written into the credentials"
+    )
     zones_cmd = commands.add_parser("zones", help="manage jurisdictions")
     zones_sub = zones_cmd.add_subparsers(dest="zones_command", required=True)
     load_cmd = zones_sub.add_parser("load", help="validate and store a GeoJSON FeatureCollection")
@@ -320,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send(args)
     if args.command == "zones":
         return zones_command(args)
+    if args.command == "demo":
+        return demo_command(args)
     if args.command == "simulate":
         return simulate(args)
     return 2  # pragma: no cover - argparse enforces the choices
