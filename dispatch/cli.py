@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,23 @@ def resolve_services(
     if need_redis:
         update["redis_url"] = embedded.redis_url
     return settings.model_copy(update=update), embedded
+
+
+@contextlib.contextmanager
+def database_only() -> Iterator[Settings | None]:
+    """Settings with a database for a one-off command (embedded if no URL is set, and
+    stopped afterwards); None, with the reason printed, if it cannot be had."""
+    try:
+        settings, embedded = resolve_services(Settings(), redis=False)
+    except EmbeddedError as err:
+        print(f"erss: {err}", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield settings
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -180,17 +198,10 @@ def zones_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ZoneError) as err:
         print(f"erss zones load: {args.file}: {err}", file=sys.stderr)
         return 1
-    settings = Settings()
-    try:
-        settings, embedded = resolve_services(settings, redis=False)
-    except EmbeddedError as err:
-        print(f"erss: {err}", file=sys.stderr)
-        return 1
-    try:
+    with database_only() as settings:
+        if settings is None:
+            return 1
         stored, absent = asyncio.run(_store_zones(settings, zones))
-    finally:
-        if embedded is not None:
-            embedded.stop()
     print(
         f"erss: {stored} zones stored; running servers pick them up within"
         f" {settings.zone_refresh_s:.0f} s"
@@ -277,17 +288,10 @@ def demo_command(args: argparse.Namespace) -> int:
     For deployments where several instances serve one database: one set-up step loads
     the city once, then every instance runs `erss serve`.
     """
-    settings = Settings()
-    try:
-        settings, embedded = resolve_services(settings, redis=False)
-    except EmbeddedError as err:
-        print(f"erss: {err}", file=sys.stderr)
-        return 1
-    try:
+    with database_only() as settings:
+        if settings is None:
+            return 1
         path = asyncio.run(prepare_demo(settings, args.base_url))
-    finally:
-        if embedded is not None:
-            embedded.stop()
     print(f"erss: demo city loaded; credentials in {path}")
     return 0
 

@@ -293,18 +293,8 @@ class Intake:
             )
         zone = self._dispatcher.locate(location.point) if location else None
         status = "callback" if row["silent"] else "new" if location else "awaiting_location"
-        new: int = await conn.fetchval(
-            "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-            " location_method, zone_id, location_time, unfilled)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            status,
-            kind.priority,
-            kind.name,
-            *_location_columns(location),
-            zone.id if zone else None,
-            _fix_time(location) if location else None,
-            list(kind.plan),
-        )
+        other_zones = self._dispatcher.other_zones(location, zone) if location else []
+        new = await _insert_incident(conn, status, kind, location, zone, other_zones)
         await conn.execute("UPDATE reports SET incident_id = $2 WHERE id = $1", report_id, new)
         await append_event(
             conn,
@@ -358,19 +348,7 @@ class Intake:
             status = "new"
         else:
             status = "awaiting_location"
-        incident_id: int = await conn.fetchval(
-            "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-            " location_method, zone_id, location_time, unfilled, other_zones)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            status,
-            kind.priority,
-            kind.name,
-            *_location_columns(location),
-            zone.id if zone else None,
-            _fix_time(location) if location else None,
-            list(kind.plan),
-            other_zones,
-        )
+        incident_id = await _insert_incident(conn, status, kind, location, zone, other_zones)
         report_id = await self._insert_report(conn, incident_id, report)
         history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
         await append_event(
@@ -527,6 +505,30 @@ class Intake:
                 "previous": location_json(incident.location),
             },
         )
+
+
+async def _insert_incident(
+    conn: asyncpg.Connection,
+    status: str,
+    kind: IncidentType,
+    location: Location | None,
+    zone: Zone | None,
+    other_zones: list[str],
+) -> int:
+    incident_id: int = await conn.fetchval(
+        "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
+        " location_method, zone_id, location_time, unfilled, other_zones)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        status,
+        kind.priority,
+        kind.name,
+        *_location_columns(location),
+        zone.id if zone else None,
+        _fix_time(location) if location else None,
+        list(kind.plan),
+        other_zones,
+    )
+    return incident_id
 
 
 def _location_columns(
