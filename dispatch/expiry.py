@@ -39,7 +39,7 @@ class OfferExpiry:
                     pass
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except Exception:
                 log.exception("offer expiry sweep failed; retrying")
             await asyncio.sleep(self._poll_s)
 

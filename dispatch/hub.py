@@ -96,7 +96,12 @@ class Hub:
             for _stream, entries in batches or []:
                 for entry_id, fields in entries:
                     self._last_id = _text(entry_id)
-                    message = message_from_fields(fields)
+                    try:
+                        message = message_from_fields(fields)
+                    except ValueError:
+                        # Not ours to deliver (a foreign or damaged entry); skip it.
+                        log.exception("unreadable stream entry %s", self._last_id)
+                        continue
                     for subscriber in list(self._subscribers):
                         subscriber.offer(message)
 

@@ -30,6 +30,7 @@ from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
 from dispatch.readmodels import OPEN_STATUSES
+from dispatch.retry import in_transaction
 from geo.distance import distance_m
 from geo.location import Location
 from geo.points import GeoPoint
@@ -111,57 +112,55 @@ class Intake:
 
         Raises IdempotencyConflict when the key was used for another body.
         """
-        for attempt in range(3):
-            try:
-                return await self._submit_once(report, idempotency_key, body_sha256)
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                # Two reports touching the same incidents and units in opposite order:
-                # PostgreSQL aborted one; the whole transaction is safe to run again.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await in_transaction(
+            self._pool, lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
+        )
 
-    async def _submit_once(
-        self, report: IncidentReport, idempotency_key: str, body_sha256: str
+    async def _submit_in(
+        self,
+        conn: asyncpg.Connection,
+        report: IncidentReport,
+        idempotency_key: str,
+        body_sha256: str,
     ) -> IntakeResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            earlier = await idempotency.reserve(
-                conn, gateway_id=report.gateway_id, key=idempotency_key, body_sha256=body_sha256
+        """The submission, inside its transaction (rerun whole if PostgreSQL aborts it)."""
+        earlier = await idempotency.reserve(
+            conn, gateway_id=report.gateway_id, key=idempotency_key, body_sha256=body_sha256
+        )
+        if earlier is not None:
+            return IntakeResult.from_json(earlier)
+        # One sender's burst (a panic button places five calls and sends an SMS at
+        # once) must become one incident: reports of a sender are taken one at a time.
+        for key in sorted(set(report.sender_keys)):
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._schema}:{key}"
             )
-            if earlier is not None:
-                return IntakeResult.from_json(earlier)
-            # One sender's burst (a panic button places five calls and sends an SMS at
-            # once) must become one incident: reports of a sender are taken one at a time.
-            for key in sorted(set(report.sender_keys)):
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._schema}:{key}"
-                )
-            target = await self._find_open_incident(conn, report)
+        target = await self._find_open_incident(conn, report)
+        if target is None:
+            result = await self._create_incident(conn, report)
+        else:
+            result = await self._attach(conn, report, target)
+        log.info(
+            "report %s",
+            "made an incident" if target is None else "joined an incident",
+            extra={
+                "incident_id": result.incident_id,
+                "report_id": result.report_id,
+                "channel": report.channel,
+                "gateway_id": report.gateway_id,
+                "status": result.status,
+            },
+        )
+        metrics = self._dispatcher.metrics
+        if metrics is not None:
+            outcome = "new" if target is None else "attached"
+            metrics.reports.labels(report.channel, outcome).inc()
             if target is None:
-                result = await self._create_incident(conn, report)
-            else:
-                result = await self._attach(conn, report, target)
-            log.info(
-                "report %s",
-                "made an incident" if target is None else "joined an incident",
-                extra={
-                    "incident_id": result.incident_id,
-                    "report_id": result.report_id,
-                    "channel": report.channel,
-                    "gateway_id": report.gateway_id,
-                    "status": result.status,
-                },
-            )
-            metrics = self._dispatcher.metrics
-            if metrics is not None:
-                outcome = "new" if target is None else "attached"
-                metrics.reports.labels(report.channel, outcome).inc()
-                if target is None:
-                    metrics.incidents.labels(report.channel, result.status).inc()
-            await idempotency.complete(
-                conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
-            )
-            return result
+                metrics.incidents.labels(report.channel, result.status).inc()
+        await idempotency.complete(
+            conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
+        )
+        return result
 
     async def _find_open_incident(
         self, conn: asyncpg.Connection, report: IncidentReport
@@ -180,7 +179,9 @@ class Intake:
                 policy.same_sender_window_s if sender_window_applies(key) else None,
             )
             if incident_id is not None:
-                return await self._load_open(conn, incident_id)
+                found = await self._load_open(conn, incident_id)
+                if found is not None:
+                    return found
         kind = self._dispatcher.incident_type(report.incident_type)
         if report.location is None or not may_join_nearby(kind.name):
             return None
@@ -207,12 +208,17 @@ class Intake:
             return None
         return await self._load_open(conn, min(near)[1])
 
-    async def _load_open(self, conn: asyncpg.Connection, incident_id: int) -> _OpenIncident:
+    async def _load_open(self, conn: asyncpg.Connection, incident_id: int) -> _OpenIncident | None:
+        # The lookup ran without a lock; an operator may have closed or merged the
+        # incident since. Under the row lock its status is final: only an open incident
+        # may take the report.
         row = await conn.fetchrow(
             "SELECT id, status, type, lat, lon, radius_m, location_method, location_time"
             " FROM incidents WHERE id = $1 FOR UPDATE",
             incident_id,
         )
+        if row is None or row["status"] not in OPEN_STATUSES:
+            return None
         location = None
         if row["lat"] is not None:
             location = Location(

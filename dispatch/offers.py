@@ -51,6 +51,12 @@ class IncidentFacts:
 
 log = logging.getLogger(__name__)
 
+# The incident statuses a crew's report may move the incident on from.
+_BEFORE = {
+    "dispatched": ["new", "queued", "offered"],
+    "on_scene": ["new", "queued", "offered", "dispatched"],
+}
+
 # How many of the nearest units the live index hands over for ranking: enough that the
 # incident's own-zone units and the slack rule see every realistic contender.
 _NEAREST = 64
@@ -347,6 +353,7 @@ class Dispatcher:
         ]
         for candidate in self._policy(self.need_of(incident, agency), snapshots, self._travel):
             row = busy[candidate.unit_id]
+            await conn.execute("SAVEPOINT preempt")
             taken = await conn.fetchval(
                 "UPDATE assignments SET status = 'cancelled', responded_at = now()"
                 " WHERE id = $1 AND status IN ('offered', 'accepted') RETURNING incident_id",
@@ -359,7 +366,10 @@ class Dispatcher:
                 row["status"],
             )
             if taken is None or freed is None:
-                raise InvalidTransition("unit", candidate.unit_id, "changed", "pre-empted")
+                # The crew answered or moved on since the read: not pre-emptible now.
+                # Both updates are undone with the savepoint, and the next unit is tried.
+                await conn.execute("ROLLBACK TO SAVEPOINT preempt")
+                continue
             reason = f"pre-empted by incident {incident.id} (priority 1)"
             await append_event(
                 conn,
@@ -563,12 +573,17 @@ class Dispatcher:
         if assignment is not None:
             incident_status = INCIDENT_STATUS_FOR_UNIT.get(status)
             if incident_status is not None:
-                await conn.execute(
-                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1",
+                # Only forward: on a multi-agency plan one crew on scene keeps the
+                # incident on scene while another is still driving.
+                moved = await conn.fetchval(
+                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1"
+                    " AND status = ANY($3::text[]) RETURNING status",
                     assignment["incident_id"],
                     incident_status,
+                    _BEFORE[incident_status],
                 )
-                extra["incident_status"] = incident_status
+                if moved is not None:
+                    extra["incident_status"] = incident_status
             if status in ENDS_ASSIGNMENT:
                 await conn.execute(
                     "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]

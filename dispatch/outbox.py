@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from dispatch.events import EVENT_COLUMNS, Event, notify_channel
 from dispatch.keys import RedisKeys
@@ -72,6 +72,7 @@ class OutboxRelay:
         self._unit_index = unit_index
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._floor = 0
         self.is_leader = False
 
     async def run(self) -> None:
@@ -81,7 +82,7 @@ class OutboxRelay:
                 await self._lead()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError):
+            except Exception:
                 log.exception("outbox relay failed; retrying")
             self.is_leader = False
             await asyncio.sleep(self._poll_s)
@@ -98,6 +99,7 @@ class OutboxRelay:
             if self._unit_index is not None:
                 # Whatever the previous leader did or missed, start from the truth.
                 await self._unit_index.rebuild(conn)
+            self._floor = await self._stream_top()
             self.is_leader = True
             try:
                 while True:
@@ -116,6 +118,21 @@ class OutboxRelay:
                         "SELECT pg_advisory_unlock(hashtext($1))", f"relay:{self._schema}"
                     )
 
+    async def _stream_top(self) -> int:
+        """The highest position ever published to the stream (0 if none).
+
+        Positions continue above it even if PostgreSQL lost its newest events (a restore,
+        a failover to a lagging replica): reusing a position that clients have already
+        seen would make them skip the new event on resume.
+        """
+        try:
+            info: dict[Any, Any] = await self._redis.xinfo_stream(self._keys.events)
+        except ResponseError:
+            return 0  # no stream yet
+        last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
+        text = last.decode() if isinstance(last, bytes) else str(last)
+        return int(text.split("-")[0])
+
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
 
@@ -126,8 +143,9 @@ class OutboxRelay:
         await conn.execute(
             "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events"
             f" WHERE position IS NULL ORDER BY id LIMIT {_BATCH}),"
-            " top AS (SELECT coalesce(max(position), 0) AS p FROM events)"
-            " UPDATE events e SET position = top.p + batch.n FROM batch, top WHERE e.id = batch.id"
+            " top AS (SELECT greatest(coalesce(max(position), 0), $1) AS p FROM events)"
+            " UPDATE events e SET position = top.p + batch.n FROM batch, top WHERE e.id = batch.id",
+            self._floor,
         )
         rows = await conn.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE position IS NOT NULL AND NOT published"
@@ -159,7 +177,13 @@ class OutboxRelay:
         if self._unit_index is not None:
             await self._unit_index.apply(conn, (e.to_message()["event"] for e in events))
         if self._metrics is not None:
+            # Two counts that each match a partial index: a plain "NOT published" would
+            # scan the whole event log on every pass.
             self._metrics.outbox_lag.set(
-                await conn.fetchval("SELECT count(*) FROM events WHERE NOT published")
+                await conn.fetchval(
+                    "SELECT (SELECT count(*) FROM events WHERE position IS NULL)"
+                    " + (SELECT count(*) FROM events WHERE position IS NOT NULL"
+                    " AND NOT published)"
+                )
             )
         return len(events)

@@ -62,7 +62,10 @@ class PositionTracker:
 
     async def record(self, unit_id: str, agency: str, location: Location) -> None:
         """Take one ping (already validated) of a unit of ``agency``."""
-        at = location.time or datetime.now(UTC)
+        now = datetime.now(UTC)
+        # A device clock ahead of ours would pin position_at in the future, and every
+        # later (truthful) fix would be refused as older: never later than now.
+        at = min(location.time, now) if location.time else now
         self._pending[unit_id] = Fix(location, at)
         try:
             await self._redis.geoadd(

@@ -44,7 +44,7 @@ class QueueWorker:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except Exception:
                 log.exception("queue sweep failed; retrying")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -174,3 +174,25 @@ async def test_operator_splits_a_wrongly_attached_report(live: LiveServer) -> No
     )
     assert only.status_code == 409
     assert "only report" in only.json()["detail"]
+
+
+async def test_a_report_racing_a_close_makes_a_new_incident(live: LiveServer) -> None:
+    """The operator closes the incident while the same device reports again: the report
+    must not join the closed incident (it would never be dispatched)."""
+    point = zone_point("capital")
+    fix = {"lat": point.lat, "lon": point.lon, "accuracy_m": 10.0}
+    first = (await live.post_panic({"trigger_id": "1", "device_id": "d", "location": fix})).json()
+    control = live.services.control
+    async with live.db.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await control.close(conn, first["incident_id"], actor="op", disposition="resolved")
+        racing = asyncio.create_task(
+            live.post_panic({"trigger_id": "2", "device_id": "d", "location": fix})
+        )
+        await asyncio.sleep(0.3)  # the report now waits on the incident's row lock
+        await tx.commit()
+    second = (await racing).json()
+    assert second["incident_id"] != first["incident_id"]
+    assert second["duplicate_of"] is None
+    assert second["status"] == "offered"

@@ -84,3 +84,36 @@ async def test_crash_between_commit_and_publish_delays_but_never_drops(
     finally:
         await redis.aclose()
         await pool.close()
+
+
+async def test_positions_continue_above_the_stream_after_the_database_lost_events(
+    settings: Settings,
+) -> None:
+    """After a restore or failover that lost the newest events, new events get positions
+    above everything clients may have seen, never one of those again."""
+    assert settings.database_url
+    assert settings.redis_url
+    schema = settings.db_schema
+    pool = await create_pool(settings.database_url, schema, min_size=1, max_size=2)
+    redis = aioredis.from_url(settings.redis_url)
+    keys = RedisKeys(settings.redis_prefix)
+    relay = OutboxRelay(
+        pool=pool, redis=redis, schema=schema, keys=keys, poll_s=0.1, stream_maxlen=1000
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, schema)
+        # Clients saw up to position 7 before the database went back in time.
+        await redis.xadd(keys.events, {"e": "{}"}, id="7-0")
+        relay._floor = await relay._stream_top()
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await append_event(conn, schema, EventType.INCIDENT_CREATED, actor="a")
+            assert await relay.relay_once(conn) == 1
+            position = await conn.fetchval("SELECT position FROM events")
+        assert position == 8
+        entries = await redis.xrange(keys.events)
+        assert [e[0] for e in entries] == [b"7-0", b"8-0"]
+    finally:
+        await redis.aclose()
+        await pool.close()

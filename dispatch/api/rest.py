@@ -12,6 +12,7 @@ from dispatch.api.deps import OperatorDep, ServicesDep
 from dispatch.callers import caller_history
 from dispatch.correlate import tel_key
 from dispatch.errors import NotFound
+from dispatch.retry import in_transaction
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 
@@ -125,10 +126,12 @@ async def assign_unit(
     incident_id: int, body: AssignBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Offer the incident to a chosen unit (reassigning it if another unit had it)."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        await services.control.assign(
+    await in_transaction(
+        services.pool,
+        lambda conn: services.control.assign(
             conn, incident_id, body.unit_id, actor=operator.actor, reason=body.reason
-        )
+        ),
+    )
     services.queue.wake()
     return await _detail(services, incident_id)
 
@@ -138,10 +141,12 @@ async def cancel_assignment(
     assignment_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Take an offer or assignment off its unit; the incident goes back to the queue."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        incident_id = await services.control.cancel_assignment(
+    incident_id = await in_transaction(
+        services.pool,
+        lambda conn: services.control.cancel_assignment(
             conn, assignment_id, actor=operator.actor, reason=body.reason
-        )
+        ),
+    )
     services.queue.wake()
     return await _detail(services, incident_id)
 
@@ -152,10 +157,12 @@ async def split_report(
 ) -> dict[str, Any]:
     """Take a wrongly attached report out into an incident of its own (dispatched like
     any new one); returns the new incident."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        incident_id = await services.intake.split(
+    incident_id = await in_transaction(
+        services.pool,
+        lambda conn: services.intake.split(
             conn, report_id, actor=operator.actor, reason=body.reason
-        )
+        ),
+    )
     return await _detail(services, incident_id)
 
 
@@ -164,10 +171,12 @@ async def add_note(
     incident_id: int, body: NoteBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Add a note to the incident's timeline."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        event_id = await services.control.add_note(
+    event_id = await in_transaction(
+        services.pool,
+        lambda conn: services.control.add_note(
             conn, incident_id, actor=operator.actor, text=body.text
-        )
+        ),
+    )
     return {"event_id": event_id, "incident_id": incident_id}
 
 
@@ -176,10 +185,12 @@ async def classify_incident(
     incident_id: int, body: ClassifyBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Set the incident's type; its priority and response plan follow."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        await services.control.classify(
+    await in_transaction(
+        services.pool,
+        lambda conn: services.control.classify(
             conn, incident_id, body.type, actor=operator.actor, reason=body.reason
-        )
+        ),
+    )
     services.queue.wake()
     return await _detail(services, incident_id)
 
@@ -189,10 +200,12 @@ async def close_incident(
     incident_id: int, body: CloseBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Close the incident with a disposition; its units become available."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        await services.control.close(
+    await in_transaction(
+        services.pool,
+        lambda conn: services.control.close(
             conn, incident_id, actor=operator.actor, disposition=body.disposition
-        )
+        ),
+    )
     services.queue.wake()
     return await _detail(services, incident_id)
 
@@ -202,8 +215,10 @@ async def merge_incident(
     incident_id: int, body: MergeBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Fold a duplicate into another incident; returns the surviving incident."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        await services.control.merge(conn, incident_id, body.into, actor=operator.actor)
+    await in_transaction(
+        services.pool,
+        lambda conn: services.control.merge(conn, incident_id, body.into, actor=operator.actor),
+    )
     services.queue.wake()
     return await _detail(services, body.into)
 
@@ -213,10 +228,12 @@ async def set_unit_status(
     unit_id: str, body: UnitStatusBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Put a unit in or out of service, or off duty."""
-    async with services.pool.acquire() as conn, conn.transaction():
-        result = await services.control.set_unit_status(
+    result = await in_transaction(
+        services.pool,
+        lambda conn: services.control.set_unit_status(
             conn, unit_id, actor=operator.actor, status=body.status, reason=body.reason
-        )
+        ),
+    )
     if body.status == "available":
         services.queue.wake()
     return result

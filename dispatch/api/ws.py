@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -25,11 +26,13 @@ from dispatch.auth import Principal, authenticate
 from dispatch.errors import DispatchError, Unauthorized
 from dispatch.events import format_position, parse_position
 from dispatch.hub import Message, Subscriber
+from dispatch.retry import in_transaction
 from dispatch.scope import DeskScope, MdtScope
 from dispatch.services import Services
 from geo.location import InvalidLocation, location_from_fix
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 class LocationPing(BaseModel):
@@ -258,10 +261,18 @@ class Session:
     ) -> None:
         """Run a client command in one transaction; answer with an ack or the error."""
         try:
-            async with self.services.pool.acquire() as conn, conn.transaction():
-                result = await action(conn)
+            result = await in_transaction(self.services.pool, action)
         except DispatchError as err:
             await self.send_error(error_code(err), str(err), request=request)
+            return
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            # The crew must hear that the command did not take, not lose the socket.
+            log.exception("MDT command %s failed", request)
+            await self.send_error(
+                "unavailable",
+                f"the command was not applied ({type(err).__name__}); send it again",
+                request=request,
+            )
             return
         if result.get("status") in ("available", "declined"):
             self.services.queue.wake()  # a unit is free: serve the waiting queue now
