@@ -219,14 +219,7 @@ class Intake:
         )
         if row is None or row["status"] not in OPEN_STATUSES:
             return None
-        location = None
-        if row["lat"] is not None:
-            location = Location(
-                point=GeoPoint(lat=row["lat"], lon=row["lon"]),
-                radius_m=row["radius_m"],
-                method=row["location_method"] or "unknown",
-                time=row["location_time"],
-            )
+        location = _row_location(row)
         return _OpenIncident(
             row["id"],
             row["status"],
@@ -289,14 +282,7 @@ class Intake:
                 "report", report_id, f"the only report of incident {old}", "split off"
             )
         kind = self._dispatcher.incident_type(row["type"])
-        location = None
-        if row["lat"] is not None:
-            location = Location(
-                point=GeoPoint(lat=row["lat"], lon=row["lon"]),
-                radius_m=row["radius_m"],
-                method=row["location_method"] or "unknown",
-                time=row["location_time"],
-            )
+        location = _row_location(row)
         zone = self._dispatcher.locate(location.point) if location else None
         status = "callback" if row["silent"] else "new" if location else "awaiting_location"
         other_zones = self._dispatcher.other_zones(location, zone) if location else []
@@ -535,6 +521,18 @@ async def _insert_incident(
         other_zones,
     )
     return incident_id
+
+
+def _row_location(row: asyncpg.Record) -> Location | None:
+    """The location stored in a row's lat/lon/radius_m/location_method/location_time."""
+    if row["lat"] is None:
+        return None
+    return Location(
+        point=GeoPoint(lat=row["lat"], lon=row["lon"]),
+        radius_m=row["radius_m"],
+        method=row["location_method"] or "unknown",
+        time=row["location_time"],
+    )
 
 
 def _location_columns(
