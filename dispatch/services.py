@@ -56,6 +56,13 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+def _client(url: str, *, connections: int) -> aioredis.Redis:
+    """A Redis client whose callers wait (up to 10 s) for a free connection."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=10)
+    # from_pool: the client owns the pool and closes it with itself.
+    return aioredis.Redis.from_pool(pool)
+
+
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
     """Connect, migrate, start the background tasks; undo it all on exit."""
@@ -66,7 +73,11 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         )
     schema = settings.db_schema
     pool = await create_pool(settings.database_url, schema, min_size=2, max_size=20)
-    redis = aioredis.from_url(settings.redis_url)
+    # Blocking pools: redis-py's default pool raises once its connections are all in
+    # use, and a burst of MDT pings did exactly that (bench/fanout.py). Pings get a pool
+    # of their own so that they can never starve the outbox relay or the event reader.
+    redis = _client(settings.redis_url, connections=64)
+    pings_redis = _client(settings.redis_url, connections=64)
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)
@@ -141,13 +152,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             positions=PositionTracker(
                 pool=pool,
-                redis=redis,
+                redis=pings_redis,
                 keys=keys,
                 zones=zones,
                 flush_s=settings.position_flush_s,
                 schema=schema,
                 geofence_hysteresis_m=settings.geofence_hysteresis_m,
-                unit_index=unit_index,
+                unit_index=UnitIndex(redis=pings_redis, keys=keys),
             ),
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
         )
@@ -170,4 +181,5 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             await asyncio.gather(*services.tasks, return_exceptions=True)
     finally:
         await redis.aclose()
+        await pings_redis.aclose()
         await pool.close()
