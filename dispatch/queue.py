@@ -63,6 +63,14 @@ class QueueWorker:
 
     async def _sweep(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
+            # Usually nothing waits: say so from the partial index before reading the
+            # whole free fleet (which a large fleet makes the costly part).
+            waiting = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM incidents WHERE cardinality(unfilled) > 0"
+                " AND status NOT IN ('closed', 'merged'))"
+            )
+            if not waiting:
+                return 0
             units = await self._dispatcher.available_units(conn)
             if not units:
                 return 0
