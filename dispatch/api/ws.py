@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketState
 
 from dispatch import readmodels
 from dispatch.api.deps import bearer_token
@@ -340,10 +341,17 @@ async def _serve(ws: WebSocket, kind: str) -> None:
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        # A client gone mid-send surfaces as the transport's own error; nothing to report.
+        # A client gone mid-send (a closed socket, a keepalive timeout) surfaces as the
+        # server's own error on the next send: normal, not a bug to report. Anything
+        # else from a session that is still connected is one.
+        gone = ws.client_state == WebSocketState.DISCONNECTED or (
+            ws.application_state == WebSocketState.DISCONNECTED
+        )
         for result in results:
-            if isinstance(result, Exception) and not isinstance(
-                result, WebSocketDisconnect | asyncio.CancelledError
+            if isinstance(result, WebSocketDisconnect | asyncio.CancelledError):
+                continue
+            if isinstance(result, Exception) and not (
+                gone and isinstance(result, RuntimeError | OSError)
             ):
                 raise result
 
