@@ -24,12 +24,27 @@ Message = dict[str, Any]
 
 
 class Subscriber:
-    """One client's live feed."""
+    """One client's live feed.
 
-    def __init__(self, wants: Callable[[Message], bool], maxsize: int) -> None:
+    ``unit_id`` and ``followed`` say which events can concern an MDT at all, so the hub
+    need not ask every MDT about every event: its own unit's events, and the unit-less
+    events of the incidents in ``followed()`` (a live view of its scope).
+    """
+
+    def __init__(
+        self,
+        wants: Callable[[Message], bool],
+        maxsize: int,
+        *,
+        unit_id: str | None = None,
+        followed: Callable[[], set[int]] | None = None,
+    ) -> None:
         self._wants = wants
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
         self.overflowed = asyncio.Event()
+        self.unit_id = unit_id
+        self.followed = followed
+        self.indexed: frozenset[int] = frozenset()
 
     def offer(self, message: Message) -> None:
         """Queue the message if this client is entitled to it; never blocks."""
@@ -48,23 +63,82 @@ class Hub:
         self._redis = redis
         self._keys = keys
         self._block_ms = block_ms
-        self._subscribers: set[Subscriber] = set()
+        # Consoles see (nearly) everything: each is asked. MDTs are reached by route.
+        self._consoles: set[Subscriber] = set()
+        self._by_unit: dict[str, set[Subscriber]] = {}
+        self._by_incident: dict[int, set[Subscriber]] = {}
         self._last_id = "0-0"
 
     @property
     def client_count(self) -> int:
         """Connected subscribers on this instance."""
-        return len(self._subscribers)
+        return len(self._consoles) + sum(len(s) for s in self._by_unit.values())
 
-    def subscribe(self, wants: Callable[[Message], bool], maxsize: int) -> Subscriber:
-        """Start buffering live events for a new client."""
-        subscriber = Subscriber(wants, maxsize)
-        self._subscribers.add(subscriber)
+    def subscribe(
+        self,
+        wants: Callable[[Message], bool],
+        maxsize: int,
+        *,
+        unit_id: str | None = None,
+        followed: Callable[[], set[int]] | None = None,
+    ) -> Subscriber:
+        """Start buffering live events for a new client (an MDT when ``unit_id``)."""
+        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed)
+        if unit_id is None:
+            self._consoles.add(subscriber)
+        else:
+            self._by_unit.setdefault(unit_id, set()).add(subscriber)
+            self._reindex(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Stop feeding a client that went away."""
-        self._subscribers.discard(subscriber)
+        if subscriber.unit_id is None:
+            self._consoles.discard(subscriber)
+            return
+        same_unit = self._by_unit.get(subscriber.unit_id, set())
+        same_unit.discard(subscriber)
+        if not same_unit:
+            self._by_unit.pop(subscriber.unit_id, None)
+        for incident_id in subscriber.indexed:
+            self._unindex(incident_id, subscriber)
+        subscriber.indexed = frozenset()
+
+    def _reindex(self, subscriber: Subscriber) -> None:
+        """Follow the incidents the MDT's scope follows now."""
+        if subscriber.followed is None:
+            return
+        now = frozenset(subscriber.followed())
+        if now == subscriber.indexed:
+            return
+        for incident_id in subscriber.indexed - now:
+            self._unindex(incident_id, subscriber)
+        for incident_id in now - subscriber.indexed:
+            self._by_incident.setdefault(incident_id, set()).add(subscriber)
+        subscriber.indexed = now
+
+    def _unindex(self, incident_id: int, subscriber: Subscriber) -> None:
+        followers = self._by_incident.get(incident_id)
+        if followers is not None:
+            followers.discard(subscriber)
+            if not followers:
+                del self._by_incident[incident_id]
+
+    def deliver(self, message: Message) -> None:
+        """Hand one event to every client it can concern."""
+        for console in list(self._consoles):
+            console.offer(message)
+        event = message["event"]
+        unit_id, incident_id = event.get("unit_id"), event.get("incident_id")
+        if unit_id is not None:
+            mdts = self._by_unit.get(unit_id, set())
+        elif incident_id is not None:
+            mdts = self._by_incident.get(incident_id, set())
+        else:
+            return
+        for mdt in list(mdts):
+            mdt.offer(message)
+            self._reindex(mdt)  # the event may have started or ended a job
 
     async def start(self) -> None:
         """Remember where the stream ends now; call before accepting connections.
@@ -102,8 +176,7 @@ class Hub:
                         # Not ours to deliver (a foreign or damaged entry); skip it.
                         log.exception("unreadable stream entry %s", self._last_id)
                         continue
-                    for subscriber in list(self._subscribers):
-                        subscriber.offer(message)
+                    self.deliver(message)
 
 
 def _text(value: bytes | str) -> str:

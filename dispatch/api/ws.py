@@ -81,6 +81,10 @@ class Session:
         """A city console sees every event; a desk or an MDT what its scope admits."""
         return self.scope is None or self.scope.admits(message["event"])
 
+    def followed(self) -> set[int]:
+        """The incidents an MDT's scope follows (a live view; empty for consoles)."""
+        return self.scope.incident_ids if isinstance(self.scope, MdtScope) else set()
+
     async def load_scope(self) -> None:
         """Seed an MDT's scope with the incidents its unit holds now."""
         if self.unit_id is None:
@@ -305,7 +309,12 @@ async def _serve(ws: WebSocket, kind: str) -> None:
             return
     session = Session(ws, services, principal)
     await session.load_scope()
-    subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
+    subscriber = services.hub.subscribe(
+        session.wants,
+        services.settings.ws_queue_size,
+        unit_id=session.unit_id,
+        followed=session.followed,
+    )
     connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
     connected.inc()
     tasks: list[asyncio.Task[Any]] = []
