@@ -302,18 +302,18 @@ class Intake:
             EventType.INCIDENT_CREATED,
             actor=actor,
             incident_id=new,
-            data={
-                "status": status,
-                "priority": kind.priority,
-                "type": kind.name,
-                "channel": row["channel"],
-                "report_id": report_id,
-                "location": location_json(location),
-                "zone": {"id": zone.id, "name": zone.name} if zone else None,
-                "warnings": row["warnings"],
-                "split_from": old,
-                "reason": reason,
-            },
+            data=_created_data(
+                status,
+                kind,
+                row["channel"],
+                report_id,
+                location,
+                zone,
+                other_zones,
+                row["warnings"],
+                split_from=old,
+                reason=reason,
+            ),
         )
         if location is not None and status == "new":
             await self._dispatch_located(conn, new, kind, location, zone, actor)
@@ -349,19 +349,18 @@ class Intake:
             EventType.INCIDENT_CREATED,
             actor=actor,
             incident_id=incident_id,
-            data={
-                "status": status,
-                "priority": kind.priority,
-                "type": kind.name,
-                "channel": report.channel,
-                "report_id": report_id,
-                "location": location_json(location),
-                "zone": {"id": zone.id, "name": zone.name} if zone else None,
-                "other_zones": other_zones,
-                "warnings": list(report.warnings),
-                "silent": report.silent,
-                "caller_history": history,
-            },
+            data=_created_data(
+                status,
+                kind,
+                report.channel,
+                report_id,
+                location,
+                zone,
+                other_zones,
+                list(report.warnings),
+                silent=report.silent,
+                caller_history=history,
+            ),
         )
         if status == "callback":
             await append_event(
@@ -521,6 +520,32 @@ async def _insert_incident(
         other_zones,
     )
     return incident_id
+
+
+def _created_data(
+    status: str,
+    kind: IncidentType,
+    channel: str,
+    report_id: int,
+    location: Location | None,
+    zone: Zone | None,
+    other_zones: list[str],
+    warnings: list[str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The data of an incident.created event (docs/protocol.md)."""
+    return {
+        "status": status,
+        "priority": kind.priority,
+        "type": kind.name,
+        "channel": channel,
+        "report_id": report_id,
+        "location": location_json(location),
+        "zone": {"id": zone.id, "name": zone.name} if zone else None,
+        "other_zones": other_zones,
+        "warnings": warnings,
+        **extra,
+    }
 
 
 def _row_location(row: asyncpg.Record) -> Location | None:
