@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/policies.py --seeds 20 --loads 1.0 3.4
 
-For each load and seed, every policy serves the same day of emergencies (common random
-numbers); reports the share of responses on scene within target, late share, mean
-response time, police utilisation, each as mean and 95 % confidence interval over
-seeds, and the paired relative change against closest-idle (with its CI).
+Each row is a dispatch policy (which unit goes) with a standby rule (where a freed unit
+waits: its patrol base, or the coverage post of dispatch/posts.py). For each load and
+seed, every row serves the same day of emergencies (common random numbers); reports the
+share of responses on scene within target, late share, mean response time, police
+utilisation, each as mean and 95 % confidence interval over seeds, and the paired relative change against closest-idle (with its CI).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import time
 from typing import Any
 
+from dispatch.posts import standby_named
 from dispatch.simulation.offline import OfflineSimulator
 from dispatch.simulation.policies import policy_named
 from dispatch.simulation.report import summarise
@@ -47,15 +49,20 @@ def main() -> None:
     for key in ("time_weight", "busy_fraction", "reach_s"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
+    demand = {"rates": config.zone_rates, "default_rate": config.rate_default, "params": params}
+    closest = policy_named("closest_idle")
+    coverage = policy_named("coverage", zones=city.zones, **demand)  # type: ignore[arg-type]
+    posts = standby_named(
+        "coverage",
+        zones=city.zones,
+        model=config.travel_model(),
+        **demand,  # type: ignore[arg-type]
+    )
     policies = {
-        "closest_idle": policy_named("closest_idle"),
-        "coverage": policy_named(
-            "coverage",
-            zones=city.zones,
-            rates=config.zone_rates,
-            default_rate=config.rate_default,
-            params=params,
-        ),
+        "closest_idle": (closest, None),
+        "coverage": (coverage, None),
+        "closest+posts": (closest, posts),
+        "coverage+posts": (coverage, posts),
     }
     out: dict[str, Any] = {"params": params, "loads": {}}
     for load in args.loads:
@@ -65,8 +72,8 @@ def main() -> None:
         started = time.perf_counter()
         for seed in range(args.seeds):
             day = arrivals(city, config, seed=seed, load=load)
-            for name, policy in policies.items():
-                result = OfflineSimulator(city, config, policy).run(day)
+            for name, (policy, standby) in policies.items():
+                result = OfflineSimulator(city, config, policy, posts=standby).run(day)
                 summary = summarise(result, config)["overall"]
                 per[name]["within"].append(summary["within_target"])
                 per[name]["late"].append(1.0 - summary["within_target"])
@@ -91,7 +98,7 @@ def main() -> None:
             print(f"load {load}: {args.seeds} seeds x {len(policies)} policies, {elapsed:.1f} s")
             for name, row in rows.items():
                 print(
-                    f"  {name:13s} within {row['within'][0]:.3f}±{row['within'][1]:.3f}"
+                    f"  {name:15s} within {row['within'][0]:.3f}±{row['within'][1]:.3f}"
                     f"  late {row['late'][0]:.3f}±{row['late'][1]:.3f}"
                     f" ({row['late_change'][0]:+.1%}±{row['late_change'][1]:.1%})"
                     f"  mean {row['mean_min'][0]:.2f}±{row['mean_min'][1]:.2f} min"

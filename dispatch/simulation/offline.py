@@ -8,7 +8,8 @@ the live unit index, unless the policy sets ``needs_fleet``; the whole fleet whe
 of those can go); the MDT accepts after its drawn delay; the unit drives a straight line
 times the road factor at the model speed times the drawn driving noise; stays its drawn
 service time on scene; then is available again at once and drives back to its patrol
-base (dispatchable on the way, from its interpolated position). A plan slot with no
+base, or to the standby post the post rule names (dispatch/posts.py), dispatchable on
+the way from its interpolated position. A plan slot with no
 unit waits in a queue served by priority, then report time, whenever a unit frees up.
 Offers are always accepted (no declines or expiries offline).
 """
@@ -16,13 +17,14 @@ Offers are always accepted (no declines or expiries offline).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dispatch.engine import Need, Policy, TravelModel, UnitSnapshot
 from dispatch.incident_types import IncidentType, load_incident_types
+from dispatch.posts import CoveragePosts
 from dispatch.simulation.policies import haversine_m
 from dispatch.simulation.scenario import Arrival, City, SimConfig, SimUnit
 from geo.distance import travel_time_s
@@ -104,8 +106,10 @@ class OfflineSimulator:
         *,
         model: TravelModel | None = None,
         types: dict[str, IncidentType] | None = None,
+        posts: CoveragePosts | None = None,
     ) -> None:
         self.city = city
+        self.posts = posts
         self.config = config
         self.policy = policy
         self.model = model or config.travel_model()
@@ -210,7 +214,7 @@ class OfflineSimulator:
                 state = units[payload.unit_id]  # type: ignore[index]
                 state.busy = False
                 state.busy_total += now - state.busy_since
-                home = state.unit.base
+                home = self._standby(state, units.values())
                 back = travel_time_s(
                     state.b,
                     home,
@@ -236,6 +240,19 @@ class OfflineSimulator:
         for item in waiting:
             if not assign(now, item[4], item[5]):  # type: ignore[operator]
                 heapq.heappush(queue, item)
+
+    def _standby(self, state: _UnitState, fleet: Iterable[_UnitState]) -> GeoPoint:
+        """Where a freed unit goes: its base, or the post rule's choice given where the
+        agency's other idle units stand or are headed."""
+        if self.posts is None:
+            return state.unit.base
+        others = [
+            s.b
+            for s in fleet
+            if s is not state and not s.busy and s.unit.agency == state.unit.agency
+        ]
+        post = self.posts.choose(state.unit.zone_id, state.b, others)
+        return state.unit.base if post is None else post.point
 
     def _choose(self, now: float, need: Need, fleet: list[_UnitState]) -> str | None:
         """The policy's first candidate among the available units, as offers.py asks it."""

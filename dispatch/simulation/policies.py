@@ -50,11 +50,13 @@ def haversine_m(
 
 @dataclass(frozen=True)
 class Demand:
-    """Where emergencies come from: points with weights (expected reports per hour)."""
+    """Where emergencies come from: points with weights (expected reports per hour), and
+    the zone each point lies in."""
 
     lat: FloatArray
     lon: FloatArray
     weight: FloatArray
+    zone: npt.NDArray[np.str_]
 
     @classmethod
     def from_zones(
@@ -73,6 +75,7 @@ class Demand:
         lats: list[float] = []
         lons: list[float] = []
         weights: list[float] = []
+        zone_ids: list[str] = []
         for zone in sorted(zones, key=lambda z: z.id):
             rng = random.Random(f"erss-demand:{zone.id}")  # noqa: S311 (sampling)
             rate = rates.get(zone.id, default_rate)
@@ -81,7 +84,8 @@ class Demand:
                 lats.append(p.lat)
                 lons.append(p.lon)
                 weights.append(rate / points_per_zone)
-        return cls(np.array(lats), np.array(lons), np.array(weights))
+                zone_ids.append(zone.id)
+        return cls(np.array(lats), np.array(lons), np.array(weights), np.array(zone_ids))
 
 
 class CoverageAware:
@@ -181,6 +185,30 @@ class CoverageAware:
         return result
 
 
+def coverage_demand(
+    zones: ZoneIndex,
+    rates: Mapping[str, float] | None,
+    default_rate: float,
+    params: Mapping[str, float] | None,
+) -> tuple[Demand, Mapping[str, float]]:
+    """The demand model and the coverage parameters; config/simulation.json's
+    ``arrivals_per_hour`` and ``policy`` for what is not given."""
+    if rates is None or params is None:
+        from dispatch.simulation.scenario import load_sim_config
+
+        config = load_sim_config()
+        rates = config.zone_rates if rates is None else rates
+        default_rate = config.rate_default if rates is config.zone_rates else default_rate
+        params = config.policy if params is None else params
+    demand = Demand.from_zones(
+        zones,
+        rates,
+        default_rate=default_rate,
+        points_per_zone=int(params.get("points_per_zone", 12)),
+    )
+    return demand, params
+
+
 def policy_named(
     name: str,
     *,
@@ -197,19 +225,7 @@ def policy_named(
     if name == "coverage":
         if zones is None:
             raise ConfigurationError("the coverage policy needs the zones")
-        if rates is None or params is None:
-            from dispatch.simulation.scenario import load_sim_config
-
-            config = load_sim_config()
-            rates = config.zone_rates if rates is None else rates
-            default_rate = config.rate_default if rates is config.zone_rates else default_rate
-            params = config.policy if params is None else params
-        demand = Demand.from_zones(
-            zones,
-            rates,
-            default_rate=default_rate,
-            points_per_zone=int(params.get("points_per_zone", 12)),
-        )
+        demand, params = coverage_demand(zones, rates, default_rate, params)
         return CoverageAware(
             demand,
             reach_s=params.get("reach_s", 480.0),
