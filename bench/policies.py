@@ -6,7 +6,8 @@ Each row is a dispatch policy (which unit goes) with a standby rule (where a fre
 waits: its patrol base, or the coverage post of dispatch/posts.py). For each load and
 seed, every row serves the same day of emergencies (common random numbers); reports the
 share of responses on scene within target, late share, mean response time, police
-utilisation, each as mean and 95 % confidence interval over seeds, and the paired relative change against closest-idle (with its CI).
+utilisation, each as mean and 95 % confidence interval over seeds, and the paired
+relative change against closest-idle (with its CI).
 """
 
 from __future__ import annotations
