@@ -34,6 +34,7 @@ class EventType(StrEnum):
     UNIT_STATUS_CHANGED = "unit.status_changed"
     UNIT_LEFT_HOME_ZONE = "unit.left_home_zone"
     UNIT_RETURNED_HOME_ZONE = "unit.returned_home_zone"
+    UNIT_POST_ASSIGNED = "unit.post_assigned"
 
 
 # Positions are sent as fixed-width decimal strings so that clients which treat them as

@@ -21,6 +21,7 @@ from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
 from dispatch.metrics import Metrics
+from dispatch.posts import CoveragePosts
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.distance import distance_m, travel_time_s
@@ -84,6 +85,7 @@ class Dispatcher:
         unit_index: UnitIndex | None = None,
         metrics: Metrics | None = None,
         policy: Policy = closest_idle,
+        posts: CoveragePosts | None = None,
     ) -> None:
         self._schema = schema
         self._zones = zones
@@ -97,6 +99,7 @@ class Dispatcher:
         self._unit_index = unit_index
         self.metrics = metrics
         self._policy = policy
+        self._posts = posts
 
     @property
     def zones(self) -> ZoneIndex:
@@ -126,6 +129,11 @@ class Dispatcher:
             "location outside every jurisdiction; with latitude and longitude exchanged it"
             f" would be in {swapped.name}: the sender may have swapped them (not plotted there)"
         )
+
+    @property
+    def travel(self) -> TravelModel:
+        """How distances become driving times here."""
+        return self._travel
 
     @property
     def max_offers(self) -> int:
@@ -570,6 +578,7 @@ class Dispatcher:
             unit_id,
         )
         extra: dict[str, Any] = {}
+        job_done = False
         if assignment is not None:
             incident_status = INCIDENT_STATUS_FOR_UNIT.get(status)
             if incident_status is not None:
@@ -589,6 +598,7 @@ class Dispatcher:
                     "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]
                 )
                 extra["assignment_status"] = "completed"
+                job_done = True
         await self.unit_status_event(
             conn,
             unit_id,
@@ -599,7 +609,59 @@ class Dispatcher:
             incident_id=assignment["incident_id"] if assignment else None,
             **extra,
         )
+        if job_done and self._posts is not None:
+            await self._name_post(conn, unit_id, self._posts, actor=actor)
         return {"unit_id": unit_id, "status": status}
+
+    async def _name_post(
+        self, conn: asyncpg.Connection, unit_id: str, posts: CoveragePosts, *, actor: str
+    ) -> None:
+        """Tell a unit that just finished a job where to wait (the standby rule), from
+        where the agency's other idle units stand or are headed."""
+        unit = await conn.fetchrow(
+            "SELECT agency, home_zone_id, lat, lon FROM units WHERE id = $1", unit_id
+        )
+        if unit is None or unit["lat"] is None or unit["home_zone_id"] is None:
+            return
+        area = posts.area(unit["home_zone_id"])
+        if area is None:
+            return
+        # Only units near the zone's posts can share their coverage.
+        others = await conn.fetch(
+            "SELECT coalesce(post_lat, lat) AS lat, coalesce(post_lon, lon) AS lon FROM units"
+            " WHERE agency = $1 AND id <> $2 AND status IN ('available', 'returning')"
+            " AND lat IS NOT NULL AND coalesce(post_lat, lat) BETWEEN $3 AND $5"
+            " AND coalesce(post_lon, lon) BETWEEN $4 AND $6",
+            unit["agency"],
+            unit_id,
+            *area,
+        )
+        here = GeoPoint(lat=unit["lat"], lon=unit["lon"])
+        post = posts.choose(
+            unit["home_zone_id"], here, [GeoPoint(lat=r["lat"], lon=r["lon"]) for r in others]
+        )
+        if post is None:
+            return
+        await conn.execute(
+            "UPDATE units SET post_lat = $2, post_lon = $3 WHERE id = $1",
+            unit_id,
+            post.point.lat,
+            post.point.lon,
+        )
+        await append_event(
+            conn,
+            self._schema,
+            EventType.UNIT_POST_ASSIGNED,
+            actor=actor,
+            unit_id=unit_id,
+            data={
+                "lat": post.point.lat,
+                "lon": post.point.lon,
+                "zone_id": post.zone_id,
+                "policy": "coverage",
+                "covers_per_hour": round(post.gain, 3),
+            },
+        )
 
     async def reclassify(
         self,

@@ -15,6 +15,7 @@ is busy (Daskin's MEXCLP). Pure: no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
 STANDBY_POLICIES = ("patrol", "coverage")
+_M_PER_DEG_LAT = 111_000.0  # a little under the true ~111,320: margins err wide
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,24 @@ class CoveragePosts:
         per_m = model.road_factor / (model.speed_kmh / 3.6)
         self.reach_m = reach_s / per_m
         self._zones = {str(z): np.flatnonzero(demand.zone == z) for z in np.unique(demand.zone)}
+
+    def area(self, zone_id: str) -> tuple[float, float, float, float] | None:
+        """(min lat, min lon, max lat, max lon) holding every idle unit that could share
+        coverage with a post of the zone (within two reaches of one); None for a zone
+        with no post."""
+        candidates = self._zones.get(zone_id)
+        if candidates is None or not len(candidates):
+            return None
+        lat, lon = self.demand.lat[candidates], self.demand.lon[candidates]
+        margin_lat = 2 * self.reach_m / _M_PER_DEG_LAT
+        widest = max(abs(float(lat.min())), abs(float(lat.max())))
+        margin_lon = margin_lat / math.cos(math.radians(min(89.0, widest + margin_lat)))
+        return (
+            float(lat.min()) - margin_lat,
+            float(lon.min()) - margin_lon,
+            float(lat.max()) + margin_lat,
+            float(lon.max()) + margin_lon,
+        )
 
     def choose(
         self, zone_id: str | None, here: GeoPoint, others: Sequence[GeoPoint]

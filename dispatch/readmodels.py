@@ -157,12 +157,15 @@ def _unit(row: asyncpg.Record) -> dict[str, Any]:
         "location": None
         if row["lat"] is None
         else {"lat": row["lat"], "lon": row["lon"], "time": _iso(row["position_at"])},
+        "post": None
+        if row["post_lat"] is None
+        else {"lat": row["post_lat"], "lon": row["post_lon"]},
     }
 
 
 _UNIT_SQL = (
     "SELECT id, callsign, agency, status, zone_id, home_zone_id, capabilities, lat, lon,"
-    " position_at FROM units"
+    " position_at, post_lat, post_lon FROM units"
 )
 
 

@@ -25,6 +25,7 @@ from dispatch.metrics import Metrics
 from dispatch.offers import Dispatcher
 from dispatch.outbox import OutboxRelay
 from dispatch.positions import PositionTracker
+from dispatch.posts import standby_named
 from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
@@ -93,17 +94,18 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         keys = RedisKeys(settings.redis_prefix)
         unit_index = UnitIndex(redis=redis, keys=keys)
         metrics = Metrics()
+        travel = TravelModel(
+            road_factor=settings.road_factor,
+            speed_kmh=settings.urban_speed_kmh,
+            max_radius_m=settings.max_candidate_radius_m,
+            zone_slack_s=settings.zone_slack_s,
+            zone_speeds_kmh=settings.zone_speeds_kmh,
+        )
         dispatcher = Dispatcher(
             schema=schema,
             zones=zones,
             incident_types=load_incident_types(),
-            travel=TravelModel(
-                road_factor=settings.road_factor,
-                speed_kmh=settings.urban_speed_kmh,
-                max_radius_m=settings.max_candidate_radius_m,
-                zone_slack_s=settings.zone_slack_s,
-                zone_speeds_kmh=settings.zone_speeds_kmh,
-            ),
+            travel=travel,
             offer_timeout_s=settings.offer_timeout_s,
             max_offers=settings.max_offers,
             preempt_priority=settings.preempt_priority,
@@ -112,6 +114,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             unit_index=unit_index,
             metrics=metrics,
             policy=policy_named(settings.dispatch_policy, zones=index),
+            posts=standby_named(settings.standby_policy, zones=index, model=travel),
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()

@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         "the one whose absence least reduces coverage; dispatch/simulation/policies.py, "
         "parameters in config/simulation.json). Compare them with bench/policies.py.",
     )
+    standby_policy: str = Field(
+        default="patrol",
+        description="Where a unit waits after a job: patrol (the crew goes back to its own "
+        "patrol; the engine says nothing) or coverage (the engine names a post of the "
+        "unit's home zone where it adds the most expected coverage, sent to its MDT as "
+        "unit.post_assigned; dispatch/posts.py). bench/policies.py measures both.",
+    )
     nominatim_url: str | None = Field(
         default=None,
         description="Base URL of a self-hosted Nominatim server (e.g. http://nominatim:8080) "
@@ -186,6 +193,13 @@ class Settings(BaseSettings):
     def _known_policy(cls, value: str) -> str:
         if value not in ("closest_idle", "coverage"):
             raise ValueError("dispatch_policy must be closest_idle or coverage")
+        return value
+
+    @field_validator("standby_policy")
+    @classmethod
+    def _known_standby(cls, value: str) -> str:
+        if value not in ("patrol", "coverage"):
+            raise ValueError("standby_policy must be patrol or coverage")
         return value
 
     @field_validator("db_schema")

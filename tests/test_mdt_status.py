@@ -47,6 +47,11 @@ async def test_crew_reports_through_to_available_complete_the_assignment(
     assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", unit) == "available"
     status = await live.db.fetchval("SELECT status FROM assignments WHERE id = $1", assignment_id)
     assert status == "completed"
+    # The default standby rule (patrol) leaves the crew to its own patrol: no post.
+    assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit) is None
+    assert not await live.db.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'unit.post_assigned'"
+    )
 
 
 async def test_illegal_status_change_is_refused_and_changes_nothing(live: LiveServer) -> None:

@@ -305,6 +305,12 @@
       }
     }
 
+    if (ev.type === "unit.post_assigned" && ev.unit_id) {
+      const u = state.units.get(ev.unit_id) || { id: ev.unit_id, callsign: ev.unit_id };
+      u.post = { lat: d.lat, lon: d.lon };
+      state.units.set(ev.unit_id, u);
+    }
+
     scheduleRender();
     if (state.selected !== null && iid === state.selected) scheduleDetail();
   }
@@ -518,6 +524,15 @@
       const t = keyed(layer, `ul:${u.id}`, () => svg("text", { class: "unit-label" }));
       t.setAttribute("x", (x + 1.8 * f).toFixed(2)); t.setAttribute("y", (y + 0.6 * f).toFixed(2));
       t.textContent = u.callsign ?? u.id;
+      if (u.post && (u.status === "available" || u.status === "returning")) {
+        // Where the engine asked it to wait (standby rule): a dashed line to the post.
+        const [px, py] = project(u.post.lon, u.post.lat);
+        keep.add(`up:${u.id}`);
+        const line = keyed(layer, `up:${u.id}`, () => svg("line", { class: "unit-post" }));
+        line.setAttribute("x1", x.toFixed(2)); line.setAttribute("y1", y.toFixed(2));
+        line.setAttribute("x2", px.toFixed(2)); line.setAttribute("y2", py.toFixed(2));
+        line.setAttribute("data-testid", `post-${u.id}`);
+      }
     }
     for (const n of [...layer.children]) if (!keep.has(n.dataset.key)) n.remove();
   }

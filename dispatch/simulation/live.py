@@ -6,8 +6,9 @@ panic triggers to the panic gateway, SMS as AML texts, calls as a telecom call f
 a few seconds later by the caller's AML SMS. One bot per unit holds an MDT socket: it
 accepts offers after the drawn delay, reports en_route, drives a straight line (road
 factor, model speed) while sending location pings, reports on_scene, stays the service
-time, reports available and drives back to its base. The inputs repeat exactly for a
-seed; the server's timing does not (it is a live system).
+time, reports available and drives back to its base, or to the standby post the server
+names (unit.post_assigned), taking the next offer on the way. The inputs repeat exactly
+for a seed; the server's timing does not (it is a live system).
 """
 
 from __future__ import annotations
@@ -15,19 +16,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import websockets
 
+from dispatch.incident_types import IncidentType, load_incident_types
 from dispatch.simulation.offline import Response, SimResult
 from dispatch.simulation.scenario import Arrival, City, SimConfig, arrivals
 from gateways.client import PATHS, aml_sms, deliver
+from gateways.panic.adapter import CATEGORY_TYPES
 from geo.distance import travel_time_s
 from geo.points import GeoPoint
 
 _PING_EVERY_S = 30.0  # simulated seconds between location pings while driving
+_SAMPLE_S = 300.0  # simulated seconds between queue-length samples, as offline
+_CLOSED = "sim.socket_closed"  # what the reader hands over when the socket ends
+
+log = logging.getLogger(__name__)
+
+# The panic app category that names each incident type (gateways/panic/adapter.py).
+_PANIC_CATEGORIES = {
+    "women_in_distress": "women_safety",
+    "medical": "medical",
+    "fire": "fire",
+    "accident": "accident",
+    "accident_injuries": "accident_injuries",
+    "crime_in_progress": "crime",
+    "other": "other",
+}
 
 
 @dataclass
@@ -71,7 +92,7 @@ async def _report(run: LiveRun, arrival: Arrival, seed: int) -> None:
     phone = f"+9190{seed % 100:02d}{arrival.id:06d}"
     p = arrival.point
     if arrival.channel == "panic":
-        category = {"women_in_distress": "women_safety", "medical": "medical"}.get(arrival.type)
+        category = _PANIC_CATEGORIES.get(arrival.type)
         payload: dict[str, Any] = {
             "trigger_id": ident,
             "device_id": f"dev-{ident}",
@@ -82,19 +103,67 @@ async def _report(run: LiveRun, arrival: Arrival, seed: int) -> None:
         body = await _post(run, "panic", payload, "panic")
     elif arrival.channel == "call":
         body = await _post(run, "call", {"call_id": ident, "caller": phone}, "telecom")
+        # The call-taker judges the type during the call, before the AML SMS locates it.
+        await _classify(run, body, arrival)
         await run.sleep(5.0)
         sms = {"message_id": ident, "from": phone, "to": "112", "text": aml_sms(p.lat, p.lon)}
         await _post(run, "sms", sms, "sms")
     else:
         sms = {"message_id": ident, "from": phone, "to": "112", "text": aml_sms(p.lat, p.lon)}
         body = await _post(run, "sms", sms, "sms")
+    if arrival.channel != "call":
+        await _classify(run, body, arrival)
     if isinstance(body, dict) and isinstance(body.get("incident_id"), int):
         run.by_incident[body["incident_id"]] = arrival
 
 
-async def _drive(
-    run: LiveRun, ws: Any, start: GeoPoint, end: GeoPoint, factor: float = 1.0
-) -> GeoPoint:
+async def _classify(run: LiveRun, body: Any, arrival: Arrival) -> None:
+    """Set the incident's type as the call-taker would (calls and SMS arrive as
+    'other', panic triggers as their app category), when the channel did not say it."""
+    said = (
+        CATEGORY_TYPES.get(_PANIC_CATEGORIES.get(arrival.type, ""), "panic")
+        if arrival.channel == "panic"
+        else "other"
+    )
+    if said == arrival.type or not isinstance(body, dict) or "incident_id" not in body:
+        return
+    await _operator(
+        run,
+        "POST",
+        f"/v1/incidents/{int(body['incident_id'])}/classify",
+        {"type": arrival.type, "reason": "call-taker (simulated)"},
+    )
+
+
+async def _operator(run: LiveRun, method: str, path: str, body: Any = None) -> Any:
+    """One operator REST call with the demo dispatcher's token; its JSON answer."""
+    token = run.credentials["operators"]["dispatcher"]
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - the operator chooses the URL
+        run.base_url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+    def send() -> Any:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return json.loads(answer.read())
+
+    return await asyncio.to_thread(send)
+
+
+@dataclass
+class _Crew:
+    """Where one simulated unit is, as its own pings say."""
+
+    here: GeoPoint
+
+
+async def _drive(run: LiveRun, ws: Any, crew: _Crew, end: GeoPoint, factor: float = 1.0) -> None:
+    """Drive a straight line to ``end`` (road factor, model speed), pinging on the way;
+    cancellable, leaving ``crew.here`` where the last ping said."""
+    start = crew.here
     seconds = (
         travel_time_s(
             start, end, road_factor=run.config.road_factor, speed_kmh=run.config.speed_kmh
@@ -107,65 +176,139 @@ async def _drive(
         await run.sleep(step)
         done += step
         f = done / seconds
-        here = GeoPoint(
+        crew.here = GeoPoint(
             lat=start.lat + (end.lat - start.lat) * f, lon=start.lon + (end.lon - start.lon) * f
         )
         await ws.send(
-            json.dumps({"type": "location", "lat": here.lat, "lon": here.lon, "accuracy_m": 10})
+            json.dumps(
+                {"type": "location", "lat": crew.here.lat, "lon": crew.here.lon, "accuracy_m": 10}
+            )
         )
-    return end
+    crew.here = end
+
+
+async def _events(ws: Any, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+    """Hand the socket's events over as they come, so the crew can answer an offer
+    while it drives back."""
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "event":
+                await inbox.put(message["event"])
+    finally:
+        await inbox.put({"type": _CLOSED})
+
+
+async def _serve(run: LiveRun, ws: Any, crew: _Crew, unit_id: str, event: dict[str, Any]) -> None:
+    """One job, from the offer to the end of the service on scene."""
+    data = event["data"]
+    incident_id = int(event["incident_id"])
+    arrival = run.by_incident.get(incident_id)
+    agency = str(data.get("agency", "police"))
+    offered = run.now()
+    zone = arrival.zone_id if arrival else str(data["incident"].get("zone_id"))
+    response = run.responses.setdefault(
+        (incident_id, agency),
+        Response(
+            incident_id,
+            zone,
+            agency,
+            str(data["incident"]["type"]),
+            int(data["incident"]["priority"]),
+            arrival.channel if arrival else "?",
+            arrival.t_s if arrival else offered,
+            run.config.target_s(zone),
+        ),
+    )
+    response.unit_id, response.offered_s = unit_id, offered
+    await run.sleep(arrival.accept_s.get(agency, 10.0) if arrival else 10.0)
+    await ws.send(json.dumps({"type": "accept", "assignment_id": data["assignment_id"]}))
+    response.accepted_s = run.now()
+    await ws.send(json.dumps({"type": "status", "status": "en_route"}))
+    loc = data["incident"]["location"]
+    scene = GeoPoint(lat=loc["lat"], lon=loc["lon"])
+    await _drive(run, ws, crew, scene, arrival.drive_factor if arrival else 1.0)
+    await ws.send(json.dumps({"type": "status", "status": "on_scene"}))
+    response.on_scene_s = run.now()
+    await run.sleep(arrival.service_s.get(agency, 1200.0) if arrival else 1200.0)
+    await ws.send(json.dumps({"type": "status", "status": "available"}))
+    run.busy[unit_id] = run.busy.get(unit_id, 0.0) + run.now() - offered
 
 
 async def _bot(run: LiveRun, ws_url: str, unit_id: str, token: str) -> None:
-    """One MDT: accept offers, drive, serve, come back; until cancelled."""
+    """One MDT: accept offers, drive, serve, then head back to base or to the post the
+    engine names (unit.post_assigned), taking the next offer on the way; until
+    cancelled."""
     async with websockets.connect(
         ws_url + "/v1/ws/mdt", additional_headers={"Authorization": f"Bearer {token}"}
     ) as ws:
         snapshot = json.loads(await ws.recv())
         loc = (snapshot.get("unit") or {}).get("location") or {}
         base = GeoPoint(lat=loc.get("lat", 0.0), lon=loc.get("lon", 0.0))
-        here = base
-        while True:
-            message = json.loads(await ws.recv())
-            event = message.get("event") or {}
-            if message.get("type") != "event" or event.get("type") != "assignment.offered":
-                continue
-            data = event["data"]
-            incident_id = int(event["incident_id"])
-            arrival = run.by_incident.get(incident_id)
-            agency = str(data.get("agency", "police"))
-            offered = run.now()
-            key = (incident_id, agency)
-            reported = arrival.t_s if arrival else offered
-            zone = arrival.zone_id if arrival else str(data["incident"].get("zone_id"))
-            response = run.responses.setdefault(
-                key,
-                Response(
-                    incident_id,
-                    zone,
-                    agency,
-                    str(data["incident"]["type"]),
-                    int(data["incident"]["priority"]),
-                    arrival.channel if arrival else "?",
-                    reported,
-                    run.config.target_s(zone),
-                ),
-            )
-            response.unit_id, response.offered_s = unit_id, offered
-            await run.sleep(arrival.accept_s.get(agency, 10.0) if arrival else 10.0)
-            await ws.send(json.dumps({"type": "accept", "assignment_id": data["assignment_id"]}))
-            response.accepted_s = run.now()
-            await ws.send(json.dumps({"type": "status", "status": "en_route"}))
-            loc = data["incident"]["location"]
-            scene = GeoPoint(lat=loc["lat"], lon=loc["lon"])
-            here = await _drive(run, ws, here, scene, arrival.drive_factor if arrival else 1.0)
-            await ws.send(json.dumps({"type": "status", "status": "on_scene"}))
-            response.on_scene_s = run.now()
-            service = arrival.service_s.get(agency, 1200.0) if arrival else 1200.0
-            await run.sleep(service)
-            await ws.send(json.dumps({"type": "status", "status": "available"}))
-            run.busy[unit_id] = run.busy.get(unit_id, 0.0) + run.now() - offered
-            here = await _drive(run, ws, here, base)
+        crew = _Crew(base)
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        reader = asyncio.create_task(_events(ws, inbox))
+        heading: asyncio.Task[None] | None = None
+        try:
+            while True:
+                event = await inbox.get()
+                kind = event.get("type")
+                if kind == _CLOSED:
+                    log.warning("simulated MDT %s: the server closed the socket", unit_id)
+                    return
+                if kind == "unit.post_assigned":
+                    post = GeoPoint(lat=event["data"]["lat"], lon=event["data"]["lon"])
+                    heading = await _head(run, ws, crew, post, heading)
+                elif kind == "assignment.offered" and not _expired(event):
+                    if heading is not None:
+                        heading.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await heading
+                        heading = None
+                    await _serve(run, ws, crew, unit_id, event)
+                    heading = await _head(run, ws, crew, base, None)
+        finally:
+            reader.cancel()
+            if heading is not None:
+                heading.cancel()
+
+
+def _settled(run: LiveRun, types: dict[str, IncidentType]) -> bool:
+    """Whether every posted emergency has a unit of each agency of its plan on scene."""
+    for incident_id, arrival in run.by_incident.items():
+        for agency in types[arrival.type].plan:
+            response = run.responses.get((incident_id, agency))
+            if response is None or response.on_scene_s is None:
+                return False
+    return all(r.on_scene_s is not None for r in run.responses.values())
+
+
+def _expired(event: dict[str, Any]) -> bool:
+    """Whether an offer read late (after a job) can no longer be accepted."""
+    expires = event["data"].get("expires_at")
+    return bool(expires) and datetime.fromisoformat(expires) <= datetime.now(UTC)
+
+
+async def _sample_queue(run: LiveRun, samples: list[tuple[float, int]]) -> None:
+    """Every ``_SAMPLE_S`` simulated seconds: how many incidents wait with no unit."""
+    while True:
+        try:
+            waiting = await _operator(run, "GET", "/v1/incidents?status=queued&limit=1000")
+            samples.append((run.now(), len(waiting)))
+        except (OSError, ValueError) as err:  # a sample lost is not worth stopping the run
+            log.warning("queue sample failed: %s", err)
+        await run.sleep(_SAMPLE_S)
+
+
+async def _head(
+    run: LiveRun, ws: Any, crew: _Crew, to: GeoPoint, current: asyncio.Task[None] | None
+) -> asyncio.Task[None]:
+    """Start driving, while available, towards ``to`` (instead of where it was going)."""
+    if current is not None:
+        current.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await current
+    return asyncio.create_task(_drive(run, ws, crew, to))
 
 
 async def run_live(
@@ -191,14 +334,19 @@ async def run_live(
         for unit_id, token in sorted(credentials["units"].items())
     ]
     queue: list[tuple[float, int]] = []
+    sampler: asyncio.Task[None] | None = None
     try:
         await asyncio.sleep(0.5)  # let the MDTs connect and read their snapshots
         run.started = asyncio.get_running_loop().time()
+        sampler = asyncio.create_task(_sample_queue(run, queue))
         await asyncio.gather(*(_report(run, a, seed) for a in day))
         deadline = hours * 3600.0 + drain_s
-        while run.now() < deadline and any(r.on_scene_s is None for r in run.responses.values()):
+        types = load_incident_types()
+        while run.now() < deadline and not _settled(run, types):
             await run.sleep(60.0)
     finally:
+        if sampler is not None:
+            bots.append(sampler)
         for bot in bots:
             bot.cancel()
         for bot in bots:

@@ -8,7 +8,7 @@ from gateways.panic.schema import PanicTrigger
 from geo.location import InvalidLocation, Location, location_from_fix
 
 # App categories that name an incident type; anything else is a generic panic.
-_CATEGORY_TYPES = {
+CATEGORY_TYPES = {
     "women_safety": "women_in_distress",
     "women_in_distress": "women_in_distress",
     "medical": "medical",
@@ -43,7 +43,7 @@ def to_report(trigger: PanicTrigger, *, gateway_id: str) -> IncidentReport:
         gateway_id=gateway_id,
         external_id=trigger.trigger_id,
         sender=trigger.device_id,
-        incident_type=_CATEGORY_TYPES.get(category, "panic"),
+        incident_type=CATEGORY_TYPES.get(category, "panic"),
         location=location,
         payload=trigger.model_dump(mode="json"),
         warnings=tuple(warnings),

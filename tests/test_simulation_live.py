@@ -1,0 +1,70 @@
+"""`erss simulate --live`: the simulator drives a real server through its public contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch.settings import Settings
+from dispatch.simulation.live import run_live
+from dispatch.simulation.report import summarise
+from dispatch.simulation.scenario import arrivals, demo_city, load_sim_config
+from geo.points import GeoPoint
+from tests.conftest import LiveServer
+
+CITY = demo_city()
+CONFIG = load_sim_config()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"standby_policy": "coverage"})
+
+
+async def test_a_simulated_hour_is_answered_through_gateways_and_mdts(live: LiveServer) -> None:
+    """Every seeded emergency becomes an incident of its type that units of its plan's
+    agencies reach; crews that finish are sent to posts of their own zone; the report reads the run."""
+    day = arrivals(CITY, CONFIG, seed=5, hours=1.0, load=3.0)
+    assert len(day) >= 5
+    result = await run_live(
+        live.base_url,
+        live.credentials,
+        CITY,
+        CONFIG,
+        seed=5,
+        hours=1.0,
+        load=3.0,
+        speedup=600.0,
+    )
+    incidents = {r.incident_id for r in result.responses}
+    rows = await live.db.fetch(
+        "SELECT id, status, type, zone_id, unfilled FROM incidents ORDER BY id"
+    )
+    print([dict(r) for r in rows])
+    print(sorted(incidents))
+    print([(a.id, a.t_s, a.type, a.channel, a.zone_id) for a in day])
+    assert len(incidents) == len(day)
+    assert await live.count("incidents") == len(day)
+    units = {u.id: u for u in CITY.units}
+    for response in result.responses:
+        assert response.on_scene_s is not None, response
+        assert response.accepted_s is not None
+        assert response.offered_s is not None
+        assert response.reported_s <= response.offered_s <= response.accepted_s
+        assert response.accepted_s <= response.on_scene_s
+        assert response.unit_id is not None
+        assert units[response.unit_id].agency == response.agency
+    report = summarise(result, CONFIG)
+    assert report["overall"]["responses"] == len(result.responses)
+    assert report["overall"]["unserved"] == 0
+    assert result.queue, "the queue is sampled during the run"
+    # Some crews finished within the hour and were told where to wait, in their zone.
+    posts = await live.db.fetch(
+        "SELECT e.unit_id, e.data->>'zone_id' AS zone_id, (e.data->>'lat')::float AS lat,"
+        " (e.data->>'lon')::float AS lon FROM events e WHERE e.type = 'unit.post_assigned'"
+    )
+    assert posts
+    for post in posts:
+        assert post["zone_id"] == units[post["unit_id"]].zone_id
+        zone = CITY.zones.zone_of(GeoPoint(lat=post["lat"], lon=post["lon"]), tolerance_m=0.0)
+        assert zone is not None
+        assert zone.id == post["zone_id"]

@@ -1,0 +1,110 @@
+"""Standby posts on the live server: a crew that finishes a job is told where to wait."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+import pytest
+
+from dispatch.posts import standby_named
+from dispatch.settings import Settings
+from geo.points import GeoPoint
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import nearest_police_unit, panic, zone_point
+
+ZONE = "lingaraj"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"standby_policy": "coverage"})
+
+
+async def _command(mdt: Any, message: dict[str, Any]) -> dict[str, Any]:
+    await mdt.send(json.dumps(message))
+    reply, _ = await receive_until(mdt, lambda m: m["type"] in ("ack", "error"))
+    return reply
+
+
+async def _finish_a_job(live: LiveServer, mdt: Any, unit: str) -> int:
+    """Panic next to ``unit``; its crew accepts, gets there and reports available."""
+    incident_id: int = (await live.post_panic(panic(zone_point(ZONE)))).json()["incident_id"]
+    offer, _ = await receive_until(mdt, event_of("assignment.offered", unit_id=unit))
+    accept = {"type": "accept", "assignment_id": offer["event"]["data"]["assignment_id"]}
+    assert (await _command(mdt, accept))["type"] == "ack"
+    for status in ("en_route", "on_scene"):
+        assert (await _command(mdt, {"type": "status", "status": status}))["type"] == "ack"
+    return incident_id
+
+
+async def test_a_freed_unit_is_sent_to_the_post_that_covers_most(live: LiveServer) -> None:
+    """The post is the coverage rule's choice given where the other idle units stand (a
+    sibling already waiting at the zone's best post pushes it elsewhere); the MDT, the
+    console, the REST view and the table all say so."""
+    unit = await nearest_police_unit(live, ZONE, zone_point(ZONE))
+    rule = standby_named(
+        "coverage", zones=live.services.dispatcher.zones, model=live.services.dispatcher.travel
+    )
+    assert rule is not None
+    alone = rule.choose(ZONE, zone_point(ZONE), [])
+    assert alone is not None
+    # A sibling of the same zone waits at the best post already.
+    await live.db.execute(
+        "UPDATE units SET post_lat = $1, post_lon = $2 WHERE home_zone_id = $3 AND id <> $4"
+        " AND agency = 'police'",
+        alone.point.lat,
+        alone.point.lon,
+        ZONE,
+        unit,
+    )
+    async with live.mdt(unit) as mdt, live.console() as console:
+        await mdt.recv()
+        await console.recv()
+        await _finish_a_job(live, mdt, unit)
+        others = await live.db.fetch(
+            "SELECT coalesce(post_lat, lat) AS lat, coalesce(post_lon, lon) AS lon FROM units"
+            " WHERE agency = 'police' AND id <> $1 AND status IN ('available', 'returning')",
+            unit,
+        )
+        here = await live.db.fetchrow("SELECT lat, lon FROM units WHERE id = $1", unit)
+        expected = rule.choose(
+            ZONE,
+            GeoPoint(lat=here["lat"], lon=here["lon"]),
+            [GeoPoint(lat=r["lat"], lon=r["lon"]) for r in others],
+        )
+        assert expected is not None
+        assert expected.point != alone.point
+        assert (await _command(mdt, {"type": "status", "status": "available"}))["type"] == "ack"
+        told, _ = await receive_until(mdt, event_of("unit.post_assigned", unit_id=unit))
+        seen, _ = await receive_until(console, event_of("unit.post_assigned", unit_id=unit))
+    data = told["event"]["data"]
+    assert seen["event"]["data"] == data
+    assert (data["lat"], data["lon"]) == (expected.point.lat, expected.point.lon)
+    assert data["zone_id"] == ZONE
+    assert data["policy"] == "coverage"
+    assert data["covers_per_hour"] == pytest.approx(expected.gain, abs=1e-3)
+    row = await live.db.fetchrow("SELECT post_lat, post_lon FROM units WHERE id = $1", unit)
+    assert (row["post_lat"], row["post_lon"]) == (data["lat"], data["lon"])
+    view = await live.http.get(
+        "/v1/units", headers={"Authorization": f"Bearer {live.operator_token}"}
+    )
+    mine = next(u for u in view.json() if u["id"] == unit)
+    assert mine["post"] == {"lat": data["lat"], "lon": data["lon"]}
+
+
+async def test_a_refused_status_names_no_post(live: LiveServer) -> None:
+    """Only a completed job moves a unit: a status the lifecycle refuses writes nothing."""
+    async with live.mdt("capital-pcr-1") as mdt:
+        await mdt.recv()
+        before = await live.count("events")
+        reply = await _command(mdt, {"type": "status", "status": "returning"})
+        assert reply["code"] == "InvalidTransition"
+    assert await live.count("events") == before
+    assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = 'capital-pcr-1'") is None
+
+
+def test_an_unknown_standby_policy_is_refused_at_start() -> None:
+    with pytest.raises(pydantic.ValidationError, match="standby_policy must be patrol or"):
+        Settings(standby_policy="everywhere")
