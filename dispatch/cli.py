@@ -22,7 +22,9 @@ from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
+from dispatch.posts import STANDBY_POLICIES
 from dispatch.settings import Settings
+from dispatch.simulation.policies import POLICY_NAMES
 from dispatch.zonestore import save_zones
 from gateways.client import PATHS, aml_sms, deliver
 from geo.zones import Zone, ZoneError, zones_from_geojson
@@ -230,6 +232,7 @@ def configure_logging(log_format: str) -> None:
 def simulate(args: argparse.Namespace) -> int:
     """`erss simulate`: a seeded simulated day, offline (the engine's policy called
     directly) or against a running server (--live); writes report.json and PNG charts."""
+    from dispatch.posts import standby_named
     from dispatch.simulation.offline import OfflineSimulator
     from dispatch.simulation.policies import policy_named
     from dispatch.simulation.report import summarise, write_charts, write_json
@@ -262,8 +265,17 @@ def simulate(args: argparse.Namespace) -> int:
             default_rate=config.rate_default,
             params=config.policy,
         )
+        posts = standby_named(
+            args.standby,
+            zones=city.zones,
+            model=config.travel_model(),
+            rates=config.zone_rates,
+            default_rate=config.rate_default,
+            params=config.policy,
+        )
         day = arrivals(city, config, seed=args.seed, hours=args.hours, load=args.load)
-        result = OfflineSimulator(city, config, policy).run(day, horizon_s=args.hours * 3600)
+        simulator = OfflineSimulator(city, config, policy, posts=posts)
+        result = simulator.run(day, horizon_s=args.hours * 3600)
     report = summarise(result, config)
     out = Path(args.out)
     write_json(report, out / "report.json")
@@ -331,7 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     send_cmd.add_argument("--secret", help="gateway secret (default: from the credentials)")
     send_cmd.add_argument("--credentials", help="demo-credentials.json (default: data dir)")
     sim_cmd = commands.add_parser("simulate", help="simulate a seeded day and report on it")
-    sim_cmd.add_argument("--policy", default="closest_idle", help="offline: closest_idle|coverage")
+    sim_cmd.add_argument(
+        "--policy", default="closest_idle", choices=POLICY_NAMES, help="offline: which unit goes"
+    )
+    sim_cmd.add_argument(
+        "--standby",
+        default="patrol",
+        choices=STANDBY_POLICIES,
+        help="offline: where freed units wait",
+    )
     sim_cmd.add_argument("--seed", type=int, default=1)
     sim_cmd.add_argument("--hours", type=float, default=24.0)
     sim_cmd.add_argument("--load", type=float, default=1.0, help="multiplier of arrival rates")

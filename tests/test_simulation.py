@@ -138,8 +138,7 @@ def _facts(dispatcher: Dispatcher, point: GeoPoint, kind: str) -> IncidentFacts:
 
 
 def _travel(live: LiveServer) -> TravelModel:
-    model: TravelModel = live.services.dispatcher._travel
-    return model
+    return live.services.dispatcher.travel
 
 
 def test_report_charts_are_written(tmp_path: pytest.TempPathFactory) -> None:
@@ -157,3 +156,27 @@ def test_report_charts_are_written(tmp_path: pytest.TempPathFactory) -> None:
     for name in ("report.json", "response_times.png", "zones_within_target.png", "queue.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "response_times.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_erss_simulate_offline_writes_the_report(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`erss simulate --standby coverage`: a seeded run, its report, and its summary line;
+    an unknown policy is refused before anything runs."""
+    import json
+    from pathlib import Path
+
+    from dispatch.cli import main
+
+    out = Path(str(tmp_path)) / "run"
+    args = ["simulate", "--hours", "3", "--load", "2", "--seed", "4", "--no-charts"]
+    assert main([*args, "--standby", "coverage", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["overall"]["incidents"] > 0
+    assert report["overall"]["unserved"] == 0
+    assert f"{report['overall']['incidents']} incidents" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main([*args, "--standby", "everywhere", "--out", str(out / "never")])
+    assert refused.value.code == 2
+    assert "invalid choice: 'everywhere'" in capsys.readouterr().err
+    assert not (out / "never").exists()

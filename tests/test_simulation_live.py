@@ -22,7 +22,8 @@ def settings(settings: Settings) -> Settings:
 
 async def test_a_simulated_hour_is_answered_through_gateways_and_mdts(live: LiveServer) -> None:
     """Every seeded emergency becomes an incident of its type that units of its plan's
-    agencies reach; crews that finish are sent to posts of their own zone; the report reads the run."""
+    agencies reach; crews that finish are sent to posts of their own zone; the report
+    reads the run."""
     day = arrivals(CITY, CONFIG, seed=5, hours=1.0, load=3.0)
     assert len(day) >= 5
     result = await run_live(
