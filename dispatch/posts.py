@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from dispatch.engine import TravelModel
 from dispatch.errors import ConfigurationError
-from dispatch.simulation.policies import Demand, coverage_demand, haversine_m
+from dispatch.simulation.policies import Demand, FloatArray, coverage_demand, haversine_m
 from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
@@ -38,6 +39,15 @@ class Post:
     point: GeoPoint
     zone_id: str
     gain: float  # reports per hour that one more idle unit there would reach in time
+
+
+@dataclass(frozen=True, slots=True)
+class _ZoneCover:
+    lat: FloatArray  # the zone's candidate posts
+    lon: FloatArray
+    near: npt.NDArray[np.intp]  # demand points within reach of some post
+    reaches: FloatArray  # posts x near points: 1.0 where the post reaches the point
+    area: tuple[float, float, float, float]  # CoveragePosts.area
 
 
 class CoveragePosts:
@@ -65,15 +75,39 @@ class CoveragePosts:
         per_m = model.road_factor / (model.speed_kmh / 3.6)
         self.reach_m = reach_s / per_m
         self._zones = {str(z): np.flatnonzero(demand.zone == z) for z in np.unique(demand.zone)}
+        self._cover: dict[str, _ZoneCover] = {}
+
+    def _zone_cover(self, zone_id: str) -> _ZoneCover | None:
+        """The zone's posts and the demand points they reach, computed once."""
+        cached = self._cover.get(zone_id)
+        if cached is not None:
+            return cached
+        candidates = self._zones.get(zone_id)
+        if candidates is None or not len(candidates):
+            return None
+        d = self.demand
+        lat, lon = d.lat[candidates], d.lon[candidates]
+        reaches = haversine_m(lat[:, None], lon[:, None], d.lat[None, :], d.lon[None, :])
+        reaches_any = (reaches <= self.reach_m).any(axis=0)
+        near = np.flatnonzero(reaches_any)
+        cover = _ZoneCover(
+            lat,
+            lon,
+            near,
+            (reaches[:, near] <= self.reach_m).astype(np.float64),
+            self._area(lat, lon),
+        )
+        self._cover[zone_id] = cover
+        return cover
 
     def area(self, zone_id: str) -> tuple[float, float, float, float] | None:
         """(min lat, min lon, max lat, max lon) holding every idle unit that could share
         coverage with a post of the zone (within two reaches of one); None for a zone
         with no post."""
-        candidates = self._zones.get(zone_id)
-        if candidates is None or not len(candidates):
-            return None
-        lat, lon = self.demand.lat[candidates], self.demand.lon[candidates]
+        cover = self._zone_cover(zone_id)
+        return None if cover is None else cover.area
+
+    def _area(self, lat: FloatArray, lon: FloatArray) -> tuple[float, float, float, float]:
         margin_lat = 2 * self.reach_m / _M_PER_DEG_LAT
         widest = max(abs(float(lat.min())), abs(float(lat.max())))
         margin_lon = margin_lat / math.cos(math.radians(min(89.0, widest + margin_lat)))
@@ -90,35 +124,34 @@ class CoveragePosts:
         """The post of ``zone_id`` adding the most coverage given the ``others`` (where
         the agency's other idle units stand or are headed); the nearest to ``here`` among
         equals. None when the zone has no candidate post."""
-        candidates = self._zones.get(zone_id or "")
-        if candidates is None or not len(candidates):
+        cover = self._zone_cover(zone_id or "")
+        if cover is None:
             return None
         d = self.demand
-        post_lat, post_lon = d.lat[candidates], d.lon[candidates]
         # Only demand points some candidate post reaches can change the choice.
-        reaches = (
-            haversine_m(post_lat[:, None], post_lon[:, None], d.lat[None, :], d.lon[None, :])
-            <= self.reach_m
-        )
-        near = reaches.any(axis=0)
-        k = np.zeros(int(near.sum()))
+        near_lat, near_lon = d.lat[cover.near], d.lon[cover.near]
+        k = np.zeros(len(cover.near))
         if others:
             lat = np.fromiter((p.lat for p in others), float, len(others))
             lon = np.fromiter((p.lon for p in others), float, len(others))
+            # Units farther than two reaches from every post cover none of these points.
+            lat0, lon0, lat1, lon1 = cover.area
+            inside = (lat >= lat0) & (lat <= lat1) & (lon >= lon0) & (lon <= lon1)
+            lat, lon = lat[inside], lon[inside]
             k = (
-                haversine_m(lat[:, None], lon[:, None], d.lat[near][None, :], d.lon[near][None, :])
+                haversine_m(lat[:, None], lon[:, None], near_lat[None, :], near_lon[None, :])
                 <= self.reach_m
             ).sum(axis=0)
         q = self.busy_fraction
-        marginal = d.weight[near] * (1.0 - q) * np.power(q, k)
-        gain = reaches[:, near].astype(np.float64) @ marginal
-        drive = haversine_m(post_lat, post_lon, here.lat, here.lon)
+        marginal = d.weight[cover.near] * (1.0 - q) * np.power(q, k)
+        gain = cover.reaches @ marginal
+        drive = haversine_m(cover.lat, cover.lon, here.lat, here.lon)
         # Largest gain first; among equal gains (to rounding), the shortest drive.
         best = min(
-            range(len(candidates)), key=lambda i: (-round(float(gain[i]), 9), float(drive[i]))
+            range(len(cover.lat)), key=lambda i: (-round(float(gain[i]), 9), float(drive[i]))
         )
         return Post(
-            GeoPoint(lat=float(post_lat[best]), lon=float(post_lon[best])),
+            GeoPoint(lat=float(cover.lat[best]), lon=float(cover.lon[best])),
             str(zone_id),
             float(gain[best]),
         )
