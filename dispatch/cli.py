@@ -240,6 +240,15 @@ def simulate(args: argparse.Namespace) -> int:
 
     config = load_sim_config(args.config)
     city = grid_city(args.grid) if args.grid else demo_city()
+    # A synthetic grid has zones of its own: the demo's names cannot apply there.
+    unknown = [] if args.grid else config.unknown_zones(city.zone_ids)
+    if unknown:
+        print(
+            f"erss simulate: the simulation config names zones the city does not have:"
+            f" {', '.join(unknown)} (zone ids: {', '.join(city.zone_ids)})",
+            file=sys.stderr,
+        )
+        return 2
     if args.live:
         from dispatch.simulation.live import run_live
 

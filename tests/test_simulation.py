@@ -180,3 +180,24 @@ def test_erss_simulate_offline_writes_the_report(
     assert refused.value.code == 2
     assert "invalid choice: 'everywhere'" in capsys.readouterr().err
     assert not (out / "never").exists()
+
+
+def test_erss_simulate_refuses_zone_names_the_city_lacks(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in config/simulation.json's zones is named, not silently defaulted."""
+    import json
+    from importlib import resources
+    from pathlib import Path
+
+    from dispatch.cli import main
+
+    raw = json.loads(resources.files("config").joinpath("simulation.json").read_text("utf-8"))
+    raw["arrivals_per_hour"]["zones"]["captial"] = 2.0
+    path = Path(str(tmp_path)) / "sim.json"
+    path.write_text(json.dumps(raw), "utf-8")
+    out = Path(str(tmp_path)) / "run"
+    assert main(["simulate", "--config", str(path), "--out", str(out), "--no-charts"]) == 2
+    assert "captial" in capsys.readouterr().err
+    assert not out.exists()
+    assert CONFIG.unknown_zones(CITY.zone_ids) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -86,6 +86,12 @@ class SimConfig:
         if not set(config.channel_mix) <= set(config.dispatch_delay_s):
             raise ConfigurationError("dispatch_delay_s must list every channel of channel_mix")
         return config
+
+    def unknown_zones(self, zone_ids: Iterable[str]) -> list[str]:
+        """Zones named by rates or targets that are not among ``zone_ids`` (a typo would
+        otherwise silently fall back to the defaults)."""
+        known = set(zone_ids)
+        return sorted((set(self.zone_rates) | set(self.zone_target_min)) - known)
 
     def rate_of(self, zone_id: str) -> float:
         """Reports per hour in the zone at load 1, averaged over the day."""
