@@ -107,15 +107,19 @@ class Control:
         self, conn: asyncpg.Connection, assignment_id: int, *, actor: str, reason: str
     ) -> int:
         """Take an offer or assignment off its unit; the incident waits for another."""
-        row = await conn.fetchrow(
-            "SELECT incident_id, status FROM assignments WHERE id = $1", assignment_id
+        incident_id = await conn.fetchval(
+            "SELECT incident_id FROM assignments WHERE id = $1", assignment_id
         )
-        if row is None:
+        if incident_id is None:
             raise NotFound("assignment", assignment_id)
-        if row["status"] not in ("offered", "accepted"):
-            raise InvalidTransition("assignment", assignment_id, row["status"], "cancelled")
-        incident_id: int = row["incident_id"]
         await self._open_incident(conn, incident_id)
+        # Read the status under lock: the crew may have answered or finished since the
+        # first read, and cancelling a finished job would send the incident back to wait.
+        status = await conn.fetchval(
+            "SELECT status FROM assignments WHERE id = $1 FOR UPDATE", assignment_id
+        )
+        if status not in ("offered", "accepted"):
+            raise InvalidTransition("assignment", assignment_id, status, "cancelled")
         await self._release_assignments(
             conn, incident_id, actor=actor, reason=reason, assignment_id=assignment_id
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -111,3 +112,38 @@ async def test_bad_operator_requests_are_refused_and_change_nothing(live: LiveSe
     )
     assert unknown_unit.status_code == 404
     assert await rows_written(live) == before == dict.fromkeys(TABLES, 0)
+
+
+async def test_cancelling_a_job_the_crew_finishes_meanwhile_is_refused(
+    live: LiveServer,
+) -> None:
+    """The crew's report lands while the operator's cancel waits for the incident's lock:
+    the cancel sees the finished job (409), the incident does not go back to the queue,
+    and no event is written."""
+    point = zone_point("capital")
+    async with live.mdt("capital-pcr-1") as mdt, live.mdt("capital-pcr-2") as mdt2:
+        await mdt.recv()
+        await mdt2.recv()
+        incident_id = (await live.post_panic(panic(point))).json()["incident_id"]
+    offer_id = await live.db.fetchval(
+        "SELECT id FROM assignments WHERE incident_id = $1", incident_id
+    )
+    async with live.db.acquire() as crew:
+        tx = crew.transaction()
+        await tx.start()
+        await crew.execute("SELECT 1 FROM incidents WHERE id = $1 FOR UPDATE", incident_id)
+        cancel = asyncio.create_task(
+            _post(live, f"/v1/assignments/{offer_id}/cancel", {"reason": "needed elsewhere"})
+        )
+        await asyncio.sleep(0.5)  # the cancel has read the offer and waits for the lock
+        assert not cancel.done()
+        await crew.execute("UPDATE assignments SET status = 'completed' WHERE id = $1", offer_id)
+        before = await live.count("events")
+        status = await crew.fetchval("SELECT status FROM incidents WHERE id = $1", incident_id)
+        await tx.commit()
+    answer = await cancel
+    assert answer.status_code == 409
+    assert "completed" in answer.json()["detail"]
+    assert await live.count("events") == before
+    after = await live.db.fetchval("SELECT status FROM incidents WHERE id = $1", incident_id)
+    assert after == status
