@@ -107,7 +107,7 @@ class Control:
         self, conn: asyncpg.Connection, assignment_id: int, *, actor: str, reason: str
     ) -> int:
         """Take an offer or assignment off its unit; the incident waits for another."""
-        incident_id = await conn.fetchval(
+        incident_id: int | None = await conn.fetchval(
             "SELECT incident_id FROM assignments WHERE id = $1", assignment_id
         )
         if incident_id is None:
