@@ -144,6 +144,11 @@ class Dispatcher:
         """The configured type of that name, or 'other' for a name not configured."""
         return self._types.get(name) or self._types["other"]
 
+    @property
+    def incident_types(self) -> dict[str, IncidentType]:
+        """Every configured incident type, by name."""
+        return dict(self._types)
+
     def known_type(self, name: str) -> IncidentType:
         """The configured type of that name; UnknownIncidentType otherwise."""
         if name not in self._types:

@@ -186,6 +186,18 @@ async def test_panic_shows_live_then_manual_assignment_is_accepted(
     await expect(
         page.locator("[data-testid='timeline-event'][data-type='incident.note_added']")
     ).to_have_count(1)
+    # Classify from the deployment's own list of types (served, not built into the page).
+    types = (await live.http.get("/v1/incident-types", headers=auth(live))).json()
+    await expect(page.get_by_test_id("classify-type").locator("option")).to_have_count(len(types))
+    await page.get_by_test_id("classify-type").select_option("crime_in_progress")
+    await page.get_by_test_id("classify-btn").click()
+    await expect(
+        page.locator("[data-testid='timeline-event'][data-type='incident.reprioritised']")
+    ).to_have_count(1)
+    assert (
+        await live.db.fetchval("SELECT type FROM incidents WHERE id = $1", incident_id)
+        == "crime_in_progress"
+    )
     await page.get_by_test_id("geocode-q").fill("Kalpana")
     await page.get_by_test_id("geocode-btn").click()
     await expect(page.get_by_test_id("geocode-result").first).to_be_visible()

@@ -147,3 +147,21 @@ async def test_cancelling_a_job_the_crew_finishes_meanwhile_is_refused(
     assert await live.count("events") == before
     after = await live.db.fetchval("SELECT status FROM incidents WHERE id = $1", incident_id)
     assert after == status
+
+
+async def test_incident_types_are_listed_for_operators(live: LiveServer) -> None:
+    """The console's classify list: every configured type, most urgent first, with its
+    plan; operators only."""
+    assert (await live.http.get("/v1/incident-types")).status_code == 401
+    answer = await live.http.get("/v1/incident-types", headers=_auth(live))
+    assert answer.status_code == 200
+    types = answer.json()
+    configured = live.services.dispatcher.incident_types
+    assert {t["name"] for t in types} == set(configured)
+    assert [t["priority"] for t in types] == sorted(t["priority"] for t in types)
+    woman = next(t for t in types if t["name"] == "women_in_distress")
+    assert woman["plan"] == ["police"]
+    assert woman["needs"] == {"police": ["woman_officer"]}
+    injuries = next(t for t in types if t["name"] == "accident_injuries")
+    assert injuries["plan"] == ["police", "ambulance"]
+    assert injuries["priority"] == 1

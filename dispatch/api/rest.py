@@ -58,6 +58,25 @@ async def list_units(services: ServicesDep, _operator: OperatorDep) -> list[dict
         return await readmodels.list_units(conn)
 
 
+@router.get("/incident-types")
+async def list_incident_types(
+    services: ServicesDep, _operator: OperatorDep
+) -> list[dict[str, Any]]:
+    """The incident types operators may classify as, most urgent first: label, priority,
+    response plan (one unit of each agency) and the capabilities each agency's unit needs."""
+    kinds = sorted(services.dispatcher.incident_types.values(), key=lambda k: (k.priority, k.name))
+    return [
+        {
+            "name": k.name,
+            "label": k.label,
+            "priority": k.priority,
+            "plan": list(k.plan),
+            "needs": {agency: sorted(caps) for agency, caps in k.needs.items()},
+        }
+        for k in kinds
+    ]
+
+
 @router.get("/zones")
 async def list_zones(services: ServicesDep, _operator: OperatorDep) -> dict[str, Any]:
     """The jurisdictions as a GeoJSON FeatureCollection."""

@@ -115,10 +115,24 @@
     state.stopped = false;
     drawZones(zones);
     drawLegend();
+    await loadIncidentTypes();
     await refreshUnits();
     connect();
     state.pollTimer = setInterval(refreshUnits, UNITS_POLL_MS);
     setInterval(renderQueue, 1000);
+  }
+
+  // The deployment's incident types (config/incident_types.json) for the classify list.
+  async function loadIncidentTypes() {
+    let types;
+    try {
+      types = await api("GET", "/v1/incident-types");
+    } catch {
+      return; // classify stays empty until the next login; the rest of the console works
+    }
+    $("classify-type").replaceChildren(...types.map((t) => el("option", {
+      value: t.name, text: `P${t.priority} ${t.label} (${t.plan.join(" + ")})`,
+    })));
   }
 
   function logout() {
