@@ -14,7 +14,6 @@ for a seed; the server's timing does not (it is a live system).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import urllib.request
@@ -34,7 +33,7 @@ from geo.distance import travel_time_s
 from geo.points import GeoPoint
 
 _PING_EVERY_S = 30.0  # simulated seconds between location pings while driving
-_SAMPLE_S = 300.0  # simulated seconds between queue-length samples, as offline
+_SAMPLE_S = 300.0  # simulated seconds between queue-length samples (offline: the same)
 _CLOSED = "sim.socket_closed"  # what the reader hands over when the socket ends
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,20 @@ class LiveRun:
     config: SimConfig
     speedup: float
     started: float = 0.0
+    types: dict[str, IncidentType] = field(default_factory=load_incident_types)
     by_incident: dict[int, Arrival] = field(default_factory=dict)
     responses: dict[tuple[int, str], Response] = field(default_factory=dict)
     busy: dict[str, float] = field(default_factory=dict)
+
+    async def arrival_of(self, incident_id: int) -> Arrival | None:
+        """The emergency behind an incident; its reporter may still be reading the
+        gateway's answer when the offer arrives, so wait a little (real time)."""
+        for _ in range(200):
+            arrival = self.by_incident.get(incident_id)
+            if arrival is not None:
+                return arrival
+            await asyncio.sleep(0.005)
+        return None
 
     def now(self) -> float:
         """Simulated seconds since the start of the run."""
@@ -103,36 +113,51 @@ async def _report(run: LiveRun, arrival: Arrival, seed: int) -> None:
         body = await _post(run, "panic", payload, "panic")
     elif arrival.channel == "call":
         body = await _post(run, "call", {"call_id": ident, "caller": phone}, "telecom")
+        incident_id = _incident_of(run, body, arrival)
         # The call-taker judges the type during the call, before the AML SMS locates it.
-        await _classify(run, body, arrival)
+        await _classify(run, incident_id, arrival, said="other")
         await run.sleep(5.0)
         sms = {"message_id": ident, "from": phone, "to": "112", "text": aml_sms(p.lat, p.lon)}
         await _post(run, "sms", sms, "sms")
+        # The SMS joins as 'other' and raises a less urgent type to its priority.
+        if run.types[arrival.type].priority > run.types["other"].priority:
+            await _classify(run, incident_id, arrival, said="other")
+        return
     else:
         sms = {"message_id": ident, "from": phone, "to": "112", "text": aml_sms(p.lat, p.lon)}
         body = await _post(run, "sms", sms, "sms")
-    if arrival.channel != "call":
-        await _classify(run, body, arrival)
-    if isinstance(body, dict) and isinstance(body.get("incident_id"), int):
-        run.by_incident[body["incident_id"]] = arrival
-
-
-async def _classify(run: LiveRun, body: Any, arrival: Arrival) -> None:
-    """Set the incident's type as the call-taker would (calls and SMS arrive as
-    'other', panic triggers as their app category), when the channel did not say it."""
     said = (
         CATEGORY_TYPES.get(_PANIC_CATEGORIES.get(arrival.type, ""), "panic")
         if arrival.channel == "panic"
         else "other"
     )
-    if said == arrival.type or not isinstance(body, dict) or "incident_id" not in body:
+    await _classify(run, _incident_of(run, body, arrival), arrival, said=said)
+
+
+def _incident_of(run: LiveRun, body: Any, arrival: Arrival) -> int | None:
+    """The incident a gateway's answer names, recorded at once: its first offer may
+    reach an MDT bot before the reporter's next step."""
+    if isinstance(body, dict) and isinstance(body.get("incident_id"), int):
+        run.by_incident[body["incident_id"]] = arrival
+        return int(body["incident_id"])
+    log.warning("report %s made no incident: %s", arrival.id, body)
+    return None
+
+
+async def _classify(run: LiveRun, incident_id: int | None, arrival: Arrival, *, said: str) -> None:
+    """Set the incident's type as the call-taker would, when the channel ``said``
+    another (calls and SMS arrive as 'other', panic triggers as their app category)."""
+    if incident_id is None or said == arrival.type:
         return
-    await _operator(
-        run,
-        "POST",
-        f"/v1/incidents/{int(body['incident_id'])}/classify",
-        {"type": arrival.type, "reason": "call-taker (simulated)"},
-    )
+    try:
+        await _operator(
+            run,
+            "POST",
+            f"/v1/incidents/{incident_id}/classify",
+            {"type": arrival.type, "reason": "call-taker (simulated)"},
+        )
+    except (OSError, ValueError) as err:  # e.g. 409: merged into another meanwhile
+        log.warning("classifying incident %s failed: %s", incident_id, err)
 
 
 async def _operator(run: LiveRun, method: str, path: str, body: Any = None) -> Any:
@@ -190,31 +215,37 @@ async def _drive(run: LiveRun, ws: Any, crew: _Crew, end: GeoPoint, factor: floa
 async def _events(ws: Any, inbox: asyncio.Queue[dict[str, Any]]) -> None:
     """Hand the socket's events over as they come, so the crew can answer an offer
     while it drives back."""
+    reason = "the server closed the socket"
     try:
         async for raw in ws:
             message = json.loads(raw)
             if message.get("type") == "event":
                 await inbox.put(message["event"])
-    finally:
-        await inbox.put({"type": _CLOSED})
+    except websockets.ConnectionClosed as err:
+        reason = f"the connection was lost: {err}"
+    except Exception as err:  # reported to the bot, which stops
+        reason = f"reading the socket failed: {err!r}"
+    await inbox.put({"type": _CLOSED, "reason": reason})
 
 
 async def _serve(run: LiveRun, ws: Any, crew: _Crew, unit_id: str, event: dict[str, Any]) -> None:
     """One job, from the offer to the end of the service on scene."""
     data = event["data"]
     incident_id = int(event["incident_id"])
-    arrival = run.by_incident.get(incident_id)
-    agency = str(data.get("agency", "police"))
     offered = run.now()
+    arrival = await run.arrival_of(incident_id)
+    agency = str(data.get("agency", "police"))
     zone = arrival.zone_id if arrival else str(data["incident"].get("zone_id"))
+    # The emergency's own type: the offer may precede the call-taker's classification.
+    kind = arrival.type if arrival else str(data["incident"]["type"])
     response = run.responses.setdefault(
         (incident_id, agency),
         Response(
             incident_id,
             zone,
             agency,
-            str(data["incident"]["type"]),
-            int(data["incident"]["priority"]),
+            kind,
+            run.types[kind].priority if kind in run.types else int(data["incident"]["priority"]),
             arrival.channel if arrival else "?",
             arrival.t_s if arrival else offered,
             run.config.target_s(zone),
@@ -254,23 +285,19 @@ async def _bot(run: LiveRun, ws_url: str, unit_id: str, token: str) -> None:
                 event = await inbox.get()
                 kind = event.get("type")
                 if kind == _CLOSED:
-                    log.warning("simulated MDT %s: the server closed the socket", unit_id)
+                    log.warning("simulated MDT %s stops: %s", unit_id, event["reason"])
                     return
                 if kind == "unit.post_assigned":
                     post = GeoPoint(lat=event["data"]["lat"], lon=event["data"]["lon"])
                     heading = await _head(run, ws, crew, post, heading)
                 elif kind == "assignment.offered" and not _expired(event):
-                    if heading is not None:
-                        heading.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await heading
-                        heading = None
+                    await _stop(heading)
+                    heading = None
                     await _serve(run, ws, crew, unit_id, event)
                     heading = await _head(run, ws, crew, base, None)
         finally:
-            reader.cancel()
-            if heading is not None:
-                heading.cancel()
+            await _stop(heading)
+            await _stop(reader)
 
 
 def _settled(run: LiveRun, types: dict[str, IncidentType]) -> bool:
@@ -290,7 +317,8 @@ def _expired(event: dict[str, Any]) -> bool:
 
 
 async def _sample_queue(run: LiveRun, samples: list[tuple[float, int]]) -> None:
-    """Every ``_SAMPLE_S`` simulated seconds: how many incidents wait with no unit."""
+    """Every ``_SAMPLE_S`` simulated seconds: how many incidents wait with no unit at
+    all (offline counts waiting plan slots, so a partly served plan counts there only)."""
     while True:
         try:
             waiting = await _operator(run, "GET", "/v1/incidents?status=queued&limit=1000")
@@ -304,11 +332,17 @@ async def _head(
     run: LiveRun, ws: Any, crew: _Crew, to: GeoPoint, current: asyncio.Task[None] | None
 ) -> asyncio.Task[None]:
     """Start driving, while available, towards ``to`` (instead of where it was going)."""
-    if current is not None:
-        current.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await current
+    await _stop(current)
     return asyncio.create_task(_drive(run, ws, crew, to))
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel a helper task and wait for it to end; unlike awaiting it under
+    suppress(CancelledError), a cancel aimed at the caller meanwhile is not swallowed."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
 
 
 async def run_live(
@@ -339,19 +373,23 @@ async def run_live(
         await asyncio.sleep(0.5)  # let the MDTs connect and read their snapshots
         run.started = asyncio.get_running_loop().time()
         sampler = asyncio.create_task(_sample_queue(run, queue))
-        await asyncio.gather(*(_report(run, a, seed) for a in day))
+        # A report that fails stops the run, and with it the reports still to come.
+        async with asyncio.TaskGroup() as reports:
+            for arrival in day:
+                reports.create_task(_report(run, arrival, seed))
         deadline = hours * 3600.0 + drain_s
-        types = load_incident_types()
-        while run.now() < deadline and not _settled(run, types):
+        while run.now() < deadline and not _settled(run, run.types):
             await run.sleep(60.0)
     finally:
         if sampler is not None:
             bots.append(sampler)
         for bot in bots:
             bot.cancel()
+        if bots:
+            await asyncio.wait(bots)
         for bot in bots:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await bot
+            if not bot.cancelled() and bot.exception() is not None:
+                log.error("%s failed", bot.get_name(), exc_info=bot.exception())
     units = {u.id: u for u in city.units}
     busy = {uid: run.busy.get(uid, 0.0) for uid in units}
     responses = sorted(run.responses.values(), key=lambda r: (r.reported_s, r.agency))
