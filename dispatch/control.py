@@ -11,7 +11,7 @@ import asyncpg
 
 from dispatch.errors import IncidentNotLocated, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
-from dispatch.offers import Dispatcher, Offer
+from dispatch.offers import KEEP_POST, Dispatcher, Offer
 from dispatch.readmodels import OPEN_STATUSES
 
 # Statuses an operator may set directly, and only for a unit with no active job.
@@ -63,7 +63,9 @@ class Control:
                 "SELECT status FROM units WHERE id = $1 FOR UPDATE", row["unit_id"]
             )
             await conn.execute(
-                "UPDATE units SET status = 'available', updated_at = now() WHERE id = $1",
+                # Its standby post predates the job an operator has just taken from it.
+                "UPDATE units SET status = 'available', updated_at = now(), post_lat = NULL,"
+                " post_lon = NULL WHERE id = $1",
                 row["unit_id"],
             )
             await append_event(
@@ -230,7 +232,9 @@ class Control:
         if status not in OPERATOR_UNIT_STATUSES or current in _ENGAGED or current == status:
             raise InvalidTransition("unit", unit_id, current, status)
         await conn.execute(
-            "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, status
+            f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
+            unit_id,
+            status,
         )
         await self._dispatcher.unit_status_event(
             conn, unit_id, current, status, actor, reason=reason

@@ -112,8 +112,10 @@ async def append_event(
     incident_id: int | None = None,
     unit_id: str | None = None,
     data: dict[str, Any] | None = None,
+    zone_id: str | None = None,
 ) -> int:
-    """Append one event inside the caller's transaction; returns its id.
+    """Append one event inside the caller's transaction; returns its id. Its zone (which
+    desks see it) is ``zone_id`` if given, else the incident's, else the unit's.
 
     The NOTIFY is delivered only if the transaction commits, which is when the relay
     should look.
@@ -123,7 +125,7 @@ async def append_event(
     # (one round trip per event).
     event_id: int = await conn.fetchval(
         "WITH ins AS (INSERT INTO events (type, actor, incident_id, unit_id, data, zone_id)"
-        " VALUES ($1, $2, $3, $4, $5, coalesce("
+        " VALUES ($1, $2, $3, $4, $5, coalesce($7::text,"
         " (SELECT zone_id FROM incidents WHERE id = $3),"
         " (SELECT zone_id FROM units WHERE id = $4))) RETURNING id)"
         " SELECT id FROM ins, pg_notify($6, '')",
@@ -133,6 +135,7 @@ async def append_event(
         unit_id,
         data or {},
         notify_channel(schema),
+        zone_id,
     )
     return event_id
 

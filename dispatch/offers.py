@@ -63,6 +63,14 @@ _BEFORE = {
 _NEAREST = 64
 
 
+# SET clause for a status change ($2): a standby post holds while the unit is available
+# or returning, and is dropped when it takes a job or goes off duty or out of service.
+KEEP_POST = (
+    "post_lat = CASE WHEN $2 IN ('available', 'returning') THEN post_lat END,"
+    " post_lon = CASE WHEN $2 IN ('available', 'returning') THEN post_lon END"
+)
+
+
 class OfferExpired(InvalidTransition):
     """The MDT answered after the offer's deadline."""
 
@@ -531,7 +539,9 @@ class Dispatcher:
         )
         unit_status = "dispatched" if accept else "available"
         await conn.execute(
-            "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, unit_status
+            f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
+            unit_id,
+            unit_status,
         )
         incident_id: int = row["incident_id"]
         if accept and self.metrics is not None:
@@ -576,7 +586,9 @@ class Dispatcher:
             raise NotFound("unit", unit_id)
         check_crew_transition(unit_id, current, status)
         await conn.execute(
-            "UPDATE units SET status = $2, updated_at = now() WHERE id = $1", unit_id, status
+            f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
+            unit_id,
+            status,
         )
         assignment = await conn.fetchrow(
             "SELECT id, incident_id FROM assignments WHERE unit_id = $1 AND status = 'accepted'",
@@ -604,6 +616,10 @@ class Dispatcher:
                 )
                 extra["assignment_status"] = "completed"
                 job_done = True
+                # The post it had before this job is stale; the rule may name a new one.
+                await conn.execute(
+                    "UPDATE units SET post_lat = NULL, post_lon = NULL WHERE id = $1", unit_id
+                )
         await self.unit_status_event(
             conn,
             unit_id,
@@ -631,15 +647,24 @@ class Dispatcher:
         area = posts.area(unit["home_zone_id"])
         if area is None:
             return
-        # Only units near the zone's posts can share their coverage.
+        # One crew of an agency at a time: two finishing together must each see the
+        # other's new post, not both take the same best one.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            f"{self._schema}:posts:{unit['agency']}",
+        )
+        # The units that could be dispatched now (as available_units trusts them), where
+        # they wait or are headed; only those near the zone's posts share its coverage.
         others = await conn.fetch(
             "SELECT coalesce(post_lat, lat) AS lat, coalesce(post_lon, lon) AS lon FROM units"
-            " WHERE agency = $1 AND id <> $2 AND status IN ('available', 'returning')"
-            " AND lat IS NOT NULL AND coalesce(post_lat, lat) BETWEEN $3 AND $5"
+            " WHERE agency = $1 AND id <> $2 AND status = 'available' AND lat IS NOT NULL"
+            " AND ($7::float8 IS NULL OR position_at > now() - make_interval(secs => $7))"
+            " AND coalesce(post_lat, lat) BETWEEN $3 AND $5"
             " AND coalesce(post_lon, lon) BETWEEN $4 AND $6",
             unit["agency"],
             unit_id,
             *area,
+            self._position_stale_s,
         )
         here = GeoPoint(lat=unit["lat"], lon=unit["lon"])
         post = posts.choose(
@@ -659,6 +684,8 @@ class Dispatcher:
             EventType.UNIT_POST_ASSIGNED,
             actor=actor,
             unit_id=unit_id,
+            # The desk of the post's zone follows it, wherever the job ended.
+            zone_id=post.zone_id,
             data={
                 "lat": post.point.lat,
                 "lon": post.point.lon,

@@ -29,7 +29,7 @@ from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
 STANDBY_POLICIES = ("patrol", "coverage")
-_M_PER_DEG_LAT = 111_000.0  # a little under the true ~111,320: margins err wide
+_M_PER_DEG_LAT = 111_000.0  # under haversine's ~111,195 m per degree: margins err wide
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,11 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)
+            if settings.standby_policy == "patrol":
+                # Posts named while the deployment ran the coverage rule no longer hold.
+                await conn.execute(
+                    "UPDATE units SET post_lat = NULL, post_lon = NULL WHERE post_lat IS NOT NULL"
+                )
             if settings.gateways_file is not None:
                 await register_gateways(conn, load_gateways_file(settings.gateways_file))
         index = await load_zone_index(pool)

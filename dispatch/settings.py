@@ -171,14 +171,17 @@ class Settings(BaseSettings):
         description="How the unit to offer is chosen: closest_idle (nearest by travel "
         "time, own zone first) or coverage (the dynamic MEXCLP rule: among units in time, "
         "the one whose absence least reduces coverage; dispatch/simulation/policies.py, "
-        "parameters in config/simulation.json). Compare them with bench/policies.py.",
+        "parameters in config/simulation.json). Compare them with bench/policies.py. "
+        "coverage is built from the zones loaded at start-up.",
     )
     standby_policy: str = Field(
         default="patrol",
         description="Where a unit waits after a job: patrol (the crew goes back to its own "
         "patrol; the engine says nothing) or coverage (the engine names a post of the "
         "unit's home zone where it adds the most expected coverage, sent to its MDT as "
-        "unit.post_assigned; dispatch/posts.py). bench/policies.py measures both.",
+        "unit.post_assigned; dispatch/posts.py). bench/policies.py measures both. Like "
+        "the coverage dispatch policy, built from the zones loaded at start-up: restart "
+        "instances after `erss zones load`.",
     )
     nominatim_url: str | None = Field(
         default=None,

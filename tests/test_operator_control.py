@@ -135,7 +135,16 @@ async def test_cancelling_a_job_the_crew_finishes_meanwhile_is_refused(
         cancel = asyncio.create_task(
             _post(live, f"/v1/assignments/{offer_id}/cancel", {"reason": "needed elsewhere"})
         )
-        await asyncio.sleep(0.5)  # the cancel has read the offer and waits for the lock
+        # Until the cancel has read the offer and waits for the incident's lock.
+        for _ in range(250):
+            if await live.db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'SELECT status FROM incidents WHERE id = $1 FOR UPDATE%'"
+            ):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the cancel never waited for the incident's lock")
         assert not cancel.done()
         await crew.execute("UPDATE assignments SET status = 'completed' WHERE id = $1", offer_id)
         before = await live.count("events")

@@ -9,7 +9,7 @@ from dispatch.engine import closest_idle
 from dispatch.errors import ConfigurationError
 from dispatch.posts import CoveragePosts, standby_named
 from dispatch.simulation.offline import OfflineSimulator
-from dispatch.simulation.policies import Demand
+from dispatch.simulation.policies import Demand, haversine_m
 from dispatch.simulation.report import summarise
 from dispatch.simulation.scenario import arrivals, demo_city, load_sim_config
 from geo.points import GeoPoint
@@ -76,3 +76,40 @@ def test_offline_posts_keep_units_home_and_repeat() -> None:
     for unit, post in zip(CITY.units, chosen, strict=True):
         assert post is not None
         assert CITY.zones.zone_of(post.point, tolerance_m=0.0).id == unit.zone_id  # type: ignore[union-attr]
+
+
+def test_choice_equals_the_unfiltered_rule_with_units_far_and_near() -> None:
+    """``choose`` cuts other units to the zone's surroundings first; a unit between one
+    and two reaches from a post still covers demand the post covers, so it must count.
+    Checked against the rule computed over every demand point and every unit."""
+    posts = standby_named("coverage", zones=CITY.zones, model=MODEL)
+    assert posts is not None
+    d = posts.demand
+    rng = np.random.default_rng(11)
+    for zone_id in ("capital", "lingaraj", "chandaka"):
+        mine = np.flatnonzero(d.zone == zone_id)
+        area = posts.area(zone_id)
+        assert area is not None
+        # Units scattered over and beyond the area, some just inside its edge.
+        lat = rng.uniform(area[0] - 0.02, area[2] + 0.02, 60)
+        lon = rng.uniform(area[1] - 0.02, area[3] + 0.02, 60)
+        others = [GeoPoint(lat=float(a), lon=float(b)) for a, b in zip(lat, lon, strict=True)]
+        here = GeoPoint(lat=float(d.lat[mine[0]]), lon=float(d.lon[mine[0]]))
+        chosen = posts.choose(zone_id, here, others)
+        assert chosen is not None
+        covered = haversine_m(lat[:, None], lon[:, None], d.lat[None, :], d.lon[None, :])
+        k = (covered <= posts.reach_m).sum(axis=0)
+        marginal = d.weight * 0.5 * np.power(0.5, k)
+        reach = haversine_m(d.lat[mine][:, None], d.lon[mine][:, None], d.lat, d.lon)
+        gains = (reach <= posts.reach_m).astype(float) @ marginal
+        assert chosen.gain == pytest.approx(gains.max())
+        best = mine[np.flatnonzero(np.isclose(gains, gains.max()))]
+        assert (chosen.point.lat, chosen.point.lon) in {
+            (float(d.lat[i]), float(d.lon[i])) for i in best
+        }
+        # Some unit lies between one and two reaches of a post: the cut must keep it.
+        to_posts = haversine_m(
+            lat[:, None], lon[:, None], d.lat[mine][None, :], d.lon[mine][None, :]
+        )
+        nearest = to_posts.min(axis=1)
+        assert ((nearest > posts.reach_m) & (nearest < 2 * posts.reach_m)).any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -28,15 +29,14 @@ async def _command(mdt: Any, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-async def _finish_a_job(live: LiveServer, mdt: Any, unit: str) -> int:
-    """Panic next to ``unit``; its crew accepts, gets there and reports available."""
-    incident_id: int = (await live.post_panic(panic(zone_point(ZONE)))).json()["incident_id"]
+async def _finish_a_job(live: LiveServer, mdt: Any, unit: str, trigger: str = "t-1") -> None:
+    """Panic next to ``unit``; its crew accepts and gets there (on scene)."""
+    await live.post_panic(panic(zone_point(ZONE), trigger))
     offer, _ = await receive_until(mdt, event_of("assignment.offered", unit_id=unit))
     accept = {"type": "accept", "assignment_id": offer["event"]["data"]["assignment_id"]}
     assert (await _command(mdt, accept))["type"] == "ack"
     for status in ("en_route", "on_scene"):
         assert (await _command(mdt, {"type": "status", "status": status}))["type"] == "ack"
-    return incident_id
 
 
 async def test_a_freed_unit_is_sent_to_the_post_that_covers_most(live: LiveServer) -> None:
@@ -92,6 +92,61 @@ async def test_a_freed_unit_is_sent_to_the_post_that_covers_most(live: LiveServe
     )
     mine = next(u for u in view.json() if u["id"] == unit)
     assert mine["post"] == {"lat": data["lat"], "lon": data["lon"]}
+    # Desks see it by the post's zone, wherever the job ended.
+    zone = await live.db.fetchval(
+        "SELECT zone_id FROM events WHERE type = 'unit.post_assigned' AND unit_id = $1", unit
+    )
+    assert zone == ZONE
+
+
+async def test_a_post_holds_until_the_next_job(live: LiveServer) -> None:
+    """Accepting a job drops the post (the crew is no longer waiting there), so neither
+    the views nor the next coverage count show it at the old place."""
+    unit = await nearest_police_unit(live, ZONE, zone_point(ZONE))
+    async with live.mdt(unit) as mdt:
+        await mdt.recv()
+        await _finish_a_job(live, mdt, unit)
+        assert (await _command(mdt, {"type": "status", "status": "available"}))["type"] == "ack"
+        await receive_until(mdt, event_of("unit.post_assigned", unit_id=unit))
+        assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit)
+        await live.post_panic(panic(zone_point(ZONE), "t-2"))
+        offer, _ = await receive_until(mdt, event_of("assignment.offered", unit_id=unit))
+        # Offered is not yet a job: a declined offer leaves the crew heading to its post.
+        assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit)
+        accept = {"type": "accept", "assignment_id": offer["event"]["data"]["assignment_id"]}
+        assert (await _command(mdt, accept))["type"] == "ack"
+    row = await live.db.fetchrow("SELECT status, post_lat, post_lon FROM units WHERE id = $1", unit)
+    assert row["status"] == "dispatched"
+    assert row["post_lat"] is None
+    assert row["post_lon"] is None
+
+
+async def test_two_crews_finishing_together_get_different_posts(live: LiveServer) -> None:
+    """Both of a zone's PCRs report available at the same moment: the second to be
+    served sees the first's new post and goes elsewhere."""
+    units = sorted(
+        r["id"]
+        for r in await live.db.fetch(
+            "SELECT id FROM units WHERE home_zone_id = $1 AND agency = 'police'", ZONE
+        )
+    )
+    assert len(units) == 2
+    async with live.mdt(units[0]) as first, live.mdt(units[1]) as second:
+        await first.recv()
+        await second.recv()
+        # Keep each crew's job apart: the other unit is busy while one is offered.
+        await live.db.execute("UPDATE units SET status = 'off_duty' WHERE id = $1", units[1])
+        await _finish_a_job(live, first, units[0], "t-1")
+        await live.db.execute("UPDATE units SET status = 'available' WHERE id = $1", units[1])
+        await _finish_a_job(live, second, units[1], "t-2")
+        available = json.dumps({"type": "status", "status": "available"})
+        await asyncio.gather(first.send(available), second.send(available))
+        told = [
+            (await receive_until(mdt, event_of("unit.post_assigned", unit_id=u)))[0]
+            for mdt, u in ((first, units[0]), (second, units[1]))
+        ]
+    places = {(m["event"]["data"]["lat"], m["event"]["data"]["lon"]) for m in told}
+    assert len(places) == 2
 
 
 async def test_a_refused_status_names_no_post(live: LiveServer) -> None:

@@ -311,6 +311,9 @@
     if (ev.type === "unit.status_changed" && ev.unit_id) {
       const u = state.units.get(ev.unit_id) || { id: ev.unit_id, callsign: ev.unit_id };
       u.status = d.to;
+      // As the server does: a post holds while idle, and not past the unit's next job.
+      const idle = ["available", "returning"];
+      if (!idle.includes(d.to) || !(idle.includes(d.from) || d.from === "offered")) u.post = null;
       state.units.set(ev.unit_id, u);
       state.unitEventAt.set(ev.unit_id, Date.now());
       if (d.assignment_id && d.assignment_status) {
@@ -323,6 +326,7 @@
       const u = state.units.get(ev.unit_id) || { id: ev.unit_id, callsign: ev.unit_id };
       u.post = { lat: d.lat, lon: d.lon };
       state.units.set(ev.unit_id, u);
+      state.unitEventAt.set(ev.unit_id, Date.now());
     }
 
     scheduleRender();
@@ -342,8 +346,8 @@
       const known = state.units.get(u.id);
       const eventAt = state.unitEventAt.get(u.id) || 0;
       if (known && eventAt > started) {
-        // A status event arrived while we were fetching: it is newer than this answer.
-        state.units.set(u.id, { ...known, ...u, status: known.status });
+        // A unit event arrived while we were fetching: it is newer than this answer.
+        state.units.set(u.id, { ...known, ...u, status: known.status, post: known.post });
       } else {
         state.units.set(u.id, { ...known, ...u });
       }
