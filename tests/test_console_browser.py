@@ -298,3 +298,49 @@ async def test_console_reconnects_after_a_server_restart_and_catches_up(
     finally:
         if restart.task is not None:
             await stop_server(live.server, restart.task)
+
+
+async def test_operator_takes_a_unit_off_and_splits_a_wrongly_joined_report(
+    live: LiveServer, page: Any
+) -> None:
+    """The unit panel sets a free unit out of service (and back); a report joined to the
+    wrong incident is split off into one of its own, which appears in the queue."""
+    expect = playwright_api.expect
+    await log_in(page, live)
+
+    # Unit panel: find a unit by its call sign, take it out of service, bring it back.
+    await page.get_by_test_id("unit-filter").fill("capital-pcr-2")
+    row = page.locator("[data-testid='unit-row'][data-unit-id='capital-pcr-2']")
+    await expect(row).to_have_attribute("data-status", "available")
+    await page.get_by_test_id("unit-reason").fill("puncture")
+    await row.get_by_test_id("unit-set-out_of_service").click()
+    await expect(row).to_have_attribute("data-status", "out_of_service")
+    await expect(page.get_by_test_id("unit-capital-pcr-2")).to_have_attribute(
+        "data-status", "out_of_service"
+    )
+    reason = await live.db.fetchval(
+        "SELECT data->>'reason' FROM events WHERE type = 'unit.status_changed'"
+        " AND unit_id = 'capital-pcr-2' ORDER BY id DESC LIMIT 1"
+    )
+    assert reason == "puncture"
+    await row.get_by_test_id("unit-set-available").click()
+    await expect(row).to_have_attribute("data-status", "available")
+
+    # Two triggers of one device join one incident; the second was someone else's.
+    point = zone_point("lingaraj")
+    first = await live.post_panic(panic(point, "joined-1", device_id="dev-shared"))
+    second = await live.post_panic(panic(point, "joined-2", device_id="dev-shared"))
+    incident_id = first.json()["incident_id"]
+    assert second.json()["incident_id"] == incident_id
+    item = page.locator(f"[data-testid='queue-item'][data-incident-id='{incident_id}']")
+    await item.click()
+    await expect(page.get_by_test_id("report-row")).to_have_count(2)
+    report_id = second.json()["report_id"]
+    split_row = page.locator(f"[data-testid='report-row'][data-report-id='{report_id}']")
+    await split_row.get_by_test_id("split-report").click()
+    await expect(page.get_by_test_id("action-message")).to_contain_text("is now incident #")
+    new_id = await live.db.fetchval("SELECT incident_id FROM reports WHERE id = $1", report_id)
+    assert new_id != incident_id
+    new_item = page.locator(f"[data-testid='queue-item'][data-incident-id='{new_id}']")
+    await expect(new_item).to_be_visible(timeout=FAST * 3)
+    await expect(page.get_by_test_id("report-row")).to_have_count(1)

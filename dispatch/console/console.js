@@ -374,9 +374,58 @@
     renderIncidents();
     renderSelection();
     renderAssignOptions();
+    renderUnitPanel();
     const open = [...state.incidents.values()].filter((i) => OPEN.has(i.status)).length;
     const avail = [...state.units.values()].filter((u) => u.status === "available").length;
     $("counts").textContent = `${open} open · ${avail}/${state.units.size} units available`;
+  }
+
+  // ---------------------------------------------------------------- unit panel
+  // Statuses an operator may set for a unit with no active job (POST /v1/units/{id}/status).
+  const SETTABLE = [["available", "available"], ["off_duty", "off duty"], ["out_of_service", "out of service"]];
+  const UNIT_ROWS = 50; // a desk's fleet; the filter narrows a city's
+
+  function renderUnitPanel() {
+    const words = $("unit-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const matches = [...state.units.values()]
+      .filter((u) => {
+        const text = `${u.callsign ?? ""} ${u.id} ${u.agency ?? ""} ${u.status ?? ""} ${u.zone_id ?? ""} ${u.home_zone_id ?? ""}`.toLowerCase();
+        return words.every((w) => text.includes(w));
+      })
+      .sort((a, b) => String(a.callsign ?? a.id).localeCompare(String(b.callsign ?? b.id)));
+    const rows = matches.slice(0, UNIT_ROWS).map((u) => {
+      const li = el("li", { "data-testid": "unit-row", "data-unit-id": u.id, "data-status": u.status },
+        el("span", { class: "who", text: `${u.callsign ?? u.id} · ${u.agency ?? ""} · ${u.zone_id ?? "?"}` }),
+        el("span", { class: `status status-${u.status}`, text: u.status }));
+      // A unit on a job is steered through its incident (cancel, reassign), not here.
+      if (SETTABLE.some(([s]) => s === u.status)) {
+        for (const [status, label] of SETTABLE) {
+          if (status === u.status) continue;
+          li.append(el("button", { type: "button", class: "small", "data-testid": `unit-set-${status}`, text: label,
+            onclick: () => setUnitStatus(u.id, status) }));
+        }
+      }
+      return li;
+    });
+    if (matches.length > UNIT_ROWS) rows.push(el("li", { class: "muted", text: `${matches.length - UNIT_ROWS} more: narrow the filter` }));
+    $("unit-list").replaceChildren(...rows);
+  }
+
+  async function setUnitStatus(unitId, status) {
+    const msg = $("unit-message");
+    msg.className = "";
+    msg.textContent = "…";
+    try {
+      await api("POST", `/v1/units/${encodeURIComponent(unitId)}/status`, { status, reason: $("unit-reason").value });
+      const u = state.units.get(unitId);
+      if (u) { u.status = status; state.unitEventAt.set(unitId, Date.now()); }
+      msg.className = "ok";
+      msg.textContent = `${unitId}: ${status}`;
+      scheduleRender();
+    } catch (err) {
+      msg.className = "fail";
+      msg.textContent = `Refused for ${unitId}: ${err.message}`;
+    }
   }
 
   function openIncidents() {
@@ -533,7 +582,13 @@
       const key = `u:${u.id}`;
       keep.add(key); keep.add(`ul:${u.id}`);
       const f = state.proj.f;
-      const c = keyed(layer, key, () => { const n = svg("circle", { r: 1.3 * f }); n.append(svg("title")); return n; });
+      const c = keyed(layer, key, () => {
+        const n = svg("circle", { r: 1.3 * f });
+        n.append(svg("title"));
+        // Clicking a unit on the map finds it in the unit panel.
+        n.addEventListener("click", () => { $("unit-filter").value = u.callsign ?? u.id; renderUnitPanel(); });
+        return n;
+      });
       c.setAttribute("cx", x.toFixed(2)); c.setAttribute("cy", y.toFixed(2));
       c.setAttribute("class", `unit status-${u.status}`);
       c.setAttribute("data-testid", `unit-${u.id}`);
@@ -708,10 +763,14 @@
     }));
     if (!(d.assignments || []).length) $("detail-assignments").append(el("li", { class: "muted", text: "none" }));
 
-    $("detail-reports").replaceChildren(...(d.reports || []).map((r) => el("li", { "data-testid": "report-row" },
+    const several = (d.reports || []).length > 1 && !closed;
+    $("detail-reports").replaceChildren(...(d.reports || []).map((r) => el("li", { "data-testid": "report-row", "data-report-id": r.id },
       el("b", { text: r.channel }), ` #${r.id} at ${clock(r.received_at)}`,
       r.sender ? ` from ${r.sender}` : "", el("br"), `location: ${fmtLoc(r.location)}`,
-      ...((r.warnings || []).length ? [el("br"), el("span", { class: "warn", text: `warnings: ${r.warnings.join("; ")}` })] : []))));
+      ...((r.warnings || []).length ? [el("br"), el("span", { class: "warn", text: `warnings: ${r.warnings.join("; ")}` })] : []),
+      // A report attached to the wrong emergency becomes an incident of its own.
+      ...(several ? [" ", el("button", { type: "button", class: "small", "data-testid": "split-report", text: "split off",
+        onclick: () => splitReport(r.id) })] : []))));
 
     $("detail-timeline").replaceChildren(...(d.events || []).map((e) => el("li", { "data-testid": "timeline-event", "data-type": e.type },
       el("span", { class: "t", text: `${clock(e.at)} ` }), el("b", { text: e.type }),
@@ -732,16 +791,23 @@
     return bits.length ? ` — ${bits.join(", ")}` : "";
   }
 
+  async function splitReport(reportId) {
+    const made = await act(`/v1/reports/${reportId}/split`, { reason: "not the same emergency (operator)" }, "Split off");
+    if (made && made.id) {
+      $("action-message").textContent = `Report ${reportId} is now incident #${made.id}`;
+    }
+  }
+
   async function act(path, body, okText) {
     const msg = $("action-message");
     msg.className = "";
     msg.textContent = "…";
     try {
-      await api("POST", path, body);
+      const answer = await api("POST", path, body);
       msg.className = "ok";
       msg.textContent = okText;
       await loadDetail();
-      return true;
+      return answer || true;
     } catch (err) {
       msg.className = "fail";
       msg.textContent = `Refused: ${err.message}`;
@@ -784,6 +850,7 @@
     }
   });
   $("geocode-clear").addEventListener("click", () => { state.geocode = []; renderGeocode(); });
+  $("unit-filter").addEventListener("input", renderUnitPanel);
 
   const saved = sessionStorage.getItem("erss.token");
   if (saved) {
