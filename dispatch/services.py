@@ -11,6 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from dispatch.auth import GatewaySecrets, load_gateways_file, register_gateways
+from dispatch.capacity import ConnectionLimit, default_limit
 from dispatch.control import Control
 from dispatch.correlate import CorrelationPolicy
 from dispatch.db import create_pool, migrate
@@ -54,6 +55,7 @@ class Services:
     metrics: Metrics
     positions: PositionTracker
     geocoder: Geocoder
+    websockets: ConnectionLimit
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -169,6 +171,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 unit_index=UnitIndex(redis=pings_redis, keys=keys),
             ),
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
+            websockets=ConnectionLimit(settings.ws_max_connections or default_limit()),
         )
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s

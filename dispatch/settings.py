@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         description="Events buffered per websocket client before it is disconnected as too "
         "slow. Must exceed the 500 events one stream read can hand over at once.",
     )
+    ws_max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Websockets (MDTs and consoles) one instance holds open; beyond it a "
+        "new one is closed with 1013 (try again later). Unset: the process's file "
+        "descriptor limit less 1,024 kept for gateways, PostgreSQL and Redis.",
+    )
     dispatch_policy: str = Field(
         default="closest_idle",
         description="How the unit to offer is chosen: closest_idle (nearest by travel "

@@ -60,6 +60,7 @@ def _first_error(err: ValidationError) -> str:
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 CLOSE_TOO_SLOW = 4008
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the instance is at its websocket limit
 _REPLAY_PAGE = 1000
 
 
@@ -286,6 +287,29 @@ class Session:
 
 async def _serve(ws: WebSocket, kind: str) -> None:
     services: Services = ws.app.state.services
+    if not services.websockets.try_acquire():
+        await ws.accept()
+        limit = services.websockets.limit
+        log.warning("websocket refused: this instance holds its limit of %d", limit)
+        await ws.send_text(
+            json.dumps(
+                {
+                    "type": "error",
+                    "code": "at_capacity",
+                    "detail": f"this server holds its limit of {limit} websockets;"
+                    " reconnect after a pause (another instance may have room)",
+                }
+            )
+        )
+        await ws.close(CLOSE_TRY_AGAIN_LATER, "at capacity")
+        return
+    try:
+        await _serve_counted(ws, services, kind)
+    finally:
+        services.websockets.release()
+
+
+async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
     token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
     await ws.accept()
     try:
