@@ -26,6 +26,7 @@ class EventType(StrEnum):
     INCIDENT_LOCATION_UPDATED = "incident.location_updated"
     INCIDENT_REPRIORITISED = "incident.reprioritised"
     INCIDENT_CALLBACK_REQUESTED = "incident.callback_requested"
+    INCIDENT_CONFIRMED = "incident.confirmed"
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"

@@ -444,33 +444,100 @@ class Intake:
         genuine = status == "callback" and not report.silent
         located = status == "awaiting_location" and best is not None
         if genuine or located:
-            if best is None:
-                status = "awaiting_location"
-                await conn.execute(
-                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1",
-                    incident.id,
-                    status,
-                )
-                await self._dispatcher.escalate(
-                    conn, incident.id, actor=actor, reason="no usable location in the report"
-                )
-            else:
-                await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
-                zone = self._dispatcher.locate(best.point)
-                status = await self._dispatch_located(
-                    conn, incident.id, incident.type, best, zone, actor
-                )
+            status = await self._release(
+                conn, incident, best, actor, unlocated="no usable location in the report"
+            )
         return IntakeResult(incident.id, report_id, status, incident.id, list(report.warnings))
+
+    async def _release(
+        self,
+        conn: asyncpg.Connection,
+        incident: _OpenIncident,
+        best: Location | None,
+        actor: str,
+        *,
+        unlocated: str,
+    ) -> str:
+        """A callback confirmed, or a waiting incident located: dispatch it where it is,
+        or leave it escalated for a location (``unlocated`` says why); its new status."""
+        if best is None:
+            await conn.execute(
+                "UPDATE incidents SET status = 'awaiting_location', updated_at = now()"
+                " WHERE id = $1",
+                incident.id,
+            )
+            await self._dispatcher.escalate(conn, incident.id, actor=actor, reason=unlocated)
+            return "awaiting_location"
+        await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
+        zone = self._dispatcher.locate(best.point)
+        return await self._dispatch_located(conn, incident.id, incident.type, best, zone, actor)
+
+    async def place(
+        self,
+        conn: asyncpg.Connection,
+        incident_id: int,
+        location: Location,
+        *,
+        actor: str,
+        reason: str,
+    ) -> str:
+        """An operator's location for the incident (a caller's words, geocoded), which
+        stands over the reports' fixes; an incident that waited only for a location is
+        dispatched. Returns its status. NotFound, or InvalidTransition when closed."""
+        incident = await self._open_or_raise(conn, incident_id, "placed")
+        await self._relocate(conn, incident, location, None, actor, reason=reason)
+        if incident.status != "awaiting_location":
+            return incident.status
+        return await self._release(conn, incident, location, actor, unlocated="")
+
+    async def confirm(
+        self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
+    ) -> str:
+        """The call-taker called a silent call back and found an emergency: it is
+        dispatched like a spoken report, or waits escalated for a location. Returns its
+        status. InvalidTransition unless it awaits a callback."""
+        incident = await self._open_or_raise(conn, incident_id, "confirmed")
+        if incident.status != "callback":
+            raise InvalidTransition("incident", incident_id, incident.status, "confirmed")
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_CONFIRMED,
+            actor=actor,
+            incident_id=incident_id,
+            data={"reason": reason},
+        )
+        return await self._release(
+            conn,
+            incident,
+            incident.location,
+            actor,
+            unlocated="confirmed after a callback, with no location: place it from the caller",
+        )
+
+    async def _open_or_raise(
+        self, conn: asyncpg.Connection, incident_id: int, change: str
+    ) -> _OpenIncident:
+        incident = await self._load_open(conn, incident_id)
+        if incident is not None:
+            return incident
+        status = await conn.fetchval("SELECT status FROM incidents WHERE id = $1", incident_id)
+        if status is None:
+            raise NotFound("incident", incident_id)
+        raise InvalidTransition("incident", incident_id, status, change)
 
     async def _relocate(
         self,
         conn: asyncpg.Connection,
         incident: _OpenIncident,
         new: Location,
-        report_id: int,
+        report_id: int | None,
         actor: str,
+        *,
+        reason: str | None = None,
     ) -> None:
-        """Move the incident to a better fix (and maybe another zone), as an event."""
+        """Move the incident to a better fix (and maybe another zone), as an event: a
+        report's (``report_id``), or an operator's (no report, a ``reason``)."""
         zone = self._dispatcher.locate(new.point)
         other_zones = self._dispatcher.other_zones(new, zone)
         await conn.execute(
@@ -494,6 +561,7 @@ class Intake:
                 "location": location_json(new),
                 "zone": {"id": zone.id, "name": zone.name} if zone else None,
                 "previous": location_json(incident.location),
+                **({"reason": reason} if reason is not None else {}),
             },
         )
 

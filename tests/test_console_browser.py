@@ -26,6 +26,8 @@ import uvicorn
 from dispatch.app import create_app
 from dispatch.settings import Settings
 from tests.conftest import LiveServer, event_of, receive_until, stop_server
+from tests.test_gateways_telecom_sms import CALLS, post
+from tests.test_silent_calls import silent_call
 from tests.test_walking_skeleton import panic, zone_point
 
 playwright_api = pytest.importorskip(
@@ -344,3 +346,50 @@ async def test_operator_takes_a_unit_off_and_splits_a_wrongly_joined_report(
     new_item = page.locator(f"[data-testid='queue-item'][data-incident-id='{new_id}']")
     await expect(new_item).to_be_visible(timeout=FAST * 3)
     await expect(page.get_by_test_id("report-row")).to_have_count(1)
+
+
+async def test_call_with_no_fix_is_placed_from_a_geocoded_address(
+    live: LiveServer, page: Any
+) -> None:
+    """A voice call with no AML waits for a location; the operator geocodes the caller's
+    words and places it there from the console; it is dispatched at once. A silent call
+    called back is confirmed with one button."""
+    expect = playwright_api.expect
+    await log_in(page, live)
+    call = await post(live, CALLS, "telecom", {"call_id": "geo-1", "caller": "+919437000999"})
+    incident_id = call.json()["incident_id"]
+    item = page.locator(f"[data-testid='queue-item'][data-incident-id='{incident_id}']")
+    await expect(item).to_have_attribute("data-status", "awaiting_location", timeout=FAST * 3)
+    await item.click()
+    await page.get_by_test_id("geocode-q").fill("Kalpana")
+    await page.get_by_test_id("geocode-btn").click()
+    await page.get_by_test_id("geocode-place").first.click()
+    await expect(page.get_by_test_id("action-message")).to_contain_text("Placed at")
+    await expect(item).to_have_attribute("data-status", "offered", timeout=FAST * 3)
+    await expect(page.get_by_test_id(f"incident-marker-{incident_id}")).to_be_attached()
+    row = await live.db.fetchrow(
+        "SELECT status, location_method, zone_id FROM incidents WHERE id = $1", incident_id
+    )
+    assert (row["status"], row["location_method"]) == ("offered", "operator")
+    assert row["zone_id"] is not None
+
+    silent = await post(
+        live,
+        CALLS,
+        "telecom",
+        silent_call(
+            "geo-2",
+            location={
+                "lat": zone_point("airfield").lat,
+                "lon": zone_point("airfield").lon,
+                "radius_m": 300.0,
+            },
+        ),
+    )
+    silent_id = silent.json()["incident_id"]
+    callback = page.locator(f"[data-testid='queue-item'][data-incident-id='{silent_id}']")
+    await callback.click()
+    await expect(page.get_by_test_id("confirm-form")).to_be_visible()
+    await page.get_by_test_id("confirm-btn").click()
+    await expect(callback).to_have_attribute("data-status", "offered", timeout=FAST * 3)
+    await expect(page.get_by_test_id("confirm-form")).to_be_hidden()

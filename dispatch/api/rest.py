@@ -13,6 +13,8 @@ from dispatch.callers import caller_history
 from dispatch.correlate import tel_key
 from dispatch.errors import NotFound
 from dispatch.retry import in_transaction
+from geo.location import Location
+from geo.points import GeoPoint
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 
@@ -100,6 +102,16 @@ class ReasonBody(_Body):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class PlaceBody(_Body):
+    """Where the operator places the incident (e.g. the caller's words, geocoded), how
+    uncertain that is, and on what evidence."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0, le=50_000)
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class NoteBody(_Body):
     """A free-text note for the incident's timeline."""
 
@@ -180,6 +192,37 @@ async def split_report(
         services.pool,
         lambda conn: services.intake.split(
             conn, report_id, actor=operator.actor, reason=body.reason
+        ),
+    )
+    return await _detail(services, incident_id)
+
+
+@router.post("/incidents/{incident_id}/location")
+async def place_incident(
+    incident_id: int, body: PlaceBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """Set the incident's location from the caller's words: it stands over the reports'
+    fixes, and an incident that waited only for a location is dispatched."""
+    where = Location(GeoPoint(lat=body.lat, lon=body.lon), body.radius_m, "operator")
+    await in_transaction(
+        services.pool,
+        lambda conn: services.intake.place(
+            conn, incident_id, where, actor=operator.actor, reason=body.reason
+        ),
+    )
+    services.queue.wake()
+    return await _detail(services, incident_id)
+
+
+@router.post("/incidents/{incident_id}/confirm")
+async def confirm_incident(
+    incident_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
+) -> dict[str, Any]:
+    """A silent call called back turned out to be an emergency: dispatch it."""
+    await in_transaction(
+        services.pool,
+        lambda conn: services.intake.confirm(
+            conn, incident_id, actor=operator.actor, reason=body.reason
         ),
     )
     return await _detail(services, incident_id)

@@ -660,7 +660,15 @@
       const t = svg("text", { x: x + 1.5 * f, y: y - 1.5 * f, class: "geocode-label" });
       t.textContent = `${i + 1}. ${r.name}`;
       layer.append(t);
-      list.append(el("li", { "data-testid": "geocode-result", text: `${r.name} (${r.kind}) ±${Math.round(r.radius_m ?? 0)} m · score ${Number(r.score).toFixed(2)} · ${r.source}` }));
+      const li = el("li", { "data-testid": "geocode-result", text: `${r.name} (${r.kind}) ±${Math.round(r.radius_m ?? 0)} m · score ${Number(r.score).toFixed(2)} · ${r.source} ` });
+      // The caller's words, geocoded, become the selected incident's location.
+      if (state.selected !== null && state.detail && OPEN.has(state.detail.status)) {
+        li.append(el("button", { type: "button", class: "small", "data-testid": "geocode-place", text: `place #${state.selected} here`,
+          onclick: () => act(`/v1/incidents/${state.selected}/location`,
+            { lat: r.lat, lon: r.lon, radius_m: Math.max(1, r.radius_m ?? 100), reason: `geocoded: ${r.name}` },
+            `Placed at ${r.name}`) }));
+      }
+      list.append(li);
     });
   }
 
@@ -725,6 +733,7 @@
     ]));
     const closed = !OPEN.has(d.status);
     $("actions").hidden = closed;
+    $("confirm-form").hidden = d.status !== "callback";
 
     $("detail-location").replaceChildren(kv([
       ["best fix", fmtLoc(d.location)],
@@ -775,6 +784,7 @@
     $("detail-timeline").replaceChildren(...(d.events || []).map((e) => el("li", { "data-testid": "timeline-event", "data-type": e.type },
       el("span", { class: "t", text: `${clock(e.at)} ` }), el("b", { text: e.type }),
       e.unit_id ? ` ${e.unit_id}` : "", e.actor ? ` by ${e.actor}` : "", summarise(e))));
+    if (state.geocode.length) renderGeocode(); // its "place here" buttons follow the selection
     renderAll();
   }
 
@@ -822,7 +832,11 @@
 
   onSubmit("login-form", () => login($("token").value.trim()));
   $("logout-btn").addEventListener("click", logout);
-  $("detail-close").addEventListener("click", () => { state.selected = null; state.detail = null; $("detail").hidden = true; renderAll(); });
+  $("detail-close").addEventListener("click", () => {
+    state.selected = null; state.detail = null; $("detail").hidden = true;
+    if (state.geocode.length) renderGeocode();
+    renderAll();
+  });
   onSubmit("assign-form", () => {
     const unit = $("assign-unit").value;
     if (!unit) return;
@@ -830,6 +844,8 @@
   });
   onSubmit("classify-form", () => act(`/v1/incidents/${state.selected}/classify`,
     { type: $("classify-type").value, reason: $("classify-reason").value }, "Classified"));
+  onSubmit("confirm-form", () => act(`/v1/incidents/${state.selected}/confirm`,
+    { reason: $("confirm-reason").value }, "Confirmed: dispatching"));
   onSubmit("note-form", async () => {
     if (await act(`/v1/incidents/${state.selected}/notes`, { text: $("note-text").value }, "Note added")) $("note-text").value = "";
   });
