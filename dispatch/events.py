@@ -18,6 +18,7 @@ class EventType(StrEnum):
     INCIDENT_CREATED = "incident.created"
     INCIDENT_QUEUED = "incident.queued"
     INCIDENT_ESCALATED = "incident.escalated"
+    INCIDENT_DEESCALATED = "incident.deescalated"
     INCIDENT_NOTE_ADDED = "incident.note_added"
     INCIDENT_CLOSED = "incident.closed"
     INCIDENT_MERGED = "incident.merged"

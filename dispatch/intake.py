@@ -482,13 +482,19 @@ class Intake:
         reason: str,
     ) -> str:
         """An operator's location for the incident (a caller's words, geocoded), which
-        stands over the reports' fixes; an incident that waited only for a location is
-        dispatched. Returns its status. NotFound, or InvalidTransition when closed."""
+        stands over the reports' fixes; an incident that waited for a location, or for a
+        unit (e.g. it was placed outside every jurisdiction), is dispatched at once.
+        Returns its status. NotFound, or InvalidTransition when closed."""
         incident = await self._open_or_raise(conn, incident_id, "placed")
         await self._relocate(conn, incident, location, None, actor, reason=reason)
-        if incident.status != "awaiting_location":
-            return incident.status
-        return await self._release(conn, incident, location, actor, unlocated="")
+        if incident.status == "awaiting_location":
+            return await self._release(conn, incident, location, actor, unlocated="")
+        if incident.status == "queued":
+            zone = self._dispatcher.locate(location.point)
+            return await self._dispatch_located(
+                conn, incident.id, incident.type, location, zone, actor
+            )
+        return incident.status
 
     async def confirm(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str

@@ -448,11 +448,16 @@ class Dispatcher:
             candidate.travel_time_s,
         )
         offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
+        # A unit on its way answers whatever the incident was escalated for (no location,
+        # no unit in reach, offers refused): the flag goes, in the same statement.
         updated = await conn.fetchrow(
-            "UPDATE incidents SET unfilled = array_remove(unfilled, $2), updated_at = now(),"
-            " status = CASE WHEN status IN ('new', 'queued') THEN 'offered' ELSE status END"
-            " WHERE id = $1 RETURNING status, extract(epoch FROM now() - created_at) AS age,"
-            " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers",
+            "UPDATE incidents i SET unfilled = array_remove(i.unfilled, $2), updated_at = now(),"
+            " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
+            " escalated = false, escalation_reason = NULL"
+            " FROM (SELECT escalated, escalation_reason FROM incidents WHERE id = $1) AS before"
+            " WHERE i.id = $1 RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
+            " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers,"
+            " before.escalated AS was_escalated, before.escalation_reason AS was_reason",
             incident.id,
             agency,
         )
@@ -498,6 +503,18 @@ class Dispatcher:
             unit_id=offer.unit_id,
             data=data,
         )
+        if updated["was_escalated"]:
+            await append_event(
+                conn,
+                self._schema,
+                EventType.INCIDENT_DEESCALATED,
+                actor=actor,
+                incident_id=incident.id,
+                data={
+                    "reason": f"{agency} unit {offer.unit_id} offered",
+                    "was": updated["was_reason"],
+                },
+            )
         return offer
 
     async def respond(
@@ -816,10 +833,12 @@ class Dispatcher:
     async def escalate(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
     ) -> None:
-        """Flag the incident for operators' attention (once), with the reason."""
+        """Flag the incident for operators' attention, with the reason: once per reason
+        (a new reason is news to operators; the same one again is not)."""
         first = await conn.fetchval(
             "UPDATE incidents SET escalated = true, escalation_reason = $2, updated_at = now()"
-            " WHERE id = $1 AND NOT escalated RETURNING id",
+            " WHERE id = $1 AND (NOT escalated OR escalation_reason IS DISTINCT FROM $2)"
+            " RETURNING id",
             incident_id,
             reason,
         )

@@ -139,3 +139,35 @@ async def test_a_confirmed_call_with_no_fix_waits_for_the_operator_to_place_it(
         {"lat": point.lat, "lon": point.lon, "radius_m": 500.0, "reason": "caller: bus stand"},
     )
     assert placed.json()["status"] == "offered"
+
+
+async def test_escalations_follow_the_cause_and_clear_when_a_unit_is_offered(
+    live: LiveServer,
+) -> None:
+    """No location, then a place outside every jurisdiction: two different reasons, two
+    escalations operators see; placed inside a zone and offered, the flag clears."""
+    call = await post(live, CALLS, "telecom", {"call_id": "e-1", "caller": "+919437000333"})
+    incident_id = call.json()["incident_id"]
+    path = f"/v1/incidents/{incident_id}/location"
+    outside = await _op(
+        live, path, {"lat": 19.0, "lon": 80.0, "radius_m": 100.0, "reason": "caller: Raipur?"}
+    )
+    assert outside.json()["status"] == "queued"
+    assert outside.json()["escalation_reason"].startswith("location outside every jurisdiction")
+    point = zone_point("capital")
+    inside = await _op(
+        live, path, {"lat": point.lat, "lon": point.lon, "radius_m": 100.0, "reason": "corrected"}
+    )
+    detail = inside.json()
+    assert detail["status"] == "offered"
+    assert detail["escalated"] is False
+    assert detail["escalation_reason"] is None
+    escalations = [
+        e["data"]["reason"] for e in detail["events"] if e["type"] == "incident.escalated"
+    ]
+    assert escalations[0] == "no usable location in the report"
+    assert escalations[1].startswith("location outside every jurisdiction")
+    assert len(escalations) == 2
+    cleared = [e for e in detail["events"] if e["type"] == "incident.deescalated"]
+    assert len(cleared) == 1
+    assert cleared[0]["data"]["was"].startswith("location outside every jurisdiction")

@@ -269,6 +269,10 @@
           if (d.type) inc.type = d.type;
           if (d.priority) inc.priority = d.priority;
           break;
+        case "incident.deescalated":
+          inc.escalated = false;
+          inc.escalation_reason = null;
+          break;
         case "incident.escalated":
           inc.escalated = true;
           inc.escalation_reason = d.reason;
