@@ -54,6 +54,14 @@ async def test_a_simulated_hour_is_answered_through_gateways_and_mdts(live: Live
         assert units[response.unit_id].agency == response.agency
         # Each response knows its emergency (report time, channel, type), not the offer's.
         assert (response.type, response.channel, response.zone_id) in by_type
+    # The simulated operator closed the incidents whose crews had finished, only those.
+    closed = await live.db.fetch("SELECT id, disposition FROM incidents WHERE status = 'closed'")
+    assert closed
+    for row in closed:
+        assert row["disposition"] == "resolved"
+        mine = [r for r in result.responses if r.incident_id == row["id"]]
+        assert mine
+        assert all(r.on_scene_s is not None for r in mine)
     report = summarise(result, CONFIG)
     assert report["overall"]["responses"] == len(result.responses)
     assert report["overall"]["unserved"] == 0

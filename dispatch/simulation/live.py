@@ -7,7 +7,9 @@ a few seconds later by the caller's AML SMS. One bot per unit holds an MDT socke
 accepts offers after the drawn delay, reports en_route, drives a straight line (road
 factor, model speed) while sending location pings, reports on_scene, stays the service
 time, reports available and drives back to its base, or to the standby post the server
-names (unit.post_assigned), taking the next offer on the way. The inputs repeat exactly
+names (unit.post_assigned), taking the next offer on the way. A simulated operator
+classifies each report as the call-taker would, and closes each incident once its
+crews are done. The inputs repeat exactly
 for a seed; the server's timing does not (it is a live system).
 """
 
@@ -62,6 +64,7 @@ class LiveRun:
     types: dict[str, IncidentType] = field(default_factory=load_incident_types)
     by_incident: dict[int, Arrival] = field(default_factory=dict)
     responses: dict[tuple[int, str], Response] = field(default_factory=dict)
+    cleared: set[tuple[int, str]] = field(default_factory=set)  # (incident, agency) done
     busy: dict[str, float] = field(default_factory=dict)
 
     async def arrival_of(self, incident_id: int) -> Arrival | None:
@@ -264,6 +267,25 @@ async def _serve(run: LiveRun, ws: Any, crew: _Crew, unit_id: str, event: dict[s
     await run.sleep(arrival.service_s.get(agency, 1200.0) if arrival else 1200.0)
     await ws.send(json.dumps({"type": "status", "status": "available"}))
     run.busy[unit_id] = run.busy.get(unit_id, 0.0) + run.now() - offered
+    run.cleared.add((incident_id, agency))
+    await _close_if_done(run, incident_id, arrival)
+
+
+async def _close_if_done(run: LiveRun, incident_id: int, arrival: Arrival | None) -> None:
+    """The simulated operator closes an incident once every unit sent to it, and one of
+    each agency of its plan, has finished on scene (as a control room would on the
+    crews' reports), so the console shows what is still going on."""
+    sent = {agency for (incident, agency) in run.responses if incident == incident_id}
+    if arrival is not None:
+        sent |= set(run.types[arrival.type].plan)
+    if not all((incident_id, agency) in run.cleared for agency in sent):
+        return
+    try:
+        await _operator(
+            run, "POST", f"/v1/incidents/{incident_id}/close", {"disposition": "resolved"}
+        )
+    except (OSError, ValueError) as err:  # e.g. 409: merged into another meanwhile
+        log.warning("closing incident %s failed: %s", incident_id, err)
 
 
 async def _bot(run: LiveRun, ws_url: str, unit_id: str, token: str) -> None:
