@@ -3,11 +3,18 @@
 Each connection has its own bounded queue and its own writer task, so one slow client
 never stalls the reader or the others: when its queue is full it is marked overflowed
 and its connection is closed, to resume later from its last position.
+
+Unit positions take another path: batches published on a Redis channel by whichever
+instance holds the MDT's socket (dispatch/positions.py) go to the consoles only, each
+desk the units in its zones. They are not events: a batch a full queue cannot take is
+dropped (the next move is sent), never a reason to cut the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, cast
@@ -38,13 +45,25 @@ class Subscriber:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
+        zones: frozenset[str] | None = None,
     ) -> None:
         self._wants = wants
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
         self.overflowed = asyncio.Event()
         self.unit_id = unit_id
         self.followed = followed
+        self.zones = zones  # a desk console's zones; None: the whole city
         self.indexed: frozenset[int] = frozenset()
+
+    def offer_positions(self, units: list[dict[str, Any]]) -> None:
+        """Queue the positions of the units this console may see; drop them if full."""
+        if self.overflowed.is_set():
+            return
+        if self.zones is not None:
+            units = [u for u in units if u.get("zone_id") in self.zones]
+        if units:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait({"type": "positions", "units": units})
 
     def offer(self, message: Message) -> None:
         """Queue the message if this client is entitled to it; never blocks."""
@@ -81,9 +100,11 @@ class Hub:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
+        zones: frozenset[str] | None = None,
     ) -> Subscriber:
-        """Start buffering live events for a new client (an MDT when ``unit_id``)."""
-        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed)
+        """Start buffering live events for a new client (an MDT when ``unit_id``; a
+        desk console when ``zones``)."""
+        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed, zones=zones)
         if unit_id is None:
             self._consoles.add(subscriber)
         else:
@@ -139,6 +160,30 @@ class Hub:
         for mdt in list(mdts):
             mdt.offer(message)
             self._reindex(mdt)  # the event may have started or ended a job
+
+    def deliver_positions(self, units: list[dict[str, Any]]) -> None:
+        """Hand a batch of unit positions to every console."""
+        for console in list(self._consoles):
+            console.offer_positions(units)
+
+    async def run_positions(self) -> None:
+        """Relay published position batches to this instance's consoles, forever."""
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._keys.positions_channel)
+                    async for item in pubsub.listen():
+                        try:
+                            units = json.loads(item["data"])["units"]
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("unreadable positions message skipped")
+                            continue
+                        self.deliver_positions(units)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, RedisError):
+                log.exception("positions channel lost; resubscribing")
+                await asyncio.sleep(0.5)
 
     async def start(self) -> None:
         """Remember where the stream ends now; call before accepting connections.

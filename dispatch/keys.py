@@ -21,6 +21,11 @@ class RedisKeys:
         """GEO set of units' latest positions (member: unit id)."""
         return f"{self.prefix}units:geo"
 
+    @property
+    def positions_channel(self) -> str:
+        """Pub/sub channel of batched unit positions for consoles (not kept)."""
+        return f"{self.prefix}positions"
+
     def gateway_rate(self, gateway_id: str, second: int) -> str:
         """Counter of one gateway's requests in one second."""
         return f"{self.prefix}rate:{gateway_id}:{second}"

@@ -3,12 +3,15 @@
 MDTs ping every few seconds. Each ping updates this instance's in-memory latest fix and
 the Redis GEO index at once; every ``flush_s`` the latest fix of each unit that moved is
 written to PostgreSQL in one batch (the last known position, its zone, and one sampled
-track row). A crash loses at most the last ``flush_s`` of track, never a unit.
+track row). A crash loses at most the last ``flush_s`` of track, never a unit. Every
+``publish_s`` the units that moved are also published, in one message, for the consoles
+of every instance (dispatch/hub.py): positions are not events, and are not replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +52,7 @@ class PositionTracker:
         schema: str,
         geofence_hysteresis_m: float = 200.0,
         unit_index: UnitIndex | None = None,
+        publish_s: float = 1.0,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -59,6 +63,8 @@ class PositionTracker:
         self._hysteresis_m = geofence_hysteresis_m
         self._unit_index = unit_index
         self._pending: dict[str, Fix] = {}
+        self._publish_s = publish_s
+        self._unpublished: dict[str, Fix] = {}
 
     async def record(self, unit_id: str, agency: str, location: Location) -> None:
         """Take one ping (already validated) of a unit of ``agency``."""
@@ -67,6 +73,7 @@ class PositionTracker:
         # later (truthful) fix would be refused as older: never later than now.
         at = min(location.time, now) if location.time else now
         self._pending[unit_id] = Fix(location, at)
+        self._unpublished[unit_id] = Fix(location, at)
         try:
             await self._redis.geoadd(
                 self._keys.unit_positions,
@@ -93,6 +100,37 @@ class PositionTracker:
                     await asyncio.shield(self.flush())
                 except Exception:
                     log.exception("final position flush failed")
+
+    async def run_publisher(self) -> None:
+        """Publish forever; a failed publish is dropped (the next move is published)."""
+        while True:
+            await asyncio.sleep(self._publish_s)
+            try:
+                await self.publish()
+            except (OSError, RedisError):
+                log.warning("could not publish unit positions; consoles get the next ones")
+
+    async def publish(self) -> int:
+        """Publish the latest fix of every unit that pinged since the last publish."""
+        batch, self._unpublished = self._unpublished, {}
+        if not batch:
+            return 0
+        index = self._zones.index
+        units = []
+        for unit_id, fix in batch.items():
+            zone = index.zone_of(fix.location.point)
+            units.append(
+                {
+                    "id": unit_id,
+                    "lat": fix.location.point.lat,
+                    "lon": fix.location.point.lon,
+                    "zone_id": zone.id if zone else None,
+                    "at": fix.at.isoformat(),
+                }
+            )
+        payload = json.dumps({"units": units}, separators=(",", ":"))
+        await self._redis.publish(self._keys.positions_channel, payload)
+        return len(units)
 
     async def flush(self) -> int:
         """Write the latest fix of every unit that pinged since the last flush."""

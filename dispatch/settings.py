@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         description="How often MDT positions are written to PostgreSQL (pings in between "
         "only update Redis).",
     )
+    position_publish_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the positions of units that moved are pushed to consoles "
+        "(one batched message; consoles no longer poll the fleet for them).",
+    )
     geofence_hysteresis_m: float = Field(
         default=200.0,
         ge=0,

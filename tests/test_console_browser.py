@@ -393,3 +393,20 @@ async def test_call_with_no_fix_is_placed_from_a_geocoded_address(
     await page.get_by_test_id("confirm-btn").click()
     await expect(callback).to_have_attribute("data-status", "offered", timeout=FAST * 3)
     await expect(page.get_by_test_id("confirm-form")).to_be_hidden()
+
+
+async def test_a_moving_unit_moves_on_the_map_without_polling(live: LiveServer, page: Any) -> None:
+    """An MDT's pings reach the map within a couple of seconds (pushed; the fleet poll
+    is every 30 s)."""
+    expect = playwright_api.expect
+    await log_in(page, live)
+    marker = page.get_by_test_id("unit-capital-pcr-1")
+    await expect(marker).to_be_attached()
+    before = await marker.get_attribute("cx")
+    target = zone_point("nandankanan")
+    async with live.mdt("capital-pcr-1") as mdt:
+        await mdt.recv()
+        fix = {"type": "location", "lat": target.lat, "lon": target.lon, "accuracy_m": 5.0}
+        await mdt.send(json.dumps(fix))
+        await expect(marker).not_to_have_attribute("cx", before or "", timeout=FAST * 3)
+    assert await page.evaluate("window.erssConsole.positionBatches") >= 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import websockets
 
 from dispatch.keys import RedisKeys
 from dispatch.settings import Settings
@@ -106,3 +108,50 @@ async def test_leaving_the_home_zone_alerts_once_despite_border_wobble(live: Liv
         " 'unit.returned_home_zone')"
     )
     assert alerts == 2
+
+
+def _desk(live: LiveServer) -> Any:
+    token = live.credentials["operators"]["north-desk"]
+    return websockets.connect(
+        live.ws_url + "/v1/ws/console", additional_headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def test_consoles_get_moving_units_pushed_each_desk_its_own(live: LiveServer) -> None:
+    """Pings reach consoles as batched `positions` messages within about a second, with
+    no poll; a desk gets only the units now in its zones."""
+    north = zone_point("infocity")
+    south = zone_point("capital")
+    async with (
+        live.console() as city,
+        _desk(live) as desk,
+        live.mdt("infocity-pcr-1") as up,
+        live.mdt("capital-pcr-1") as down,
+    ):
+        desk_zones = set(json.loads(await desk.recv())["desk"])
+        assert "infocity" in desk_zones
+        assert "capital" not in desk_zones
+        for ws in (city, up, down):
+            await ws.recv()
+        for mdt, point in ((up, north), (down, south)):
+            fix = {"type": "location", "lat": point.lat, "lon": point.lon, "accuracy_m": 5.0}
+            await mdt.send(json.dumps(fix))
+
+        async def moved(ws: Any, wanted: set[str]) -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            while not wanted <= set(seen):
+                message, _ = await receive_until(ws, lambda m: m["type"] == "positions")
+                seen.update({u["id"]: u for u in message["units"]})
+            return seen
+
+        everything = await moved(city, {"infocity-pcr-1", "capital-pcr-1"})
+        assert everything["capital-pcr-1"]["zone_id"] == "capital"
+        assert everything["infocity-pcr-1"]["lat"] == pytest.approx(north.lat)
+        mine = await moved(desk, {"infocity-pcr-1"})
+        assert "capital-pcr-1" not in mine
+        assert all(u["zone_id"] in desk_zones for u in mine.values())
+    # Not events: nothing was added to the log for the pings.
+    assert not await live.db.fetchval(
+        "SELECT count(*) FROM events WHERE type NOT IN ('unit.left_home_zone',"
+        " 'unit.returned_home_zone')"
+    )

@@ -173,6 +173,9 @@ class Session:
         """Forward live events, skipping what replay or snapshot already covered."""
         while True:
             message = await subscriber.queue.get()
+            if message.get("type") == "positions":  # not an event: no position to track
+                await self.send(message)
+                continue
             position = int(message["position"])
             async with self._send_lock:
                 if position > self.last_sent:
@@ -338,6 +341,7 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
         services.settings.ws_queue_size,
         unit_id=session.unit_id,
         followed=session.followed,
+        zones=session.zones,
     )
     connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
     connected.inc()

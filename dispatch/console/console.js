@@ -11,7 +11,8 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const S = 1000; // SVG units per degree of latitude
   const M_PER_DEG = 111320;
-  const UNITS_POLL_MS = 3000;
+  // Positions arrive pushed; the poll only reconciles what no event carries.
+  const UNITS_POLL_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -35,6 +36,7 @@
     pollTimer: null,
     snapshots: 0,
     resumes: 0,
+    positionBatches: 0,
     stopped: true,
   };
   window.erssConsole = state; // for debugging and tests
@@ -200,6 +202,9 @@
         applyEvent(msg.event, msg.position);
         if (state.status !== "live" && state.position) { /* still replaying */ }
         break;
+      case "positions":
+        applyPositions(msg.units || []);
+        break;
       case "error":
         console.warn("server error", msg);
         break;
@@ -207,6 +212,20 @@
         break;
     }
     document.body.dataset.position = state.position || "";
+  }
+
+  // Batches of units that moved, pushed about every second; a fix older than the one
+  // already shown (a batch that crossed a snapshot) is ignored.
+  function applyPositions(units) {
+    for (const p of units) {
+      const u = state.units.get(p.id);
+      if (!u) continue; // not in this desk's fleet, or not known yet (next poll)
+      if (u.location && u.location.time && p.at && Date.parse(p.at) < Date.parse(u.location.time)) continue;
+      u.location = { lat: p.lat, lon: p.lon, time: p.at };
+      u.zone_id = p.zone_id;
+    }
+    state.positionBatches += 1;
+    scheduleRender();
   }
 
   function applySnapshot(msg) {
@@ -349,6 +368,12 @@
     for (const u of units) {
       const known = state.units.get(u.id);
       const eventAt = state.unitEventAt.get(u.id) || 0;
+      // PostgreSQL has positions a few seconds later than the push: keep a newer one.
+      if (known && known.location && known.location.time && u.location && u.location.time
+          && Date.parse(known.location.time) > Date.parse(u.location.time)) {
+        u.location = known.location;
+        u.zone_id = known.zone_id;
+      }
       if (known && eventAt > started) {
         // A unit event arrived while we were fetching: it is newer than this answer.
         state.units.set(u.id, { ...known, ...u, status: known.status, post: known.post });
