@@ -55,15 +55,13 @@ class Subscriber:
         self.zones = zones  # a desk console's zones; None: the whole city
         self.indexed: frozenset[int] = frozenset()
 
-    def offer_positions(self, units: list[dict[str, Any]]) -> None:
-        """Queue the positions of the units this console may see; drop them if full."""
+    def offer_positions(self, text: str) -> None:
+        """Queue a positions message (JSON text, already cut to this console's zones);
+        drop it if the queue is full."""
         if self.overflowed.is_set():
             return
-        if self.zones is not None:
-            units = [u for u in units if u.get("zone_id") in self.zones]
-        if units:
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait({"type": "positions", "units": units})
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait({"type": "positions", "text": text})
 
     def offer(self, message: Message) -> None:
         """Queue the message if this client is entitled to it; never blocks."""
@@ -162,9 +160,19 @@ class Hub:
             self._reindex(mdt)  # the event may have started or ended a job
 
     def deliver_positions(self, units: list[dict[str, Any]]) -> None:
-        """Hand a batch of unit positions to every console."""
+        """Hand a batch of unit positions to every console: serialised once for the
+        city-wide ones and once per desk (zone set) for the others."""
+        texts: dict[frozenset[str] | None, str | None] = {}
         for console in list(self._consoles):
-            console.offer_positions(units)
+            if console.zones not in texts:
+                mine = units
+                if console.zones is not None:
+                    mine = [u for u in units if u.get("zone_id") in console.zones]
+                message = {"type": "positions", "units": mine}
+                texts[console.zones] = json.dumps(message, separators=(",", ":")) if mine else None
+            text = texts[console.zones]
+            if text is not None:
+                console.offer_positions(text)
 
     async def run_positions(self) -> None:
         """Relay published position batches to this instance's consoles, forever."""

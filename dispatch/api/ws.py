@@ -174,7 +174,8 @@ class Session:
         while True:
             message = await subscriber.queue.get()
             if message.get("type") == "positions":  # not an event: no position to track
-                await self.send(message)
+                async with self._send_lock:
+                    await self.ws.send_text(message["text"])
                 continue
             position = int(message["position"])
             async with self._send_lock:
