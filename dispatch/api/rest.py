@@ -201,8 +201,8 @@ async def split_report(
 async def place_incident(
     incident_id: int, body: PlaceBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
-    """Set the incident's location from the caller's words: it stands over the reports'
-    fixes, and an incident that waited only for a location is dispatched."""
+    """Set the incident's location from the caller's words (it replaces the current
+    one); an incident that waited for a location or a unit is dispatched at once."""
     where = Location(GeoPoint(lat=body.lat, lon=body.lon), body.radius_m, "operator")
     await in_transaction(
         services.pool,
