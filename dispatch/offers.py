@@ -448,16 +448,19 @@ class Dispatcher:
             candidate.travel_time_s,
         )
         offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-        # A unit on its way answers whatever the incident was escalated for (no location,
-        # no unit in reach, offers refused): the flag goes, in the same statement.
+        # Units on their way for every slot of the plan answer whatever the incident was
+        # escalated for (no location, no unit in reach, offers refused): the flag goes,
+        # in the same statement. One slot still empty keeps it.
         updated = await conn.fetchrow(
             "UPDATE incidents i SET unfilled = array_remove(i.unfilled, $2), updated_at = now(),"
             " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
-            " escalated = false, escalation_reason = NULL"
+            " escalated = i.escalated AND cardinality(array_remove(i.unfilled, $2)) > 0,"
+            " escalation_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
+            " THEN i.escalation_reason END"
             " FROM (SELECT escalated, escalation_reason FROM incidents WHERE id = $1) AS before"
             " WHERE i.id = $1 RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
             " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers,"
-            " before.escalated AS was_escalated, before.escalation_reason AS was_reason",
+            " before.escalated AND NOT i.escalated AS cleared, before.escalation_reason AS was",
             incident.id,
             agency,
         )
@@ -503,7 +506,7 @@ class Dispatcher:
             unit_id=offer.unit_id,
             data=data,
         )
-        if updated["was_escalated"]:
+        if updated["cleared"]:
             await append_event(
                 conn,
                 self._schema,
@@ -511,8 +514,8 @@ class Dispatcher:
                 actor=actor,
                 incident_id=incident.id,
                 data={
-                    "reason": f"{agency} unit {offer.unit_id} offered",
-                    "was": updated["was_reason"],
+                    "reason": f"every agency of the plan has a unit ({agency}: {offer.unit_id})",
+                    "was": updated["was"],
                 },
             )
         return offer

@@ -61,6 +61,15 @@ async def test_missing_agency_waits_and_is_filled_when_a_unit_frees(live: LiveSe
         assert "ambulance" in escalated["event"]["data"]["reason"]
         row = await live.db.fetchrow("SELECT status, unfilled FROM incidents")
         assert (row["status"], row["unfilled"]) == ("offered", ["ambulance"])
+        # The police crew declines: its slot is offered again, but the ambulance slot
+        # still has nobody, so the escalation stays.
+        police = await live.db.fetchrow("SELECT id, unit_id FROM assignments")
+        async with live.mdt(police["unit_id"]) as pcr:
+            await pcr.recv()
+            await pcr.send(json.dumps({"type": "decline", "assignment_id": police["id"]}))
+            await receive_until(pcr, lambda m: m["type"] == "ack")
+        await receive_until(console, event_of("assignment.offered"))
+        assert await live.db.fetchval("SELECT escalated FROM incidents")
 
         response = await live.http.post(
             "/v1/units/chandaka-amb-1/status",
@@ -72,4 +81,12 @@ async def test_missing_agency_waits_and_is_filled_when_a_unit_frees(live: LiveSe
             console, event_of("assignment.offered", unit_id="chandaka-amb-1"), within=5
         )
         assert offer["event"]["data"]["agency"] == "ambulance"
+        # Every slot has a unit now: the escalation is answered.
+        cleared, _ = await receive_until(console, event_of("incident.deescalated"))
+        assert "ambulance" in cleared["event"]["data"]["was"]
     assert await live.db.fetchval("SELECT unfilled FROM incidents") == []
+    assert await live.db.fetchval("SELECT escalated FROM incidents") is False
+    assert (
+        await live.db.fetchval("SELECT count(*) FROM events WHERE type = 'incident.deescalated'")
+        == 1
+    )
