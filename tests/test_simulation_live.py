@@ -78,6 +78,14 @@ async def test_a_simulated_hour_is_answered_through_gateways_and_mdts(live: Live
         " AND abs(lat - post_lat) < 1e-6 AND abs(lon - post_lon) < 1e-6"
     )
     assert arrived >= 1
+    # Crews never dispatched still patrol their zone: their pings moved them.
+    patrolled = await live.db.fetch(
+        "SELECT u.id, u.home_zone_id, u.zone_id FROM units u WHERE NOT EXISTS"
+        " (SELECT 1 FROM assignments a WHERE a.unit_id = u.id)"
+        " AND EXISTS (SELECT 1 FROM unit_track t WHERE t.unit_id = u.id)"
+    )
+    assert len(patrolled) >= 10
+    assert sum(r["zone_id"] == r["home_zone_id"] for r in patrolled) >= 0.8 * len(patrolled)
     for post in posts:
         assert post["zone_id"] == units[post["unit_id"]].zone_id
         zone = CITY.zones.zone_of(GeoPoint(lat=post["lat"], lon=post["lon"]), tolerance_m=0.0)

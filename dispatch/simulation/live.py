@@ -7,10 +7,11 @@ a few seconds later by the caller's AML SMS. One bot per unit holds an MDT socke
 accepts offers after the drawn delay, reports en_route, drives a straight line (road
 factor, model speed) while sending location pings, reports on_scene, stays the service
 time, reports available and drives back to its base, or to the standby post the server
-names (unit.post_assigned), taking the next offer on the way. A simulated operator
-classifies each report as the call-taker would, and closes each incident once its
-crews are done. The inputs repeat exactly
-for a seed; the server's timing does not (it is a live system).
+names (unit.post_assigned), taking the next offer on the way; idle, it patrols around
+that point (seeded routes among points of its zone, at half speed, with pauses). A
+simulated operator classifies each report as the call-taker would, and closes each
+incident once its crews are done. The inputs repeat exactly for a seed; the server's
+timing does not (it is a live system).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,10 +34,13 @@ from dispatch.simulation.offline import Response, SimResult
 from dispatch.simulation.scenario import Arrival, City, SimConfig, arrivals
 from gateways.client import PATHS, aml_sms, deliver
 from gateways.panic.adapter import CATEGORY_TYPES
-from geo.distance import travel_time_s
+from geo.distance import distance_m, travel_time_s
 from geo.points import GeoPoint
 
 _PING_EVERY_S = 30.0  # simulated seconds between location pings while driving
+_PATROL_RADIUS_M = 1_500.0  # how far from its base or post an idle unit patrols
+_PATROL_PAUSE_S = (300.0, 900.0)  # simulated seconds parked between patrol legs
+_PATROL_PACE = 0.5  # patrol speed, as a share of the model's driving speed
 _SAMPLE_S = 300.0  # simulated seconds between queue-length samples (offline: the same)
 _CLOSED = "sim.socket_closed"  # what the reader hands over when the socket ends
 
@@ -60,6 +66,8 @@ class LiveRun:
     credentials: dict[str, Any]
     config: SimConfig
     speedup: float
+    seed: int = 0
+    beats: Mapping[str, tuple[GeoPoint, ...]] = field(default_factory=dict)  # zone -> points
     started: float = 0.0
     types: dict[str, IncidentType] = field(default_factory=load_incident_types)
     by_incident: dict[int, Arrival] = field(default_factory=dict)
@@ -183,18 +191,44 @@ async def _operator(run: LiveRun, method: str, path: str, body: Any = None) -> A
 
 @dataclass
 class _Crew:
-    """Where one simulated unit is, as its own pings say."""
+    """Where one simulated unit is, as its own pings say, and where it patrols."""
 
     here: GeoPoint
+    rng: random.Random  # the unit's own seeded stream: patrol routes repeat per seed
+    beat: tuple[GeoPoint, ...] = ()  # points of its home zone
 
 
-async def _drive(run: LiveRun, ws: Any, crew: _Crew, end: GeoPoint, factor: float = 1.0) -> None:
-    """Drive a straight line to ``end`` (road factor, model speed), pinging on the way;
-    cancellable, leaving ``crew.here`` where the last ping said."""
+async def _patrol(run: LiveRun, ws: Any, crew: _Crew, anchor: GeoPoint) -> None:
+    """Drive to ``anchor`` (its base or post), then patrol around it until dispatched:
+    a pause, then a slow drive to a point of its zone near the anchor, and back."""
+    await _drive(run, ws, crew, anchor)
+    near = [p for p in crew.beat if distance_m(p, anchor) <= _PATROL_RADIUS_M] or [anchor]
+    while True:
+        await run.sleep(crew.rng.uniform(*_PATROL_PAUSE_S))
+        waypoint = near[crew.rng.randrange(len(near))]
+        await _drive(run, ws, crew, waypoint, speed_kmh=run.config.speed_kmh * _PATROL_PACE)
+        await run.sleep(crew.rng.uniform(*_PATROL_PAUSE_S))
+        await _drive(run, ws, crew, anchor, speed_kmh=run.config.speed_kmh * _PATROL_PACE)
+
+
+async def _drive(
+    run: LiveRun,
+    ws: Any,
+    crew: _Crew,
+    end: GeoPoint,
+    factor: float = 1.0,
+    *,
+    speed_kmh: float | None = None,
+) -> None:
+    """Drive a straight line to ``end`` (road factor, model speed unless given), pinging
+    on the way; cancellable, leaving ``crew.here`` where the last ping said."""
     start = crew.here
     seconds = (
         travel_time_s(
-            start, end, road_factor=run.config.road_factor, speed_kmh=run.config.speed_kmh
+            start,
+            end,
+            road_factor=run.config.road_factor,
+            speed_kmh=speed_kmh or run.config.speed_kmh,
         )
         * factor
     )
@@ -296,12 +330,14 @@ async def _bot(run: LiveRun, ws_url: str, unit_id: str, token: str) -> None:
         ws_url + "/v1/ws/mdt", additional_headers={"Authorization": f"Bearer {token}"}
     ) as ws:
         snapshot = json.loads(await ws.recv())
-        loc = (snapshot.get("unit") or {}).get("location") or {}
+        unit = snapshot.get("unit") or {}
+        loc = unit.get("location") or {}
         base = GeoPoint(lat=loc.get("lat", 0.0), lon=loc.get("lon", 0.0))
-        crew = _Crew(base)
+        rng = random.Random(f"erss-sim-patrol:{run.seed}:{unit_id}")  # noqa: S311 (simulation)
+        crew = _Crew(base, rng, run.beats.get(str(unit.get("home_zone_id")), ()))
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         reader = asyncio.create_task(_events(ws, inbox))
-        heading: asyncio.Task[None] | None = None
+        heading: asyncio.Task[None] | None = asyncio.create_task(_patrol(run, ws, crew, base))
         try:
             while True:
                 event = await inbox.get()
@@ -353,9 +389,10 @@ async def _sample_queue(run: LiveRun, samples: list[tuple[float, int]]) -> None:
 async def _head(
     run: LiveRun, ws: Any, crew: _Crew, to: GeoPoint, current: asyncio.Task[None] | None
 ) -> asyncio.Task[None]:
-    """Start driving, while available, towards ``to`` (instead of where it was going)."""
+    """Start driving, while available, towards ``to`` (instead of where it was going),
+    to patrol around it."""
     await _stop(current)
-    return asyncio.create_task(_drive(run, ws, crew, to))
+    return asyncio.create_task(_patrol(run, ws, crew, to))
 
 
 async def _stop(task: asyncio.Task[None] | None) -> None:
@@ -382,7 +419,7 @@ async def run_live(
     """Post ``hours`` of seeded emergencies, run the fleet's MDTs, then wait up to
     ``drain_s`` simulated seconds for the last responses; the result the report reads."""
     ws_url = base_url.replace("http://", "ws://").replace("https://", "wss://")
-    run = LiveRun(base_url, credentials, config, speedup)
+    run = LiveRun(base_url, credentials, config, speedup, seed=seed, beats=city.points)
     run.started = asyncio.get_running_loop().time()
     day = arrivals(city, config, seed=seed, hours=hours, load=load)
     bots = [
