@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -34,6 +35,11 @@ from dispatch.simulation.policies import policy_named
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
+
+log = logging.getLogger(__name__)
+
+# Seconds the database pool gets to close gracefully when the instance stops.
+_POOL_CLOSE_S = 5.0
 
 
 @dataclass
@@ -196,4 +202,11 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     finally:
         await redis.aclose()
         await pings_redis.aclose()
-        await pool.close()
+        # asyncpg's close waits for every connection to go back to the pool, and a
+        # connection stuck on a dead link (no FIN, no RST) never does: stopping the
+        # instance must not hang on it.
+        try:
+            await asyncio.wait_for(pool.close(), _POOL_CLOSE_S)
+        except TimeoutError:
+            log.warning("PostgreSQL connections did not close in %.0f s; terminated", _POOL_CLOSE_S)
+            pool.terminate()
