@@ -13,6 +13,7 @@ relative change against closest-idle (with its CI).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -42,9 +43,14 @@ def main() -> None:
     parser.add_argument("--time-weight", type=float, default=None)
     parser.add_argument("--busy-fraction", type=float, default=None)
     parser.add_argument("--reach-s", type=float, default=None)
+    parser.add_argument(
+        "--decline-share", type=float, default=None, help="share of offers crews decline"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     config = load_sim_config()
+    if args.decline_share is not None:
+        config = dataclasses.replace(config, decline_share=args.decline_share)
     city = demo_city()
     params = dict(config.policy)
     for key in ("time_weight", "busy_fraction", "reach_s"):

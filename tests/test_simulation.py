@@ -7,11 +7,18 @@ import math
 import pytest
 
 from dispatch.engine import Need, TravelModel, UnitSnapshot, closest_idle
+from dispatch.errors import ConfigurationError
 from dispatch.offers import Dispatcher, IncidentFacts
 from dispatch.simulation.offline import OfflineSimulator
 from dispatch.simulation.policies import CoverageAware, policy_named
 from dispatch.simulation.report import summarise
-from dispatch.simulation.scenario import arrivals, demo_city, expected_arrivals, load_sim_config
+from dispatch.simulation.scenario import (
+    SimConfig,
+    arrivals,
+    demo_city,
+    expected_arrivals,
+    load_sim_config,
+)
 from geo.points import GeoPoint
 from tests.conftest import LiveServer
 from tests.test_walking_skeleton import panic, zone_point
@@ -201,3 +208,47 @@ def test_erss_simulate_refuses_zone_names_the_city_lacks(
     assert "captial" in capsys.readouterr().err
     assert not out.exists()
     assert CONFIG.unknown_zones(CITY.zone_ids) == []
+
+
+def test_declined_offers_go_to_the_next_unit_the_same_for_every_policy() -> None:
+    """With crews declining a share of offers, a declined slot is never offered to the
+    same unit again, every emergency is still served, the refusals are the same draws
+    whatever the policy, and answering takes longer than with no refusals."""
+    import dataclasses
+
+    declining = dataclasses.replace(CONFIG, decline_share=0.3)
+    day = arrivals(CITY, CONFIG, seed=6, load=2.0)
+    runs = {
+        name: OfflineSimulator(CITY, declining, policy_named(name, zones=CITY.zones)).run(day)
+        for name in ("closest_idle", "coverage")
+    }
+    for result in runs.values():
+        for response in result.responses:
+            assert response.unit_id not in response.declined_by
+            assert response.on_scene_s is not None
+    # The first offer of a slot is declined or not by the same draw under both policies.
+    pairs = [
+        (a, b)
+        for a, b in zip(runs["closest_idle"].responses, runs["coverage"].responses, strict=True)
+        if not a.queued and not b.queued
+    ]
+    assert [bool(a.declined_by) for a, _ in pairs] == [bool(b.declined_by) for _, b in pairs]
+    declined = sum(bool(a.declined_by) for a, _ in pairs)
+    assert 0.2 * len(pairs) < declined < 0.4 * len(pairs)
+    report = summarise(runs["closest_idle"], declining)["overall"]
+    assert report["declined_offers"] >= declined
+    plain = summarise(OfflineSimulator(CITY, CONFIG, closest_idle).run(day), CONFIG)["overall"]
+    assert plain["declined_offers"] == 0
+    assert report["time_to_dispatch_s"]["mean"] > plain["time_to_dispatch_s"]["mean"]
+    with pytest.raises(ConfigurationError, match="decline_share"):
+        SimConfig.from_dict({**_raw_config(), "decline_share": 1.0})
+
+
+def _raw_config() -> dict[str, object]:
+    import json
+    from importlib import resources
+
+    raw: dict[str, object] = json.loads(
+        resources.files("config").joinpath("simulation.json").read_text("utf-8")
+    )
+    return raw

@@ -11,12 +11,17 @@ service time on scene; then is available again at once and drives back to its pa
 base, or to the standby post the post rule names (dispatch/posts.py), dispatchable on
 the way from its interpolated position. A plan slot with no
 unit waits in a queue served by priority, then report time, whenever a unit frees up.
-Offers are always accepted (no declines or expiries offline).
+A share of offers (``decline_share`` of the config, 0 by default) is declined: the crew
+answers after its drawn delay, the unit is free again at once, and the slot goes to the
+next best unit that has not declined it, or waits in the queue. Whether an offer is
+declined is drawn per emergency, agency and attempt, so every policy meets the same
+refusals. No offer expires unanswered, and none is pre-empted.
 """
 
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +56,8 @@ class Response:
     accepted_s: float | None = None
     on_scene_s: float | None = None
     queued: bool = False
+    # Units whose crews declined this slot (never offered it again, as live).
+    declined_by: list[str] = field(default_factory=list)
 
     @property
     def response_s(self) -> float | None:
@@ -149,7 +156,9 @@ class OfflineSimulator:
                 agency=response.agency,
                 capabilities=kind.needs_of(response.agency),
             )
-            chosen = self._choose(now, need, by_agency.get(response.agency, []))
+            chosen = self._choose(
+                now, need, by_agency.get(response.agency, []), set(response.declined_by)
+            )
             if chosen is None:
                 return False
             state = units[chosen]
@@ -191,8 +200,27 @@ class OfflineSimulator:
                         )
             elif kind == _ACCEPT:
                 response, arrival = payload  # type: ignore[misc]
-                response.accepted_s = now
                 state = units[response.unit_id]  # type: ignore[index]
+                if self._declines(arrival, response):
+                    state.busy = False
+                    state.busy_total += now - state.busy_since
+                    response.declined_by.append(state.unit.id)
+                    response.unit_id = response.offered_s = None
+                    if not assign(now, response, arrival):
+                        response.queued = True
+                        heapq.heappush(
+                            queue,
+                            (
+                                response.priority,
+                                arrival.t_s,
+                                arrival.id,
+                                response.agency,
+                                response,
+                                arrival,
+                            ),
+                        )
+                    continue
+                response.accepted_s = now
                 drive = (
                     travel_time_s(
                         state.b,
@@ -254,9 +282,22 @@ class OfflineSimulator:
         post = self.posts.choose(state.unit.zone_id, state.b, others)
         return state.unit.base if post is None else post.point
 
-    def _choose(self, now: float, need: Need, fleet: list[_UnitState]) -> str | None:
-        """The policy's first candidate among the available units, as offers.py asks it."""
-        idle = [s for s in fleet if not s.busy]
+    def _declines(self, arrival: Arrival, response: Response) -> bool:
+        """Whether this offer of the slot is declined (a draw of its own, the same
+        whatever the policy)."""
+        share = self.config.decline_share
+        if share <= 0:
+            return False
+        attempt = len(response.declined_by)
+        key = f"erss-sim-decline:{arrival.id}:{arrival.t_s!r}:{response.agency}:{attempt}"
+        return random.Random(key).random() < share  # noqa: S311 (simulation)
+
+    def _choose(
+        self, now: float, need: Need, fleet: list[_UnitState], refused: set[str]
+    ) -> str | None:
+        """The policy's first candidate among the available units that have not declined
+        the slot, as offers.py asks it."""
+        idle = [s for s in fleet if not s.busy and s.unit.id not in refused]
         if not idle:
             return None
         snapshots = [

@@ -60,6 +60,7 @@ def _block(responses: Iterable[Response]) -> dict[str, Any]:
         "responses": len(rows),
         "incidents": len({r.incident_id for r in rows}),
         "queued": sum(1 for r in rows if r.queued),
+        "declined_offers": sum(len(r.declined_by) for r in rows),
         "unserved": sum(1 for r in rows if r.on_scene_s is None),
         "time_to_dispatch_s": _stats(dispatch),
         "time_to_accept_s": _stats(accept),

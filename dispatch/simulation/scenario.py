@@ -50,6 +50,7 @@ class SimConfig:
     noise_sigma: float
     zone_slack_s: float
     policy: Mapping[str, float] = field(default_factory=dict)
+    decline_share: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SimConfig:
@@ -76,9 +77,12 @@ class SimConfig:
                 noise_sigma=float(travel.get("noise_sigma", 0.0)),
                 zone_slack_s=float(travel.get("zone_slack_s", 120.0)),
                 policy={k: float(v) for k, v in raw.get("policy", {}).items()},
+                decline_share=float(raw.get("decline_share", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigurationError(f"simulation config is malformed: {err!r}") from err
+        if not 0.0 <= config.decline_share < 1.0:
+            raise ConfigurationError("decline_share must be in [0, 1)")
         if len(profile) != 24 or min(profile) < 0 or sum(profile) <= 0:
             raise ConfigurationError("daily_profile must be 24 non-negative hourly weights")
         if not set(config.channel_mix) <= set(CHANNELS):
