@@ -15,12 +15,30 @@ import resource
 RESERVED_FDS = 1_024
 
 
-def default_limit() -> int:
-    """The process's descriptor limit less the reserve (at least 16)."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft descriptor limit to its hard one (1,024 by default on
+    most hosts, far below what a fleet of MDTs needs); returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # not allowed here: keep what we have
+    return soft
+
+
+def limit_for(descriptors: int) -> int:
+    """Websockets for a process with that many descriptors: all but the reserve, and
+    never more than half when the limit is small (the reserve would eat it all)."""
+    if descriptors == resource.RLIM_INFINITY:
         return 100_000
-    return max(16, soft - RESERVED_FDS)
+    return max(descriptors - RESERVED_FDS, descriptors // 2)
+
+
+def default_limit() -> int:
+    """The websocket limit for this process, after raising its descriptor limit."""
+    return limit_for(raise_descriptor_limit())
 
 
 class ConnectionLimit:

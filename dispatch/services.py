@@ -180,6 +180,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
             websockets=ConnectionLimit(settings.ws_max_connections or default_limit()),
         )
+        log.info("this instance holds up to %d websockets", services.websockets.limit)
         expiry = OfferExpiry(
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s
         )

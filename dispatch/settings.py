@@ -177,7 +177,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Websockets (MDTs and consoles) one instance holds open; beyond it a "
         "new one is closed with 1013 (try again later). Unset: the process's file "
-        "descriptor limit less 1,024 kept for gateways, PostgreSQL and Redis.",
+        "descriptor limit (raised to its hard limit at start) less 1,024 kept for "
+        "gateways, PostgreSQL and Redis, or half of it when that is small.",
     )
     dispatch_policy: str = Field(
         default="closest_idle",

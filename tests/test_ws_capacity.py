@@ -9,7 +9,7 @@ import resource
 import pytest
 import websockets
 
-from dispatch.capacity import RESERVED_FDS, ConnectionLimit, default_limit
+from dispatch.capacity import RESERVED_FDS, ConnectionLimit, default_limit, limit_for
 from dispatch.settings import Settings
 from tests.conftest import LiveServer
 
@@ -36,6 +36,11 @@ async def test_beyond_the_limit_a_socket_is_told_to_come_back_later(live: LiveSe
         # Reports keep coming in while the sockets are full.
         answer = await live.post_panic({"trigger_id": "cap-1", "device_id": "dev-cap-1"})
         assert answer.status_code == 202
+    # The server counts a socket until its session has ended, just after the client's.
+    for _ in range(100):
+        if live.services.websockets.open == 0:
+            break
+        await asyncio.sleep(0.02)
     async with live.mdt("capital-pcr-2") as again:
         assert json.loads(await again.recv())["type"] == "snapshot"
     # The server counts a socket until its session has ended, just after the client's.
@@ -47,9 +52,14 @@ async def test_beyond_the_limit_a_socket_is_told_to_come_back_later(live: LiveSe
 
 
 def test_the_default_limit_leaves_descriptors_for_everything_else() -> None:
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY:
-        assert default_limit() == max(16, soft - RESERVED_FDS)
+    """Soft limit raised to the hard one first; the reserve kept; a small limit halved
+    rather than reduced to nothing (a host's usual 1,024 must still serve 512)."""
+    default_limit()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard
+    assert limit_for(20_000) == 20_000 - RESERVED_FDS
+    assert limit_for(1_024) == 512
+    assert limit_for(256) == 128
     limit = ConnectionLimit(1)
     assert limit.try_acquire()
     assert not limit.try_acquire()
