@@ -786,7 +786,10 @@ class Dispatcher:
             return
         _offers, missing = await self.fill(conn, facts, actor=actor)
         if missing:
-            await self.wait(conn, incident_id, actor=actor, reason=no_unit_reason(missing))
+            reason = no_unit_reason(missing)
+            await self.wait(conn, incident_id, actor=actor, reason=reason)
+            # An escalation the offer had answered holds again now that it was refused.
+            await self.escalate(conn, incident_id, actor=actor, reason=reason)
 
     async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
         """Units not to offer this incident to again: they declined, let the offer

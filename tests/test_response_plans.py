@@ -90,3 +90,37 @@ async def test_missing_agency_waits_and_is_filled_when_a_unit_frees(live: LiveSe
         await live.db.fetchval("SELECT count(*) FROM events WHERE type = 'incident.deescalated'")
         == 1
     )
+
+
+async def test_a_refused_offer_with_no_other_unit_escalates_again(live: LiveServer) -> None:
+    """The only free ambulance was offered (escalation answered), then declined: with
+    no other ambulance, operators are alerted again."""
+    await live.db.execute("UPDATE units SET status = 'off_duty' WHERE agency = 'ambulance'")
+    answer = (await live.post_panic(panic(zone_point("jatani"), category="medical"))).json()
+    incident_id = answer["incident_id"]
+    assert answer["status"] == "queued"
+    await live.http.post(
+        "/v1/units/jatani-amb-1/status",
+        json={"status": "available", "reason": "crew on shift"},
+        headers={"Authorization": f"Bearer {live.operator_token}"},
+    )
+    async with live.mdt("jatani-amb-1") as amb:
+        await amb.recv()
+        offer, _ = await receive_until(amb, event_of("assignment.offered"), within=5)
+        assert await live.db.fetchval("SELECT escalated FROM incidents") is False
+        decline = {"type": "decline", "assignment_id": offer["event"]["data"]["assignment_id"]}
+        await amb.send(json.dumps(decline))
+        await receive_until(amb, lambda m: m["type"] == "ack")
+    row = await live.db.fetchrow("SELECT escalated, escalation_reason, unfilled FROM incidents")
+    assert row["escalated"] is True
+    assert "ambulance" in row["escalation_reason"]
+    assert row["unfilled"] == ["ambulance"]
+    kinds = [
+        r["type"]
+        for r in await live.db.fetch(
+            "SELECT type FROM events WHERE incident_id = $1 AND type LIKE 'incident.%escalated'"
+            " ORDER BY id",
+            incident_id,
+        )
+    ]
+    assert kinds == ["incident.escalated", "incident.deescalated", "incident.escalated"]
