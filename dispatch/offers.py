@@ -673,11 +673,13 @@ class Dispatcher:
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             f"{self._schema}:posts:{unit['agency']}",
         )
-        # The units that could be dispatched now (as available_units trusts them), where
-        # they wait or are headed; only those near the zone's posts share its coverage.
+        # The units that can be dispatched now (with a position available_units trusts),
+        # and crews returning to a post they were named: where they wait or are headed.
+        # Only those near the zone's posts share its coverage.
         others = await conn.fetch(
             "SELECT coalesce(post_lat, lat) AS lat, coalesce(post_lon, lon) AS lon FROM units"
-            " WHERE agency = $1 AND id <> $2 AND status = 'available' AND lat IS NOT NULL"
+            " WHERE agency = $1 AND id <> $2 AND lat IS NOT NULL"
+            " AND (status = 'available' OR (status = 'returning' AND post_lat IS NOT NULL))"
             " AND ($7::float8 IS NULL OR position_at > now() - make_interval(secs => $7))"
             " AND coalesce(post_lat, lat) BETWEEN $3 AND $5"
             " AND coalesce(post_lon, lon) BETWEEN $4 AND $6",

@@ -121,9 +121,13 @@ async def test_a_post_holds_until_the_next_job(live: LiveServer) -> None:
     assert row["post_lon"] is None
 
 
-async def test_two_crews_finishing_together_get_different_posts(live: LiveServer) -> None:
-    """Both of a zone's PCRs report available at the same moment: the second to be
-    served sees the first's new post and goes elsewhere."""
+@pytest.mark.parametrize("ending", ["available", "returning"])
+async def test_two_crews_finishing_together_get_different_posts(
+    live: LiveServer, ending: str
+) -> None:
+    """Both of a zone's PCRs end their jobs at the same moment (available, or returning,
+    the usual end): the second to be served sees the first's new post and goes
+    elsewhere."""
     units = sorted(
         r["id"]
         for r in await live.db.fetch(
@@ -139,8 +143,8 @@ async def test_two_crews_finishing_together_get_different_posts(live: LiveServer
         await _finish_a_job(live, first, units[0], "t-1")
         await live.db.execute("UPDATE units SET status = 'available' WHERE id = $1", units[1])
         await _finish_a_job(live, second, units[1], "t-2")
-        available = json.dumps({"type": "status", "status": "available"})
-        await asyncio.gather(first.send(available), second.send(available))
+        done = json.dumps({"type": "status", "status": ending})
+        await asyncio.gather(first.send(done), second.send(done))
         told = [
             (await receive_until(mdt, event_of("unit.post_assigned", unit_id=u)))[0]
             for mdt, u in ((first, units[0]), (second, units[1]))
