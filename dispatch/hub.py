@@ -5,9 +5,10 @@ never stalls the reader or the others: when its queue is full it is marked overf
 and its connection is closed, to resume later from its last position.
 
 Unit positions take another path: batches published on a Redis channel by whichever
-instance holds the MDT's socket (dispatch/positions.py) go to the consoles only, each
-desk the units in its zones. They are not events: a batch a full queue cannot take is
-dropped (the next move is sent), never a reason to cut the client.
+instance holds the MDT's socket (dispatch/positions.py) go to every console (a desk's
+map shows the whole fleet, for assignments across its borders), never to MDTs. They
+are not events: a batch a full queue cannot take is dropped (the next move is sent),
+never a reason to cut the client.
 """
 
 from __future__ import annotations
@@ -45,19 +46,16 @@ class Subscriber:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
-        zones: frozenset[str] | None = None,
     ) -> None:
         self._wants = wants
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
         self.overflowed = asyncio.Event()
         self.unit_id = unit_id
         self.followed = followed
-        self.zones = zones  # a desk console's zones; None: the whole city
         self.indexed: frozenset[int] = frozenset()
 
     def offer_positions(self, text: str) -> None:
-        """Queue a positions message (JSON text, already cut to this console's zones);
-        drop it if the queue is full."""
+        """Queue a positions message (JSON text); drop it if the queue is full."""
         if self.overflowed.is_set():
             return
         with contextlib.suppress(asyncio.QueueFull):
@@ -98,11 +96,9 @@ class Hub:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
-        zones: frozenset[str] | None = None,
     ) -> Subscriber:
-        """Start buffering live events for a new client (an MDT when ``unit_id``; a
-        desk console when ``zones``)."""
-        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed, zones=zones)
+        """Start buffering live events for a new client (an MDT when ``unit_id``)."""
+        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed)
         if unit_id is None:
             self._consoles.add(subscriber)
         else:
@@ -160,19 +156,12 @@ class Hub:
             self._reindex(mdt)  # the event may have started or ended a job
 
     def deliver_positions(self, units: list[dict[str, Any]]) -> None:
-        """Hand a batch of unit positions to every console: serialised once for the
-        city-wide ones and once per desk (zone set) for the others."""
-        texts: dict[frozenset[str] | None, str | None] = {}
+        """Hand a batch of unit positions to every console, serialised once."""
+        if not units or not self._consoles:
+            return
+        text = json.dumps({"type": "positions", "units": units}, separators=(",", ":"))
         for console in list(self._consoles):
-            if console.zones not in texts:
-                mine = units
-                if console.zones is not None:
-                    mine = [u for u in units if u.get("zone_id") in console.zones]
-                message = {"type": "positions", "units": mine}
-                texts[console.zones] = json.dumps(message, separators=(",", ":")) if mine else None
-            text = texts[console.zones]
-            if text is not None:
-                console.offer_positions(text)
+            console.offer_positions(text)
 
     async def run_positions(self) -> None:
         """Relay published position batches to this instance's consoles, forever."""
@@ -183,13 +172,15 @@ class Hub:
                     async for item in pubsub.listen():
                         try:
                             units = json.loads(item["data"])["units"]
+                            if not isinstance(units, list):
+                                raise TypeError("units is not a list")
                         except (ValueError, KeyError, TypeError):
                             log.warning("unreadable positions message skipped")
                             continue
                         self.deliver_positions(units)
             except asyncio.CancelledError:
                 raise
-            except (OSError, RedisError):
+            except Exception:  # pushes must resume whatever broke them
                 log.exception("positions channel lost; resubscribing")
                 await asyncio.sleep(0.5)
 

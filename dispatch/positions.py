@@ -107,8 +107,10 @@ class PositionTracker:
             await asyncio.sleep(self._publish_s)
             try:
                 await self.publish()
-            except (OSError, RedisError):
-                log.warning("could not publish unit positions; consoles get the next ones")
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # consoles get the next batch; never stop publishing
+                log.exception("could not publish unit positions")
 
     async def publish(self) -> int:
         """Publish the latest fix of every unit that pinged since the last publish."""

@@ -342,7 +342,6 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
         services.settings.ws_queue_size,
         unit_id=session.unit_id,
         followed=session.followed,
-        zones=session.zones,
     )
     connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
     connected.inc()

@@ -11,8 +11,9 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const S = 1000; // SVG units per degree of latitude
   const M_PER_DEG = 111320;
-  // Positions arrive pushed; the poll only reconciles what no event carries.
-  const UNITS_POLL_MS = 30000;
+  // Positions arrive pushed; the poll reconciles what no event carries (a desk is not
+  // sent other desks' unit events).
+  const UNITS_POLL_MS = 10000;
 
   const $ = (id) => document.getElementById(id);
 
