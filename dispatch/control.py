@@ -63,10 +63,13 @@ class Control:
                 "SELECT status FROM units WHERE id = $1 FOR UPDATE", row["unit_id"]
             )
             await conn.execute(
-                # Its standby post predates the job an operator has just taken from it.
-                "UPDATE units SET status = 'available', updated_at = now(), post_lat = NULL,"
-                " post_lon = NULL WHERE id = $1",
+                # A crew taken off a job is not at its old standby post; one whose offer
+                # was withdrawn never left for it (as after a decline).
+                "UPDATE units SET status = 'available', updated_at = now(),"
+                " post_lat = CASE WHEN $2 = 'offered' THEN post_lat END,"
+                " post_lon = CASE WHEN $2 = 'offered' THEN post_lon END WHERE id = $1",
                 row["unit_id"],
+                old,
             )
             await append_event(
                 conn,

@@ -111,8 +111,18 @@ async def test_a_post_holds_until_the_next_job(live: LiveServer) -> None:
         assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit)
         await live.post_panic(panic(zone_point(ZONE), "t-2"))
         offer, _ = await receive_until(mdt, event_of("assignment.offered", unit_id=unit))
-        # Offered is not yet a job: a declined offer leaves the crew heading to its post.
+        # Offered is not yet a job: a declined or withdrawn offer leaves the crew heading
+        # to its post.
         assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit)
+        withdrawn = await live.http.post(
+            f"/v1/assignments/{offer['event']['data']['assignment_id']}/cancel",
+            json={"reason": "wrong unit"},
+            headers={"Authorization": f"Bearer {live.operator_token}"},
+        )
+        assert withdrawn.status_code == 200
+        assert await live.db.fetchval("SELECT post_lat FROM units WHERE id = $1", unit)
+        await live.post_panic(panic(zone_point(ZONE), "t-3"))
+        offer, _ = await receive_until(mdt, event_of("assignment.offered", unit_id=unit))
         accept = {"type": "accept", "assignment_id": offer["event"]["data"]["assignment_id"]}
         assert (await _command(mdt, accept))["type"] == "ack"
     row = await live.db.fetchrow("SELECT status, post_lat, post_lon FROM units WHERE id = $1", unit)

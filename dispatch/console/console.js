@@ -226,7 +226,16 @@
       u.zone_id = p.zone_id;
     }
     state.positionBatches += 1;
-    scheduleRender();
+    // Only the map: rebuilding the unit panel and the assign list every second would
+    // swallow clicks and close an open dropdown.
+    scheduleUnitsOnMap();
+  }
+
+  let unitsPending = false;
+  function scheduleUnitsOnMap() {
+    if (unitsPending) return;
+    unitsPending = true;
+    requestAnimationFrame(() => { unitsPending = false; renderUnits(); });
   }
 
   function applySnapshot(msg) {
@@ -336,8 +345,8 @@
       const u = state.units.get(ev.unit_id) || { id: ev.unit_id, callsign: ev.unit_id };
       u.status = d.to;
       // As the server does: a post holds while idle, and not past the unit's next job.
-      const idle = ["available", "returning"];
-      if (!idle.includes(d.to) || !(idle.includes(d.from) || d.from === "offered")) u.post = null;
+      const holds = ["available", "returning", "offered"];
+      if (!holds.includes(d.to) || !holds.includes(d.from)) u.post = null;
       state.units.set(ev.unit_id, u);
       state.unitEventAt.set(ev.unit_id, Date.now());
       if (d.assignment_id && d.assignment_status) {
@@ -692,9 +701,10 @@
       layer.append(t);
       const li = el("li", { "data-testid": "geocode-result", text: `${r.name} (${r.kind}) ±${Math.round(r.radius_m ?? 0)} m · score ${Number(r.score).toFixed(2)} · ${r.source} ` });
       // The caller's words, geocoded, become the selected incident's location.
-      if (state.selected !== null && state.detail && OPEN.has(state.detail.status)) {
-        li.append(el("button", { type: "button", class: "small", "data-testid": "geocode-place", text: `place #${state.selected} here`,
-          onclick: () => act(`/v1/incidents/${state.selected}/location`,
+      const target = state.selected;
+      if (target !== null && state.detail && state.detail.id === target && OPEN.has(state.detail.status)) {
+        li.append(el("button", { type: "button", class: "small", "data-testid": "geocode-place", text: `place #${target} here`,
+          onclick: () => act(`/v1/incidents/${target}/location`,
             { lat: r.lat, lon: r.lon, radius_m: Math.max(1, r.radius_m ?? 100), reason: `geocoded: ${r.name}` },
             `Placed at ${r.name}`) }));
       }
@@ -720,6 +730,7 @@
     state.selected = id;
     $("detail").hidden = false;
     $("action-message").textContent = "";
+    if (state.geocode.length) renderGeocode(); // no "place here" until its detail is in
     renderAll();
     loadDetail();
   }
