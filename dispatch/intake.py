@@ -482,8 +482,9 @@ class Intake:
         reason: str,
     ) -> str:
         """An operator's location for the incident (a caller's words, geocoded): it
-        replaces the current one (a report's later fix replaces it in turn only if it
-        is better, as between reports); an incident that waited for a location, or for a
+        replaces the current one (a report's later fix replaces it in turn by the rule
+        between reports: less uncertain, or newer and at most twice as uncertain); an
+        incident that waited for a location, or for a
         unit (e.g. it was placed outside every jurisdiction), is dispatched at once.
         Returns its status. NotFound, or InvalidTransition when closed."""
         incident = await self._open_or_raise(conn, incident_id, "placed")
