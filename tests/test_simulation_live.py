@@ -57,6 +57,8 @@ async def test_a_simulated_hour_is_answered_through_gateways_and_mdts(live: Live
     # The simulated operator closed the incidents whose crews had finished, only those.
     closed = await live.db.fetch("SELECT id, disposition FROM incidents WHERE status = 'closed'")
     assert closed
+    # Closed after the crews' reports were taken: no job was cut short by a close.
+    assert not await live.db.fetchval("SELECT count(*) FROM assignments WHERE status = 'cancelled'")
     for row in closed:
         assert row["disposition"] == "resolved"
         mine = [r for r in result.responses if r.incident_id == row["id"]]

@@ -301,8 +301,6 @@ async def _serve(run: LiveRun, ws: Any, crew: _Crew, unit_id: str, event: dict[s
     await run.sleep(arrival.service_s.get(agency, 1200.0) if arrival else 1200.0)
     await ws.send(json.dumps({"type": "status", "status": "available"}))
     run.busy[unit_id] = run.busy.get(unit_id, 0.0) + run.now() - offered
-    run.cleared.add((incident_id, agency))
-    await _close_if_done(run, incident_id, arrival)
 
 
 async def _close_if_done(run: LiveRun, incident_id: int, arrival: Arrival | None) -> None:
@@ -348,6 +346,22 @@ async def _bot(run: LiveRun, ws_url: str, unit_id: str, token: str) -> None:
                 if kind == "unit.post_assigned":
                     post = GeoPoint(lat=event["data"]["lat"], lon=event["data"]["lon"])
                     heading = await _head(run, ws, crew, post, heading)
+                elif kind == "unit.status_changed" and _completed(event):
+                    # The server has taken the crew's report: the job is done there too,
+                    # so closing now cannot cancel it instead.
+                    incident_id = int(event["incident_id"])
+                    agency = next(
+                        (
+                            a
+                            for (i, a), r in run.responses.items()
+                            if i == incident_id and r.unit_id == unit_id
+                        ),
+                        None,
+                    )
+                    if agency is not None:
+                        run.cleared.add((incident_id, agency))
+                        arrival = run.by_incident.get(incident_id)
+                        await _close_if_done(run, incident_id, arrival)
                 elif kind == "assignment.offered" and not _expired(event):
                     await _stop(heading)
                     heading = None
@@ -366,6 +380,12 @@ def _settled(run: LiveRun, types: dict[str, IncidentType]) -> bool:
             if response is None or response.on_scene_s is None:
                 return False
     return all(r.on_scene_s is not None for r in run.responses.values())
+
+
+def _completed(event: dict[str, Any]) -> bool:
+    """Whether a unit status event is the server completing its job."""
+    data = event.get("data") or {}
+    return data.get("assignment_status") == "completed" and event.get("incident_id") is not None
 
 
 def _expired(event: dict[str, Any]) -> bool:
