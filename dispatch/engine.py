@@ -54,6 +54,8 @@ class Need:
     neighbour_zone_ids: frozenset[str]
     agency: str
     capabilities: frozenset[str] = frozenset()
+    priority: int = 1  # of the incident: 1 (life at risk) to 4
+    waited_s: float = 0.0  # since the report: how long the incident has waited already
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from dispatch.correlate import (
 from dispatch.errors import InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
-from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
+from dispatch.offers import Dispatcher, IncidentFacts, held_reason, no_unit_reason
 from dispatch.readmodels import OPEN_STATUSES
 from dispatch.retry import in_transaction
 from geo.distance import distance_m
@@ -316,7 +316,7 @@ class Intake:
             ),
         )
         if location is not None and status == "new":
-            await self._dispatch_located(conn, new, kind, location, zone, actor)
+            await self._dispatch_located(conn, new, kind, location, zone, actor, fresh=True)
         elif status == "awaiting_location":
             await self._dispatcher.escalate(
                 conn, new, actor=actor, reason="no usable location in the report"
@@ -376,7 +376,9 @@ class Intake:
                 conn, incident_id, actor=actor, reason="no usable location in the report"
             )
         else:
-            status = await self._dispatch_located(conn, incident_id, kind, location, zone, actor)
+            status = await self._dispatch_located(
+                conn, incident_id, kind, location, zone, actor, fresh=True
+            )
         return IntakeResult(incident_id, report_id, status, None, list(report.warnings))
 
     async def _dispatch_located(
@@ -387,22 +389,31 @@ class Intake:
         location: Location,
         zone: Zone | None,
         actor: str,
+        *,
+        fresh: bool = False,
     ) -> str:
-        """Offer a newly located incident a unit for each agency of its plan; returns its
-        status afterwards."""
+        """Offer a newly located incident a unit for each agency of its plan (``fresh``:
+        reported just now); returns its status afterwards."""
         if zone is None:
             reason = self._dispatcher.outside_reason(location.point)
             await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
             await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
             return "queued"
         facts = IncidentFacts(incident_id, kind, location.point, zone.id)
-        _offers, missing = await self._dispatcher.fill(conn, facts, actor=actor)
-        if not missing:
-            return "offered"
-        reason = no_unit_reason(missing)
-        status = await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
-        await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
-        return status
+        if not fresh:
+            # Placed or confirmed later: it has waited since its report.
+            facts = await self._dispatcher.load_facts(conn, incident_id) or facts
+        filled = await self._dispatcher.fill(conn, facts, actor=actor)
+        if filled.missing:
+            reason = no_unit_reason(filled.missing)
+            status = await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
+            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            return status
+        if filled.held:
+            return await self._dispatcher.wait(
+                conn, incident_id, actor=actor, reason=held_reason(filled.held)
+            )
+        return "offered"
 
     async def _attach(
         self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident

@@ -48,6 +48,16 @@ class IncidentFacts:
     type: IncidentType
     point: GeoPoint
     zone_id: str | None
+    waited_s: float = 0.0  # since it was reported
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """What one pass over an incident's plan did."""
+
+    offers: list[Offer]
+    missing: list[str]  # agencies no unit could be offered for
+    held: list[str]  # agencies the policy holds for a unit that can arrive in time
 
 
 log = logging.getLogger(__name__)
@@ -139,6 +149,11 @@ class Dispatcher:
         )
 
     @property
+    def policy(self) -> Policy:
+        """The dispatch policy in use (closest_idle unless configured otherwise)."""
+        return self._policy
+
+    @property
     def travel(self) -> TravelModel:
         """How distances become driving times here."""
         return self._travel
@@ -173,7 +188,15 @@ class Dispatcher:
             ),
             agency=agency,
             capabilities=incident.type.needs_of(agency),
+            priority=incident.type.priority,
+            waited_s=incident.waited_s,
         )
+
+    def holds(self, need: Need) -> bool:
+        """Whether the policy would rather this need waited for a unit that can arrive in
+        time than take one that cannot (a low-priority hold)."""
+        holds = getattr(self._policy, "holds", None)
+        return bool(holds(need)) if holds is not None else False
 
     async def fill(
         self,
@@ -182,17 +205,16 @@ class Dispatcher:
         *,
         actor: str,
         units: list[UnitSnapshot] | None = None,
-    ) -> tuple[list[Offer], list[str]]:
-        """Offer a unit for each agency of the plan that has none yet.
-
-        Returns the offers made and the agencies still without a unit.
-        """
+    ) -> Filled:
+        """Offer a unit for each agency of the plan that has none yet: the offers made,
+        the agencies still without a unit, and those the policy holds."""
         unfilled: list[str] = await conn.fetchval(
             "SELECT unfilled FROM incidents WHERE id = $1", incident.id
         )
         refused = await self.refusals(conn, incident.id)
         offers: list[Offer] = []
         missing: list[str] = []
+        held: list[str] = []
         for agency in [a for a in incident.type.plan if a in unfilled] + [
             a for a in unfilled if a not in incident.type.plan
         ]:
@@ -202,12 +224,12 @@ class Dispatcher:
             if offer is None and incident.type.priority == 1:
                 offer = await self._preempt(conn, incident, agency, actor=actor, exclude=refused)
             if offer is None:
-                missing.append(agency)
+                (held if self.holds(self.need_of(incident, agency)) else missing).append(agency)
                 continue
             offers.append(offer)
             if units is not None:
                 units = [u for u in units if u.id != offer.unit_id]
-        return offers, missing
+        return Filled(offers, missing, held)
 
     async def available_units(
         self,
@@ -786,12 +808,14 @@ class Dispatcher:
                 conn, incident_id, actor=actor, reason=f"{failed} offers were not accepted"
             )
             return
-        _offers, missing = await self.fill(conn, facts, actor=actor)
-        if missing:
-            reason = no_unit_reason(missing)
+        filled = await self.fill(conn, facts, actor=actor)
+        if filled.missing:
+            reason = no_unit_reason(filled.missing)
             await self.wait(conn, incident_id, actor=actor, reason=reason)
             # An escalation the offer had answered holds again now that it was refused.
             await self.escalate(conn, incident_id, actor=actor, reason=reason)
+        elif filled.held:
+            await self.wait(conn, incident_id, actor=actor, reason=held_reason(filled.held))
 
     async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
         """Units not to offer this incident to again: they declined, let the offer
@@ -864,7 +888,10 @@ class Dispatcher:
     async def load_facts(self, conn: asyncpg.Connection, incident_id: int) -> IncidentFacts | None:
         """The dispatch facts of a locatable incident, or None if it has no location."""
         row = await conn.fetchrow(
-            "SELECT id, type, lat, lon, zone_id, status FROM incidents WHERE id = $1", incident_id
+            "SELECT id, type, lat, lon, zone_id, status,"
+            " extract(epoch FROM now() - created_at)::float8 AS waited"
+            " FROM incidents WHERE id = $1",
+            incident_id,
         )
         if row is None or row["lat"] is None or row["status"] in ("closed", "merged"):
             return None
@@ -873,6 +900,7 @@ class Dispatcher:
             self.incident_type(row["type"]),
             GeoPoint(lat=row["lat"], lon=row["lon"]),
             row["zone_id"],
+            row["waited"],
         )
 
     async def unit_status_event(
@@ -900,6 +928,12 @@ class Dispatcher:
             incident_id=incident_id,
             data=data,
         )
+
+
+def held_reason(agencies: list[str]) -> str:
+    """Why a low-priority incident waits (the policy's hold): no unit that can arrive in
+    time is free, and those farther away are kept for emergencies near them for a while."""
+    return f"held for a unit that can arrive in time ({', '.join(agencies)})"
 
 
 def no_unit_reason(agencies: list[str]) -> str:

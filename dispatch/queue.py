@@ -96,9 +96,9 @@ class QueueWorker:
                 facts: IncidentFacts | None = await self._dispatcher.load_facts(conn, row["id"])
                 if facts is None:
                     continue
-                made, _missing = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
-                offers += len(made)
-                claimed = {offer.unit_id for offer in made}
+                filled = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
+                offers += len(filled.offers)
+                claimed = {offer.unit_id for offer in filled.offers}
                 units = [u for u in units if u.id not in claimed]
                 if not units:
                     break

@@ -11,7 +11,10 @@ service time on scene; then is available again at once and drives back to its pa
 base, or to the standby post the post rule names (dispatch/posts.py), dispatchable on
 the way from its interpolated position. A plan slot with no
 unit waits in a queue served by priority, then report time, whenever a unit frees up.
-A share of offers (``decline_share`` of the config, 0 by default) is declined: the crew
+A policy may hold a low-priority slot for a unit that can arrive in time (``holds``):
+it waits in the queue like a slot with no unit, and when the hold ends (``hold_s``
+after the report) any unit may take it. A share of offers (``decline_share`` of the
+config, 0 by default) is declined: the crew
 answers after its drawn delay, the unit is free again at once, and the slot goes to the
 next best unit that has not declined it, or waits in the queue. Whether an offer is
 declined is drawn per emergency, agency and attempt, so every policy meets the same
@@ -58,6 +61,7 @@ class Response:
     queued: bool = False
     # Units whose crews declined this slot (never offered it again, as live).
     declined_by: list[str] = field(default_factory=list)
+    held: bool = False  # the policy held it for a unit that can arrive in time
 
     @property
     def response_s(self) -> float | None:
@@ -99,7 +103,7 @@ class SimResult:
 
 
 # Event kinds, ordered so that simultaneous events resolve deterministically.
-_FREE, _ON_SCENE, _ACCEPT, _DISPATCH, _SAMPLE = range(5)
+_FREE, _ON_SCENE, _ACCEPT, _DISPATCH, _SAMPLE, _HOLD_ENDS = range(6)
 
 
 class OfflineSimulator:
@@ -122,6 +126,9 @@ class OfflineSimulator:
         self.model = model or config.travel_model()
         self.types = types or load_incident_types()
         self._needs_fleet = bool(getattr(policy, "needs_fleet", False))
+        self._holds = getattr(policy, "holds", lambda need: False)
+        # A hold ends exactly then; the nudge makes the retry see it over.
+        self._hold_s = float(getattr(policy, "hold_s", 0.0)) + 1e-6
 
     def run(self, arrivals: Sequence[Arrival], *, horizon_s: float = 86_400.0) -> SimResult:
         """Simulate until every emergency is served; metrics cover all ``arrivals``."""
@@ -155,11 +162,18 @@ class OfflineSimulator:
                 neighbour_zone_ids=frozenset(self.city.zones.neighbours(arrival.zone_id)),
                 agency=response.agency,
                 capabilities=kind.needs_of(response.agency),
+                priority=kind.priority,
+                waited_s=now - arrival.t_s,
             )
             chosen = self._choose(
                 now, need, by_agency.get(response.agency, []), set(response.declined_by)
             )
             if chosen is None:
+                if not response.held and self._holds(need):
+                    # Queued like any slot with no unit (a unit freeing nearby takes it);
+                    # when the hold ends, any unit may go.
+                    response.held = True
+                    push(arrival.t_s + self._hold_s, _HOLD_ENDS, (response, arrival))
                 return False
             state = units[chosen]
             here = state.position(now)
@@ -198,6 +212,14 @@ class OfflineSimulator:
                             queue,
                             (itype.priority, payload.t_s, payload.id, agency, response, payload),
                         )
+            elif kind == _HOLD_ENDS:
+                response, arrival = payload  # type: ignore[misc]
+                waiting = [item for item in queue if item[4] is response]
+                if waiting and response.unit_id is None:
+                    queue.remove(waiting[0])
+                    heapq.heapify(queue)
+                    if not assign(now, response, arrival):
+                        heapq.heappush(queue, waiting[0])
             elif kind == _ACCEPT:
                 response, arrival = payload  # type: ignore[misc]
                 state = units[response.unit_id]  # type: ignore[index]

@@ -95,6 +95,11 @@ class CoverageAware:
     and acceptance delays) both for "can still arrive in time" and for coverage.
     ``busy_fraction``: MEXCLP's q. ``time_weight``: the penalty per budget of travel
     time, in units of the whole area's coverage (0: pure coverage, Jagtenberg's rule).
+    ``hold_priority`` / ``hold_s``: an incident of that priority or less urgent (3:
+    "other", 4: nuisance) that no free unit can reach in time waits up to ``hold_s``
+    since its report for one that can (a nearby unit freeing up), instead of drawing a
+    distant unit away from where emergencies may come; then the best unit goes anyway.
+    0 turns the hold off. Urgent incidents are never held.
     """
 
     # Offers' hook: this policy needs every available unit of the agency, not only the
@@ -108,6 +113,8 @@ class CoverageAware:
         reach_s: float = 480.0,
         busy_fraction: float = 0.5,
         time_weight: float = 0.5,
+        hold_priority: int = 0,
+        hold_s: float = 0.0,
     ) -> None:
         if not 0.0 <= busy_fraction < 1.0:
             raise ConfigurationError("busy_fraction must be in [0, 1)")
@@ -117,14 +124,21 @@ class CoverageAware:
         self.reach_s = reach_s
         self.busy_fraction = busy_fraction
         self.time_weight = time_weight
+        self.hold_priority = hold_priority
+        self.hold_s = hold_s
         self._total = float(demand.weight.sum()) or 1.0
+
+    def holds(self, need: Need) -> bool:
+        """Whether this need may only take a unit that can arrive in time (for now)."""
+        return 0 < self.hold_priority <= need.priority and need.waited_s < self.hold_s
 
     def __call__(
         self, need: Need, units: Iterable[UnitSnapshot], model: TravelModel
     ) -> list[Candidate]:
         """Units reaching the incident within ``reach_s`` by (coverage loss + time
-        penalty), then every other candidate in closest-idle order; only units closest-idle
-        would rank (agency, capabilities, zone tiers and radius) are returned."""
+        penalty), then every other candidate in closest-idle order (none while the need
+        is held); only units closest-idle would rank (agency, capabilities, zone tiers and
+        radius) are returned."""
         pool = [u for u in units if u.agency == need.agency]
         if not pool:
             return []
@@ -144,6 +158,8 @@ class CoverageAware:
             if not ok and (m <= model.max_radius_m or u.zone_id in near_zones)
         ]
         ranked_rest = closest_idle(need, rest, model)
+        if self.holds(need):
+            ranked_rest = []  # rather wait for a unit in time (see the class docstring)
         if len(ranked_fast) <= 1:
             return ranked_fast + ranked_rest
         loss = self._coverage_loss(need, pool, lat, lon, model)
@@ -231,5 +247,7 @@ def policy_named(
             reach_s=params.get("reach_s", 480.0),
             busy_fraction=params.get("busy_fraction", 0.5),
             time_weight=params.get("time_weight", 0.5),
+            hold_priority=int(params.get("hold_priority", 0)),
+            hold_s=params.get("hold_s", 0.0),
         )
     raise ConfigurationError(f"unknown dispatch policy {name!r}; choose one of {POLICY_NAMES}")

@@ -1,0 +1,95 @@
+"""The coverage policy's hold: a low-priority incident that no free unit can reach in
+time waits a while for one that can, instead of drawing a distant unit away."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch.engine import Need, UnitSnapshot
+from dispatch.settings import Settings
+from dispatch.simulation.offline import OfflineSimulator
+from dispatch.simulation.policies import CoverageAware, policy_named
+from dispatch.simulation.scenario import arrivals, demo_city, load_sim_config
+from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_walking_skeleton import panic, zone_point
+
+CITY = demo_city()
+CONFIG = load_sim_config()
+
+
+def _coverage(**params: float) -> CoverageAware:
+    policy = policy_named(
+        "coverage", zones=CITY.zones, rates=CONFIG.zone_rates, params={**CONFIG.policy, **params}
+    )
+    assert isinstance(policy, CoverageAware)
+    return policy
+
+
+def test_only_low_priority_needs_are_held_and_only_for_a_while() -> None:
+    policy = _coverage(hold_priority=3, hold_s=600.0)
+    point = zone_point("infocity")
+    # A neighbouring zone's PCRs: 4-7 km away, beyond the 480 s reach, within the radius.
+    far = [u for u in CITY.units if u.agency == "police" and u.zone_id == "mancheswar"]
+    units = [UnitSnapshot(u.id, u.agency, u.zone_id, u.base, u.capabilities) for u in far]
+    near_zones = frozenset(CITY.zones.neighbours("infocity"))
+    model = CONFIG.travel_model()
+
+    def need(priority: int, waited_s: float) -> Need:
+        return Need(point, "infocity", near_zones, "police", priority=priority, waited_s=waited_s)
+
+    assert policy.holds(need(3, 0.0))
+    assert policy.holds(need(4, 599.0))
+    assert not policy.holds(need(2, 0.0))
+    assert not policy.holds(need(3, 600.0))
+    # Held: none of the distant units is offered; urgent or after the hold: the best.
+    assert policy(need(3, 0.0), units, model) == []
+    assert policy(need(1, 0.0), units, model)
+    assert policy(need(3, 601.0), units, model)
+    assert not _coverage(hold_priority=0).holds(need(4, 0.0))
+
+
+def test_offline_held_slots_are_all_served() -> None:
+    """Held slots wait in the queue and every one is served, by a unit in time or once
+    the hold ends; urgent slots are never held."""
+    day = arrivals(CITY, CONFIG, seed=2, load=3.0)
+    result = OfflineSimulator(CITY, CONFIG, _coverage()).run(day)
+    held = [r for r in result.responses if r.held]
+    assert held
+    assert all(r.priority >= 3 for r in held)
+    assert all(r.on_scene_s is not None for r in result.responses)
+    plain = OfflineSimulator(CITY, CONFIG, _coverage(hold_priority=0)).run(day)
+    assert not [r for r in plain.responses if r.held]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"dispatch_policy": "coverage", "queue_poll_s": 0.2})
+
+
+async def test_live_a_held_incident_waits_unescalated_then_takes_the_far_unit(
+    live: LiveServer,
+) -> None:
+    policy = live.services.dispatcher.policy
+    assert isinstance(policy, CoverageAware)
+    policy.hold_s = 2.0  # seconds, for the test
+    # Only a distant police unit is free (4.4 km: beyond the reach).
+    await live.db.execute(
+        "UPDATE units SET status = 'off_duty' WHERE agency = 'police' AND id <> 'mancheswar-pcr-1'"
+    )
+    async with live.console() as console:
+        await console.recv()
+        answer = await live.post_panic(panic(zone_point("infocity"), "h-1", category="other"))
+        incident_id = answer.json()["incident_id"]
+        queued, _ = await receive_until(console, event_of("incident.queued"))
+        assert queued["event"]["data"]["reason"].startswith("held for a unit that can arrive")
+        row = await live.db.fetchrow("SELECT status, escalated FROM incidents")
+        assert (row["status"], row["escalated"]) == ("queued", False)
+        offered, seen = await receive_until(
+            console, event_of("assignment.offered", incident_id=incident_id), within=6
+        )
+        assert offered["event"]["unit_id"] == "mancheswar-pcr-1"
+        assert not [m for m in seen if m["event"]["type"] == "incident.escalated"]
+    # An urgent incident in the same place is not held.
+    await live.db.execute("UPDATE units SET status = 'available' WHERE id = 'mancheswar-pcr-2'")
+    urgent = await live.post_panic(panic(zone_point("infocity"), "h-2"))
+    assert urgent.json()["status"] == "offered"
