@@ -184,9 +184,10 @@ class Settings(BaseSettings):
         default="closest_idle",
         description="How the unit to offer is chosen: closest_idle (nearest by travel "
         "time, own zone first) or coverage (the dynamic MEXCLP rule: among units in time, "
-        "the one whose absence least reduces coverage; dispatch/simulation/policies.py, "
-        "parameters in config/simulation.json). Compare them with bench/policies.py. "
-        "coverage is built from the zones loaded at start-up.",
+        "the one whose absence least reduces coverage, and low-priority calls no free unit "
+        "can reach in time held up to hold_s for one that can; "
+        "dispatch/simulation/policies.py, parameters in config/simulation.json). Compare "
+        "them with bench/policies.py. coverage is built from the zones loaded at start-up.",
     )
     standby_policy: str = Field(
         default="patrol",
