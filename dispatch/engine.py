@@ -56,6 +56,8 @@ class Need:
     capabilities: frozenset[str] = frozenset()
     priority: int = 1  # of the incident: 1 (life at risk) to 4
     waited_s: float = 0.0  # since the report: how long the incident has waited already
+    # Seconds left for a unit to get there within the response target (None: unknown).
+    budget_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ moves on to its next candidate. PostgreSQL, not Redis, decides who wins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,8 @@ _BEFORE = {
 # How many of the nearest units the live index hands over for ranking: enough that the
 # incident's own-zone units and the slack rule see every realistic contender.
 _NEAREST = 64
+# What a crew usually takes to accept an offer, kept out of the time left to get there.
+_ACCEPT_ALLOWANCE_S = 20.0
 
 
 # SET clause for a status change ($2): a standby post holds while the unit is available
@@ -104,6 +107,8 @@ class Dispatcher:
         metrics: Metrics | None = None,
         policy: Policy = closest_idle,
         posts: CoveragePosts | None = None,
+        response_target_s: float = 600.0,
+        zone_targets_s: Mapping[str, float] | None = None,
     ) -> None:
         self._schema = schema
         self._zones = zones
@@ -118,6 +123,8 @@ class Dispatcher:
         self.metrics = metrics
         self._policy = policy
         self._posts = posts
+        self._target_s = response_target_s
+        self._zone_targets_s = dict(zone_targets_s or {})
 
     @property
     def zones(self) -> ZoneIndex:
@@ -190,6 +197,9 @@ class Dispatcher:
             capabilities=incident.type.needs_of(agency),
             priority=incident.type.priority,
             waited_s=incident.waited_s,
+            budget_s=self._zone_targets_s.get(incident.zone_id or "", self._target_s)
+            - incident.waited_s
+            - _ACCEPT_ALLOWANCE_S,
         )
 
     def holds(self, need: Need) -> bool:

@@ -128,6 +128,10 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             policy=policy_named(settings.dispatch_policy, zones=index),
             posts=standby_named(settings.standby_policy, zones=index, model=travel),
+            response_target_s=settings.response_target_min * 60.0,
+            zone_targets_s={
+                zone: minutes * 60.0 for zone, minutes in settings.zone_response_target_min.items()
+            },
         )
         hub = Hub(redis=redis, keys=keys)
         await hub.start()

@@ -91,6 +91,18 @@ class Settings(BaseSettings):
         description="Seconds by which a unit of the incident's own zone may be slower than "
         "a neighbour's and still be chosen first.",
     )
+    response_target_min: float = Field(
+        default=10.0,
+        gt=0,
+        description="Response target (report to unit on scene) in minutes, for the "
+        "coverage policy's hold of low-priority calls: a call waits for a unit that can "
+        "still arrive within it.",
+    )
+    zone_response_target_min: dict[str, float] = Field(
+        default_factory=dict,
+        description="Response targets per zone id, overriding response_target_min "
+        '(JSON: {"chandaka": 15}).',
+    )
     zone_speeds_kmh: dict[str, float] = Field(
         default_factory=dict,
         description="Average speed per zone id, overriding urban_speed_kmh "

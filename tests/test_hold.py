@@ -46,6 +46,12 @@ def test_only_low_priority_needs_are_held_and_only_for_a_while() -> None:
     assert policy(need(1, 0.0), units, model)
     assert policy(need(3, 601.0), units, model)
     assert not _coverage(hold_priority=0).holds(need(4, 0.0))
+    # The time left to the target decides what is "in time" (4-7 km at 21 km/h: 12-19
+    # min): with 15 min left the nearer one is offered, with 8 min neither.
+    roomy = Need(point, "infocity", near_zones, "police", priority=3, budget_s=900.0)
+    tight = Need(point, "infocity", near_zones, "police", priority=3, budget_s=480.0)
+    assert [c.unit_id for c in policy(roomy, units, model)] == ["mancheswar-pcr-1"]
+    assert policy(tight, units, model) == []
 
 
 def test_offline_held_slots_are_all_served() -> None:

@@ -164,6 +164,7 @@ class OfflineSimulator:
                 capabilities=kind.needs_of(response.agency),
                 priority=kind.priority,
                 waited_s=now - arrival.t_s,
+                budget_s=response.target_s - (now - arrival.t_s) - self.config.accept_delay_s,
             )
             chosen = self._choose(
                 now, need, by_agency.get(response.agency, []), set(response.declined_by)

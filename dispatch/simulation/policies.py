@@ -96,10 +96,11 @@ class CoverageAware:
     ``busy_fraction``: MEXCLP's q. ``time_weight``: the penalty per budget of travel
     time, in units of the whole area's coverage (0: pure coverage, Jagtenberg's rule).
     ``hold_priority`` / ``hold_s``: an incident of that priority or less urgent (3:
-    "other", 4: nuisance) that no free unit can reach in time waits up to ``hold_s``
-    since its report for one that can (a nearby unit freeing up), instead of drawing a
-    distant unit away from where emergencies may come; then the best unit goes anyway.
-    0 turns the hold off. Urgent incidents are never held.
+    "other", 4: nuisance) that no free unit can reach in time (within the need's
+    ``budget_s``, the time left before its response target, or ``reach_s`` if unknown)
+    waits up to ``hold_s`` since its report for one that can (a nearby unit freeing up),
+    instead of drawing a distant unit away from where emergencies may come; then the best
+    unit goes anyway. 0 turns the hold off. Urgent incidents are never held.
     """
 
     # Offers' hook: this policy needs every available unit of the agency, not only the
@@ -146,7 +147,9 @@ class CoverageAware:
         lon = np.fromiter((u.position.lon for u in pool), float, len(pool))
         per_m = model.road_factor / (model.speed_for(need.zone_id) / 3.6)
         to_incident = haversine_m(lat, lon, need.point.lat, need.point.lon)
-        in_time = to_incident * per_m <= self.reach_s
+        held = self.holds(need)
+        limit = need.budget_s if held and need.budget_s is not None else self.reach_s
+        in_time = to_incident * per_m <= limit
         reachable = [u for u, ok in zip(pool, in_time, strict=True) if ok]
         ranked_fast = closest_idle(need, reachable, model)
         # Beyond the budget only units closest-idle could rank at all matter: own or
@@ -158,7 +161,7 @@ class CoverageAware:
             if not ok and (m <= model.max_radius_m or u.zone_id in near_zones)
         ]
         ranked_rest = closest_idle(need, rest, model)
-        if self.holds(need):
+        if held:
             ranked_rest = []  # rather wait for a unit in time (see the class docstring)
         if len(ranked_fast) <= 1:
             return ranked_fast + ranked_rest
