@@ -298,6 +298,9 @@
           if (d.type) inc.type = d.type;
           if (d.priority) inc.priority = d.priority;
           break;
+        case "incident.queued":
+          inc.waiting = d.reason; // e.g. held for a unit that can arrive in time
+          break;
         case "incident.deescalated":
           inc.escalated = false;
           inc.escalation_reason = null;
@@ -488,7 +491,8 @@
       el("span", { class: "prio", text: `P${inc.priority ?? "?"}` }),
       el("span", {}, el("b", { text: `#${inc.id} ` }), `${inc.type ?? ""} `, el("span", { class: "status", "data-testid": "queue-status", text: inc.status })),
       el("span", { class: "age", text: age(inc.created_at) }),
-      el("span", { class: "sub", text: inc.zone ? inc.zone.name : (inc.location ? "outside every zone" : "no location") }));
+      el("span", { class: "sub", text: inc.zone ? inc.zone.name : (inc.location ? "outside every zone" : "no location") },
+        inc.status === "queued" && inc.waiting ? el("span", { class: "waiting", "data-testid": "queue-waiting", text: ` · ${inc.waiting}` }) : ""));
       return li;
     }));
   }
