@@ -3,6 +3,8 @@ time waits a while for one that can, instead of drawing a distant unit away."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dispatch.engine import Need, UnitSnapshot
@@ -11,6 +13,9 @@ from dispatch.simulation.offline import OfflineSimulator
 from dispatch.simulation.policies import CoverageAware, policy_named
 from dispatch.simulation.scenario import arrivals, demo_city, load_sim_config
 from tests.conftest import LiveServer, event_of, receive_until
+
+# The browser fixtures (a pytest fixture is found by its name in the module).
+from tests.test_console_browser import chromium, log_in, page, playwright_api  # noqa: F401
 from tests.test_walking_skeleton import panic, zone_point
 
 CITY = demo_city()
@@ -91,7 +96,7 @@ async def test_live_a_held_incident_waits_unescalated_then_takes_the_far_unit(
         row = await live.db.fetchrow("SELECT status, escalated FROM incidents")
         assert (row["status"], row["escalated"]) == ("queued", False)
         offered, seen = await receive_until(
-            console, event_of("assignment.offered", incident_id=incident_id), within=6
+            console, event_of("assignment.offered", incident_id=incident_id), within=8
         )
         assert offered["event"]["unit_id"] == "mancheswar-pcr-1"
         assert not [m for m in seen if m["event"]["type"] == "incident.escalated"]
@@ -99,3 +104,26 @@ async def test_live_a_held_incident_waits_unescalated_then_takes_the_far_unit(
     await live.db.execute("UPDATE units SET status = 'available' WHERE id = 'mancheswar-pcr-2'")
     urgent = await live.post_panic(panic(zone_point("infocity"), "h-2"))
     assert urgent.json()["status"] == "offered"
+
+
+async def test_console_shows_why_a_held_incident_waits(
+    live: LiveServer,
+    page: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    """On the console's queue a held call says it is held, not just queued."""
+    expect = playwright_api.expect
+    policy = live.services.dispatcher.policy
+    assert isinstance(policy, CoverageAware)
+    policy.hold_s = 600.0
+    await live.db.execute(
+        "UPDATE units SET status = 'off_duty' WHERE agency = 'police' AND id <> 'mancheswar-pcr-1'"
+    )
+    await log_in(page, live)
+    answer = await live.post_panic(panic(zone_point("infocity"), "h-3", category="other"))
+    item = page.locator(
+        f"[data-testid='queue-item'][data-incident-id='{answer.json()['incident_id']}']"
+    )
+    await expect(item).to_have_attribute("data-status", "queued")
+    await expect(item.get_by_test_id("queue-waiting")).to_contain_text(
+        "held for a unit that can arrive in time"
+    )
