@@ -403,7 +403,7 @@ class Intake:
         if not fresh:
             # Placed or confirmed later: it has waited since its report.
             facts = await self._dispatcher.load_facts(conn, incident_id) or facts
-        filled = await self._dispatcher.fill(conn, facts, actor=actor)
+        filled = await self._dispatcher.fill(conn, facts, actor=actor, fresh=fresh)
         if filled.missing:
             reason = no_unit_reason(filled.missing)
             status = await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)

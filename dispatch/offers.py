@@ -18,7 +18,7 @@ import asyncpg
 
 from dispatch.engine import Candidate, Need, Policy, TravelModel, UnitSnapshot, closest_idle
 from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.incident_types import IncidentType
 from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
 from dispatch.metrics import Metrics
@@ -215,13 +215,20 @@ class Dispatcher:
         *,
         actor: str,
         units: list[UnitSnapshot] | None = None,
+        fresh: bool = False,
     ) -> Filled:
         """Offer a unit for each agency of the plan that has none yet: the offers made,
-        the agencies still without a unit, and those the policy holds."""
-        unfilled: list[str] = await conn.fetchval(
-            "SELECT unfilled FROM incidents WHERE id = $1", incident.id
-        )
-        refused = await self.refusals(conn, incident.id)
+        the agencies still without a unit, and those the policy holds. ``fresh``: the
+        incident was created in this transaction (its whole plan waits, nobody refused
+        it yet), which spares two reads."""
+        if fresh:
+            unfilled = list(incident.type.plan)
+            refused: frozenset[str] = frozenset()
+        else:
+            unfilled = await conn.fetchval(
+                "SELECT unfilled FROM incidents WHERE id = $1", incident.id
+            )
+            refused = await self.refusals(conn, incident.id)
         offers: list[Offer] = []
         missing: list[str] = []
         held: list[str] = []
@@ -499,9 +506,6 @@ class Dispatcher:
         incident_status = updated["status"]
         if self.metrics is not None and updated["offers"] == 1:
             self.metrics.time_to_dispatch.observe(float(updated["age"]))
-        await self.unit_status_event(
-            conn, offer.unit_id, "available", "offered", actor, assignment_id=offer.assignment_id
-        )
         data: dict[str, Any] = {
             "assignment_id": offer.assignment_id,
             "expires_at": offer.expires_at.isoformat(),
@@ -529,14 +533,29 @@ class Dispatcher:
                 "tier": data["tier"],
             },
         )
-        await append_event(
+        # The unit's status change and the offer, in one statement (the intake's hot path).
+        await append_events(
             conn,
             self._schema,
-            EventType.ASSIGNMENT_OFFERED,
-            actor=actor,
-            incident_id=incident.id,
-            unit_id=offer.unit_id,
-            data=data,
+            [
+                NewEvent(
+                    EventType.UNIT_STATUS_CHANGED,
+                    actor,
+                    unit_id=offer.unit_id,
+                    data={
+                        "from": "available",
+                        "to": "offered",
+                        "assignment_id": offer.assignment_id,
+                    },
+                ),
+                NewEvent(
+                    EventType.ASSIGNMENT_OFFERED,
+                    actor,
+                    incident_id=incident.id,
+                    unit_id=offer.unit_id,
+                    data=data,
+                ),
+            ],
         )
         if updated["cleared"]:
             await append_event(
