@@ -241,7 +241,14 @@ class Dispatcher:
             if offer is None and incident.type.priority == 1:
                 offer = await self._preempt(conn, incident, agency, actor=actor, exclude=refused)
             if offer is None:
-                (held if self.holds(self.need_of(incident, agency)) else missing).append(agency)
+                # Held only while some unit is free but too far: with none free at all
+                # the incident waits for any unit, and operators are told (missing).
+                holding = self.holds(self.need_of(incident, agency)) and await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM units WHERE agency = $1"
+                    " AND status = 'available')",
+                    agency,
+                )
+                (held if holding else missing).append(agency)
                 continue
             offers.append(offer)
             if units is not None:

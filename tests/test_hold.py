@@ -127,3 +127,16 @@ async def test_console_shows_why_a_held_incident_waits(
     await expect(item.get_by_test_id("queue-waiting")).to_contain_text(
         "held for a unit that can arrive in time"
     )
+
+
+async def test_live_with_no_unit_free_at_all_a_low_priority_call_is_escalated(
+    live: LiveServer,
+) -> None:
+    """The hold keeps near units for near calls; with every police unit busy or off
+    duty there is nothing to hold for, and operators are told at once."""
+    await live.db.execute("UPDATE units SET status = 'off_duty' WHERE agency = 'police'")
+    answer = await live.post_panic(panic(zone_point("infocity"), "h-4", category="other"))
+    assert answer.json()["status"] == "queued"
+    row = await live.db.fetchrow("SELECT escalated, escalation_reason FROM incidents")
+    assert row["escalated"] is True
+    assert row["escalation_reason"] == "no available unit in reach (police)"
