@@ -232,23 +232,25 @@ class Dispatcher:
         offers: list[Offer] = []
         missing: list[str] = []
         held: list[str] = []
+        holding: set[str] = set()  # agencies with units the policy only holds back
         for agency in [a for a in incident.type.plan if a in unfilled] + [
             a for a in unfilled if a not in incident.type.plan
         ]:
             offer = await self.offer_best_unit(
-                conn, incident, agency=agency, actor=actor, exclude=refused, units=units
+                conn,
+                incident,
+                agency=agency,
+                actor=actor,
+                exclude=refused,
+                units=units,
+                holding=holding,
             )
             if offer is None and incident.type.priority == 1:
                 offer = await self._preempt(conn, incident, agency, actor=actor, exclude=refused)
             if offer is None:
-                # Held only while some unit is free but too far: with none free at all
-                # the incident waits for any unit, and operators are told (missing).
-                holding = self.holds(self.need_of(incident, agency)) and await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM units WHERE agency = $1"
-                    " AND status = 'available')",
-                    agency,
-                )
-                (held if holding else missing).append(agency)
+                # Held only while a unit that could go is kept back by the hold; with none
+                # (all busy, refused, stale or out of reach) operators are told (missing).
+                (held if agency in holding else missing).append(agency)
                 continue
             offers.append(offer)
             if units is not None:
@@ -307,6 +309,7 @@ class Dispatcher:
         actor: str,
         exclude: frozenset[str] = frozenset(),
         units: list[UnitSnapshot] | None = None,
+        holding: set[str] | None = None,
     ) -> Offer | None:
         """Claim the best-ranked available unit of ``agency`` and offer it the incident.
 
@@ -324,14 +327,14 @@ class Dispatcher:
             )
             if nearest:
                 near = await self.available_units(conn, agency=agency, among=nearest)
-                offer = await self._offer_first(conn, incident, need, near, exclude, actor)
+                offer = await self._offer_first(conn, incident, need, near, exclude, actor, holding)
                 if offer is not None:
                     return offer
                 tried = set(nearest)
         if units is None:
             units = await self.available_units(conn, agency=need.agency)
         rest = [u for u in units if u.id not in tried]
-        return await self._offer_first(conn, incident, need, rest, exclude, actor)
+        return await self._offer_first(conn, incident, need, rest, exclude, actor, holding)
 
     async def _offer_first(
         self,
@@ -341,11 +344,21 @@ class Dispatcher:
         units: list[UnitSnapshot],
         exclude: frozenset[str],
         actor: str,
+        holding: set[str] | None = None,
     ) -> Offer | None:
         eligible = [u for u in units if u.id not in exclude]
-        for candidate in self._policy(need, eligible, self._travel):
+        ranked = self._policy(need, eligible, self._travel)
+        for candidate in ranked:
             if await self._claim(conn, candidate.unit_id):
                 return await self._offer(conn, incident, candidate, need.agency, actor=actor)
+        # Would any unit go without the hold? Then the need is held, not lacking.
+        if (
+            holding is not None
+            and not ranked
+            and self.holds(need)
+            and closest_idle(need, eligible, self._travel)
+        ):
+            holding.add(need.agency)
         return None
 
     async def offer_unit(

@@ -16,7 +16,7 @@ import logging
 
 import asyncpg
 
-from dispatch.offers import Dispatcher, IncidentFacts
+from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,12 @@ class QueueWorker:
                 if facts is None:
                     continue
                 filled = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
+                if filled.missing:
+                    # E.g. a hold that ended with no unit left to take: operators are
+                    # told (once per reason; already-escalated incidents stay quiet).
+                    await self._dispatcher.escalate(
+                        conn, facts.id, actor=_ACTOR, reason=no_unit_reason(filled.missing)
+                    )
                 offers += len(filled.offers)
                 claimed = {offer.unit_id for offer in filled.offers}
                 units = [u for u in units if u.id not in claimed]

@@ -32,6 +32,7 @@ from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
 from dispatch.settings import Settings
 from dispatch.simulation.policies import policy_named
+from dispatch.simulation.scenario import load_sim_config
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
@@ -130,7 +131,10 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             posts=standby_named(settings.standby_policy, zones=index, model=travel),
             response_target_s=settings.response_target_min * 60.0,
             zone_targets_s={
-                zone: minutes * 60.0 for zone, minutes in settings.zone_response_target_min.items()
+                zone: minutes * 60.0
+                for zone, minutes in (
+                    settings.zone_response_target_min or load_sim_config().zone_target_min
+                ).items()
             },
         )
         hub = Hub(redis=redis, keys=keys)

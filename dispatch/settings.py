@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     zone_response_target_min: dict[str, float] = Field(
         default_factory=dict,
         description="Response targets per zone id, overriding response_target_min "
-        '(JSON: {"chandaka": 15}).',
+        '(JSON: {"chandaka": 15}). Unset: config/simulation.json\'s zone_target_min.',
     )
     zone_speeds_kmh: dict[str, float] = Field(
         default_factory=dict,

@@ -3,6 +3,7 @@ time waits a while for one that can, instead of drawing a distant unit away."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,6 +69,20 @@ def test_offline_held_slots_are_all_served() -> None:
     assert held
     assert all(r.priority >= 3 for r in held)
     assert all(r.on_scene_s is not None for r in result.responses)
+    # A held slot got a unit that could arrive in time, or the best one once the hold
+    # ended: at hold_s (some exactly then), or when no time was left to the target.
+    hold_s = _coverage().hold_s
+    at_end = [r for r in held if r.offered_s == pytest.approx(r.reported_s + hold_s, abs=1e-3)]
+    assert at_end
+    for r in held:
+        assert r.offered_s is not None
+        waited = r.offered_s - r.reported_s
+        if waited < hold_s - 1e-3 and waited < r.target_s - CONFIG.accept_delay_s:
+            assert r.accepted_s is not None
+            assert r.on_scene_s is not None
+            # In time: at most the target, less what the crew took to accept.
+            travel = r.on_scene_s - r.accepted_s
+            assert travel <= (r.target_s - (r.offered_s - r.reported_s)) * 1.6
     plain = OfflineSimulator(CITY, CONFIG, _coverage(hold_priority=0)).run(day)
     assert not [r for r in plain.responses if r.held]
 
@@ -140,3 +155,27 @@ async def test_live_with_no_unit_free_at_all_a_low_priority_call_is_escalated(
     row = await live.db.fetchrow("SELECT escalated, escalation_reason FROM incidents")
     assert row["escalated"] is True
     assert row["escalation_reason"] == "no available unit in reach (police)"
+
+
+async def test_live_a_declined_low_priority_call_with_no_other_unit_is_escalated(
+    live: LiveServer,
+) -> None:
+    """The near unit is offered (no hold) and declines; the only free unit has refused
+    it, so nothing is held back: the call is escalated, not left 'held'."""
+    await live.db.execute(
+        "UPDATE units SET status = 'off_duty' WHERE agency = 'police' AND id <> 'infocity-pcr-1'"
+    )
+    async with live.mdt("infocity-pcr-1") as mdt:
+        await mdt.recv()
+        await live.post_panic(panic(zone_point("infocity"), "h-5", category="other"))
+        offer, _ = await receive_until(mdt, event_of("assignment.offered"))
+        decline = {"type": "decline", "assignment_id": offer["event"]["data"]["assignment_id"]}
+        await mdt.send(json.dumps(decline))
+        await receive_until(mdt, lambda m: m["type"] == "ack")
+    row = await live.db.fetchrow("SELECT status, escalated, escalation_reason FROM incidents")
+    assert (row["status"], row["escalated"]) == ("queued", True)
+    assert row["escalation_reason"] == "no available unit in reach (police)"
+    reasons = await live.db.fetch(
+        "SELECT data->>'reason' AS reason FROM events WHERE type = 'incident.queued'"
+    )
+    assert not [r for r in reasons if r["reason"].startswith("held")]

@@ -131,15 +131,21 @@ class CoverageAware:
 
     def holds(self, need: Need) -> bool:
         """Whether this need may only take a unit that can arrive in time (for now)."""
-        return 0 < self.hold_priority <= need.priority and need.waited_s < self.hold_s
+        return (
+            0 < self.hold_priority <= need.priority
+            and need.waited_s < self.hold_s
+            # With no time left, nobody can arrive in time: holding would only delay.
+            and (need.budget_s is None or need.budget_s > 0)
+        )
 
     def __call__(
         self, need: Need, units: Iterable[UnitSnapshot], model: TravelModel
     ) -> list[Candidate]:
-        """Units reaching the incident within ``reach_s`` by (coverage loss + time
-        penalty), then every other candidate in closest-idle order (none while the need
-        is held); only units closest-idle would rank (agency, capabilities, zone tiers and
-        radius) are returned."""
+        """Units reaching the incident in time (within ``reach_s``, or the need's
+        ``budget_s`` while it is held) by (coverage loss + time penalty), then every other
+        candidate in closest-idle order (none while the need is held); only units
+        closest-idle would rank (agency, capabilities, zone tiers and radius) are
+        returned."""
         pool = [u for u in units if u.agency == need.agency]
         if not pool:
             return []
