@@ -515,7 +515,9 @@ class Dispatcher:
             " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
             " escalated = i.escalated AND cardinality(array_remove(i.unfilled, $2)) > 0,"
             " escalation_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
-            " THEN i.escalation_reason END"
+            " THEN i.escalation_reason END,"
+            " waiting_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
+            " THEN i.waiting_reason END"
             " FROM (SELECT escalated, escalation_reason FROM incidents WHERE id = $1) AS before"
             " WHERE i.id = $1 RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
             " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers,"
@@ -890,11 +892,13 @@ class Dispatcher:
     ) -> str:
         """Record that the incident waits for units (queued if it has none at all)."""
         row = await conn.fetchrow(
-            "UPDATE incidents SET updated_at = now(), status = CASE WHEN EXISTS"
+            "UPDATE incidents SET updated_at = now(), waiting_reason = $2,"
+            " status = CASE WHEN EXISTS"
             " (SELECT 1 FROM assignments WHERE incident_id = $1"
             " AND status IN ('offered', 'accepted')) THEN status ELSE 'queued' END"
             " WHERE id = $1 RETURNING status, unfilled",
             incident_id,
+            reason,
         )
         await append_event(
             conn,

@@ -52,6 +52,7 @@ def _incident(row: asyncpg.Record) -> dict[str, Any]:
         "other_zones": list(row["other_zones"]),
         "escalated": row["escalated"],
         "escalation_reason": row["escalation_reason"],
+        "waiting_reason": row["waiting_reason"],
         "disposition": row["disposition"],
         "merged_into": row["merged_into"],
         "created_at": _iso(row["created_at"]),

@@ -110,11 +110,19 @@ async def test_live_a_held_incident_waits_unescalated_then_takes_the_far_unit(
         assert queued["event"]["data"]["reason"].startswith("held for a unit that can arrive")
         row = await live.db.fetchrow("SELECT status, escalated FROM incidents")
         assert (row["status"], row["escalated"]) == ("queued", False)
+        detail = (
+            await live.http.get(
+                f"/v1/incidents/{incident_id}",
+                headers={"Authorization": f"Bearer {live.operator_token}"},
+            )
+        ).json()
+        assert detail["waiting_reason"].startswith("held for a unit that can arrive")
         offered, seen = await receive_until(
             console, event_of("assignment.offered", incident_id=incident_id), within=8
         )
         assert offered["event"]["unit_id"] == "mancheswar-pcr-1"
         assert not [m for m in seen if m["event"]["type"] == "incident.escalated"]
+    assert await live.db.fetchval("SELECT waiting_reason FROM incidents") is None
     # An urgent incident in the same place is not held.
     await live.db.execute("UPDATE units SET status = 'available' WHERE id = 'mancheswar-pcr-2'")
     urgent = await live.post_panic(panic(zone_point("infocity"), "h-2"))
@@ -142,6 +150,10 @@ async def test_console_shows_why_a_held_incident_waits(
     await expect(item.get_by_test_id("queue-waiting")).to_contain_text(
         "held for a unit that can arrive in time"
     )
+    # After a reload the snapshot says it too (not only the live event).
+    await page.reload()
+    await expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "live")
+    await expect(item.get_by_test_id("queue-waiting")).to_contain_text("held for a unit")
 
 
 async def test_live_with_no_unit_free_at_all_a_low_priority_call_is_escalated(

@@ -299,7 +299,7 @@
           if (d.priority) inc.priority = d.priority;
           break;
         case "incident.queued":
-          inc.waiting = d.reason; // e.g. held for a unit that can arrive in time
+          inc.waiting_reason = d.reason; // e.g. held for a unit that can arrive in time
           break;
         case "incident.deescalated":
           inc.escalated = false;
@@ -492,7 +492,7 @@
       el("span", {}, el("b", { text: `#${inc.id} ` }), `${inc.type ?? ""} `, el("span", { class: "status", "data-testid": "queue-status", text: inc.status })),
       el("span", { class: "age", text: age(inc.created_at) }),
       el("span", { class: "sub", text: inc.zone ? inc.zone.name : (inc.location ? "outside every zone" : "no location") },
-        inc.status === "queued" && inc.waiting ? el("span", { class: "waiting", "data-testid": "queue-waiting", text: ` · ${inc.waiting}` }) : ""));
+        inc.status === "queued" && inc.waiting_reason ? el("span", { class: "waiting", "data-testid": "queue-waiting", text: ` · ${inc.waiting_reason}` }) : ""));
       return li;
     }));
   }
