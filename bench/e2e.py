@@ -41,10 +41,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import asyncpg
 import httpx
@@ -1193,27 +1193,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk is not on PATH (Debian: apt-get install wrk)", file=sys.stderr)
-        return 2
+def run_loop(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a bench's coroutine on uvloop when it is there: the bench's own loop times
+    what it measures, and uvloop keeps its overhead in that out of the figures."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(bench(args))
-    # The bench's own loop times the offers; uvloop keeps its overhead in that out of
-    # the figures as far as possible.
-    return uvloop.run(bench(args))
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
-if __name__ == "__main__":
+def exit_with(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main``'s code: 130 on Ctrl-C, and failures the bench diagnosed itself
+    (a server that would not start, wrk failing) without a traceback."""
     try:
         sys.exit(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         sys.exit(130)
     except RuntimeError as err:
-        # Failures the bench diagnosed itself (a server that would not start, wrk
-        # failing) read better without a traceback.
         print(f"bench: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not on PATH (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    return run_loop(bench(args))
+
+
+if __name__ == "__main__":
+    exit_with(main)

@@ -67,6 +67,7 @@ from e2e import (
     _proc_cpu_ticks,
     child_env,
     erss_command,
+    exit_with,
     fmt_ms,
     free_port,
     keep_only_logs,
@@ -74,6 +75,7 @@ from e2e import (
     percentile,
     post_panic,
     print_table,
+    run_loop,
     sample_backlog,
 )
 
@@ -1077,19 +1079,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(bench(args))
-    return uvloop.run(bench(args))
+    return run_loop(bench(parse_args(argv)))
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit(130)
-    except RuntimeError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

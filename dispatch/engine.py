@@ -74,6 +74,10 @@ class TravelModel:
     zone_slack_s: float = 120.0
     zone_speeds_kmh: Mapping[str, float] = field(default_factory=dict)
 
+    def seconds_per_m(self, zone_id: str | None = None) -> float:
+        """Driving seconds per metre of straight line (road factor over the zone's speed)."""
+        return self.road_factor / (self.speed_for(zone_id) / 3.6)
+
     def speed_for(self, zone_id: str | None) -> float:
         """Average speed in the incident's zone (dense old town slower than highways)."""
         if zone_id is None:

@@ -72,8 +72,9 @@ class PositionTracker:
         # A device clock ahead of ours would pin position_at in the future, and every
         # later (truthful) fix would be refused as older: never later than now.
         at = min(location.time, now) if location.time else now
-        self._pending[unit_id] = Fix(location, at)
-        self._unpublished[unit_id] = Fix(location, at)
+        fix = Fix(location, at)
+        self._pending[unit_id] = fix
+        self._unpublished[unit_id] = fix
         try:
             await self._redis.geoadd(
                 self._keys.unit_positions,

@@ -24,7 +24,13 @@ import numpy.typing as npt
 
 from dispatch.engine import TravelModel
 from dispatch.errors import ConfigurationError
-from dispatch.simulation.policies import Demand, FloatArray, coverage_demand, haversine_m
+from dispatch.simulation.policies import (
+    Demand,
+    FloatArray,
+    check_coverage_params,
+    coverage_demand,
+    haversine_m,
+)
 from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 
@@ -66,14 +72,10 @@ class CoveragePosts:
         reach_s: float = 480.0,
         busy_fraction: float = 0.5,
     ) -> None:
-        if not 0.0 <= busy_fraction < 1.0:
-            raise ConfigurationError("busy_fraction must be in [0, 1)")
-        if reach_s <= 0:
-            raise ConfigurationError("reach_s must be positive")
+        check_coverage_params(reach_s=reach_s, busy_fraction=busy_fraction)
         self.demand = demand
         self.busy_fraction = busy_fraction
-        per_m = model.road_factor / (model.speed_kmh / 3.6)
-        self.reach_m = reach_s / per_m
+        self.reach_m = reach_s / model.seconds_per_m()
         self._zones = {str(z): np.flatnonzero(demand.zone == z) for z in np.unique(demand.zone)}
         self._cover: dict[str, _ZoneCover] = {}
 

@@ -115,6 +115,23 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             zone_slack_s=settings.zone_slack_s,
             zone_speeds_kmh=settings.zone_speeds_kmh,
         )
+        # The coverage rules' demand, parameters and zone targets: read once.
+        sim = load_sim_config()
+        policy = policy_named(
+            settings.dispatch_policy,
+            zones=index,
+            rates=sim.zone_rates,
+            default_rate=sim.rate_default,
+            params=sim.policy,
+        )
+        posts = standby_named(
+            settings.standby_policy,
+            zones=index,
+            model=travel,
+            rates=sim.zone_rates,
+            default_rate=sim.rate_default,
+            params=sim.policy,
+        )
         dispatcher = Dispatcher(
             schema=schema,
             zones=zones,
@@ -127,13 +144,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             position_stale_s=settings.position_stale_s,
             unit_index=unit_index,
             metrics=metrics,
-            policy=policy_named(settings.dispatch_policy, zones=index),
-            posts=standby_named(settings.standby_policy, zones=index, model=travel),
+            policy=policy,
+            posts=posts,
             response_target_s=settings.response_target_min * 60.0,
             zone_targets_s={
                 zone: minutes * 60.0
                 for zone, minutes in (
-                    settings.zone_response_target_min or load_sim_config().zone_target_min
+                    settings.zone_response_target_min or sim.zone_target_min
                 ).items()
             },
         )

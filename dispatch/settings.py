@@ -6,8 +6,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The plug-ins a deployment chooses between, by setting.
+_CHOICES = {
+    "dispatch_policy": ("closest_idle", "coverage"),
+    "standby_policy": ("patrol", "coverage"),
+}
 
 
 class Settings(BaseSettings):
@@ -218,18 +224,12 @@ class Settings(BaseSettings):
         "gazetteer alone.",
     )
 
-    @field_validator("dispatch_policy")
+    @field_validator("dispatch_policy", "standby_policy")
     @classmethod
-    def _known_policy(cls, value: str) -> str:
-        if value not in ("closest_idle", "coverage"):
-            raise ValueError("dispatch_policy must be closest_idle or coverage")
-        return value
-
-    @field_validator("standby_policy")
-    @classmethod
-    def _known_standby(cls, value: str) -> str:
-        if value not in ("patrol", "coverage"):
-            raise ValueError("standby_policy must be patrol or coverage")
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = _CHOICES[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"{info.field_name} must be {' or '.join(choices)}")
         return value
 
     @field_validator("db_schema")

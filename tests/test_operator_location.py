@@ -3,22 +3,11 @@ they called back: both then dispatch like any located emergency."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-
 from tests.conftest import LiveServer
 from tests.test_gateways_telecom_sms import CALLS, post, zone_point
+from tests.test_operator_control import _post as _op
 from tests.test_silent_calls import silent_call
 from tests.test_walking_skeleton import rows_written
-
-
-def _auth(live: LiveServer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {live.operator_token}"}
-
-
-async def _op(live: LiveServer, path: str, body: dict[str, Any]) -> httpx.Response:
-    return await live.http.post(path, json=body, headers=_auth(live))
 
 
 async def test_a_voice_call_with_no_fix_is_placed_by_the_operator_and_dispatched(

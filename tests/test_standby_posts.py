@@ -13,6 +13,7 @@ from dispatch.posts import standby_named
 from dispatch.settings import Settings
 from geo.points import GeoPoint
 from tests.conftest import LiveServer, event_of, receive_until
+from tests.test_mdt_status import _command
 from tests.test_walking_skeleton import nearest_police_unit, panic, zone_point
 
 ZONE = "lingaraj"
@@ -21,12 +22,6 @@ ZONE = "lingaraj"
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"standby_policy": "coverage"})
-
-
-async def _command(mdt: Any, message: dict[str, Any]) -> dict[str, Any]:
-    await mdt.send(json.dumps(message))
-    reply, _ = await receive_until(mdt, lambda m: m["type"] in ("ack", "error"))
-    return reply
 
 
 async def _finish_a_job(live: LiveServer, mdt: Any, unit: str, trigger: str = "t-1") -> None:

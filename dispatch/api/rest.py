@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
+import asyncpg
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +19,7 @@ from geo.location import Location
 from geo.points import GeoPoint
 
 router = APIRouter(prefix="/v1", tags=["operators"])
+T = TypeVar("T")
 
 
 @router.get("/incidents")
@@ -144,6 +147,14 @@ class UnitStatusBody(_Body):
     reason: str = Field(min_length=1, max_length=500)
 
 
+async def _steer(services: ServicesDep, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run an operator's action in its own transaction, then have the queue look again
+    (a unit freed or an incident newly waiting may make an offer possible)."""
+    result = await in_transaction(services.pool, action)
+    services.queue.wake()
+    return result
+
+
 async def _detail(services: ServicesDep, incident_id: int) -> dict[str, Any]:
     async with services.pool.acquire() as conn:
         incident = await readmodels.incident_detail(conn, incident_id)
@@ -157,13 +168,12 @@ async def assign_unit(
     incident_id: int, body: AssignBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Offer the incident to a chosen unit (reassigning it if another unit had it)."""
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.control.assign(
             conn, incident_id, body.unit_id, actor=operator.actor, reason=body.reason
         ),
     )
-    services.queue.wake()
     return await _detail(services, incident_id)
 
 
@@ -172,13 +182,12 @@ async def cancel_assignment(
     assignment_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Take an offer or assignment off its unit; the incident goes back to the queue."""
-    incident_id = await in_transaction(
-        services.pool,
+    incident_id = await _steer(
+        services,
         lambda conn: services.control.cancel_assignment(
             conn, assignment_id, actor=operator.actor, reason=body.reason
         ),
     )
-    services.queue.wake()
     return await _detail(services, incident_id)
 
 
@@ -188,8 +197,8 @@ async def split_report(
 ) -> dict[str, Any]:
     """Take a wrongly attached report out into an incident of its own (dispatched like
     any new one); returns the new incident."""
-    incident_id = await in_transaction(
-        services.pool,
+    incident_id = await _steer(
+        services,
         lambda conn: services.intake.split(
             conn, report_id, actor=operator.actor, reason=body.reason
         ),
@@ -204,13 +213,12 @@ async def place_incident(
     """Set the incident's location from the caller's words (it replaces the current
     one); an incident that waited for a location or a unit is dispatched at once."""
     where = Location(GeoPoint(lat=body.lat, lon=body.lon), body.radius_m, "operator")
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.intake.place(
             conn, incident_id, where, actor=operator.actor, reason=body.reason
         ),
     )
-    services.queue.wake()
     return await _detail(services, incident_id)
 
 
@@ -219,8 +227,8 @@ async def confirm_incident(
     incident_id: int, body: ReasonBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """A silent call called back turned out to be an emergency: dispatch it."""
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.intake.confirm(
             conn, incident_id, actor=operator.actor, reason=body.reason
         ),
@@ -247,13 +255,12 @@ async def classify_incident(
     incident_id: int, body: ClassifyBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Set the incident's type; its priority and response plan follow."""
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.control.classify(
             conn, incident_id, body.type, actor=operator.actor, reason=body.reason
         ),
     )
-    services.queue.wake()
     return await _detail(services, incident_id)
 
 
@@ -262,13 +269,12 @@ async def close_incident(
     incident_id: int, body: CloseBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Close the incident with a disposition; its units become available."""
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.control.close(
             conn, incident_id, actor=operator.actor, disposition=body.disposition
         ),
     )
-    services.queue.wake()
     return await _detail(services, incident_id)
 
 
@@ -277,11 +283,10 @@ async def merge_incident(
     incident_id: int, body: MergeBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Fold a duplicate into another incident; returns the surviving incident."""
-    await in_transaction(
-        services.pool,
+    await _steer(
+        services,
         lambda conn: services.control.merge(conn, incident_id, body.into, actor=operator.actor),
     )
-    services.queue.wake()
     return await _detail(services, body.into)
 
 

@@ -48,6 +48,14 @@ def haversine_m(
     return result
 
 
+def check_coverage_params(*, reach_s: float, busy_fraction: float) -> None:
+    """ConfigurationError unless the coverage rules' parameters make sense."""
+    if not 0.0 <= busy_fraction < 1.0:
+        raise ConfigurationError("busy_fraction must be in [0, 1)")
+    if reach_s <= 0:
+        raise ConfigurationError("reach_s must be positive")
+
+
 @dataclass(frozen=True)
 class Demand:
     """Where emergencies come from: points with weights (expected reports per hour), and
@@ -117,10 +125,7 @@ class CoverageAware:
         hold_priority: int = 0,
         hold_s: float = 0.0,
     ) -> None:
-        if not 0.0 <= busy_fraction < 1.0:
-            raise ConfigurationError("busy_fraction must be in [0, 1)")
-        if reach_s <= 0:
-            raise ConfigurationError("reach_s must be positive")
+        check_coverage_params(reach_s=reach_s, busy_fraction=busy_fraction)
         self.demand = demand
         self.reach_s = reach_s
         self.busy_fraction = busy_fraction
@@ -151,7 +156,7 @@ class CoverageAware:
             return []
         lat = np.fromiter((u.position.lat for u in pool), float, len(pool))
         lon = np.fromiter((u.position.lon for u in pool), float, len(pool))
-        per_m = model.road_factor / (model.speed_for(need.zone_id) / 3.6)
+        per_m = model.seconds_per_m(need.zone_id)
         to_incident = haversine_m(lat, lon, need.point.lat, need.point.lon)
         held = self.holds(need)
         limit = need.budget_s if held and need.budget_s is not None else self.reach_s
@@ -192,7 +197,7 @@ class CoverageAware:
         model: TravelModel,
     ) -> FloatArray:
         """Per unit of ``pool``: expected coverage lost if it left (reports per hour)."""
-        per_m = model.road_factor / (model.speed_kmh / 3.6)
+        per_m = model.seconds_per_m()
         reach_m = self.reach_s / per_m
         d = self.demand
         # Only demand points a reachable candidate can cover change: within 2 reaches.
