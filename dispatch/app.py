@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dispatch.api import ops, rest, ws
 from dispatch.api.errors import install_error_handlers
+from dispatch.api.failures import FailureMiddleware
 from dispatch.services import running_services
 from dispatch.settings import Settings
 from gateways.panic.router import router as panic_router
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(FailureMiddleware)
     app.include_router(panic_router)
     app.include_router(telecom_router)
     app.include_router(sms_router)

@@ -42,9 +42,12 @@ def is_transient(err: BaseException) -> bool:
         if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
             return True
         sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(current, asyncpg.PostgresError) and isinstance(sqlstate, str):
-            if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
-                return True
+        if (
+            isinstance(current, asyncpg.PostgresError)
+            and isinstance(sqlstate, str)
+            and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        ):
+            return True
         # Only an explicit cause: a bug raised while handling an outage is still a bug.
         current = current.__cause__
     return False
