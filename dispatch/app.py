@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from dispatch.api import ops, rest, ws
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
+from dispatch.redact import install_log_redaction
 from dispatch.services import running_services
 from dispatch.settings import Settings
 from gateways.panic.router import router as panic_router
@@ -24,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()  # uvicorn logs ?token= on every websocket connect
         async with running_services(settings) as services:
             app.state.services = services
             yield

@@ -23,6 +23,7 @@ from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
 from dispatch.posts import STANDBY_POLICIES
+from dispatch.redact import RedactingFilter
 from dispatch.settings import Settings
 from dispatch.simulation.policies import POLICY_NAMES
 from dispatch.zonestore import save_zones
@@ -215,8 +216,9 @@ def zones_command(args: argparse.Namespace) -> int:
 
 
 def configure_logging(log_format: str) -> None:
-    """Log to stderr, as text for people or JSON lines for log shippers."""
+    """Log to stderr, as text for people or JSON lines for log shippers; never a secret."""
     handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
     if log_format == "json":
         handler.setFormatter(
             JsonFormatter(

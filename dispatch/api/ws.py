@@ -13,54 +13,51 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketState
 
 from dispatch import readmodels
-from dispatch.api.deps import bearer_token
 from dispatch.api.errors import error_code
-from dispatch.auth import Principal, authenticate
-from dispatch.errors import DispatchError, Unauthorized
+from dispatch.api.ws_auth import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN_LATER,
+    authenticate_socket,
+    refuse,
+    refuse_unavailable,
+)
+from dispatch.api.ws_frames import (
+    CONSOLE_COMMANDS,
+    MDT_COMMANDS,
+    Auth,
+    Command,
+    FrameError,
+    LocationPing,
+    Ping,
+    Respond,
+    Resume,
+    StatusReport,
+    error_message,
+    parse_frame,
+)
+from dispatch.auth import Principal
+from dispatch.errors import DispatchError
 from dispatch.events import format_position, parse_position
 from dispatch.hub import Message, Subscriber
 from dispatch.retry import in_transaction
 from dispatch.scope import DeskScope, MdtScope
 from dispatch.services import Services
+from dispatch.transient import is_transient
 from geo.location import InvalidLocation, location_from_fix
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-class LocationPing(BaseModel):
-    """An MDT's AVL ping."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    type: Literal["location"]
-    lat: float
-    lon: float
-    accuracy_m: float | None = None
-    # Strict numbers (a latitude sent as a string is an error), but the time arrives as
-    # ISO 8601 text, which strict mode would refuse outside JSON parsing.
-    time: Annotated[AwareDatetime | None, Field(strict=False)] = None
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors(include_url=False, include_input=False)[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-
-
-# Close codes (docs/protocol.md): 4401 bad token, 4400 bad resume position,
-# 4008 client too slow (its queue overflowed; reconnect and resume).
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_BAD_REQUEST = 4400
-CLOSE_TOO_SLOW = 4008
-CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the instance is at its websocket limit
 _REPLAY_PAGE = 1000
 
 
@@ -101,7 +98,7 @@ class Session:
 
     async def send_error(self, code: str, detail: str, **extra: Any) -> None:
         """Tell the client what was wrong with its last message."""
-        await self.send({"type": "error", "code": code, "detail": detail, **extra})
+        await self.send(error_message(code, detail, **extra))
 
     async def send_snapshot(self, reason: str | None = None) -> None:
         """Current state the client is entitled to, and the position it reflects.
@@ -148,23 +145,25 @@ class Session:
             return
         async with self._send_lock:
             cursor = after
-            while True:
-                async with self.services.pool.acquire() as conn:
-                    events = await readmodels.replay(
-                        conn,
-                        after=cursor,
-                        unit_id=self.unit_id,
-                        zones=self.zones,
-                        limit=_REPLAY_PAGE,
-                    )
-                for event in events:
-                    await self.ws.send_text(json.dumps(event.to_message(), default=str))
-                    cursor = event.position
-                if len(events) < _REPLAY_PAGE:
-                    break
-            # Only what was actually sent counts: an event positioned after the last page
-            # was read still has to come through the live feed.
-            self.last_sent = cursor
+            try:
+                while True:
+                    async with self.services.pool.acquire() as conn:
+                        events = await readmodels.replay(
+                            conn,
+                            after=cursor,
+                            unit_id=self.unit_id,
+                            zones=self.zones,
+                            limit=_REPLAY_PAGE,
+                        )
+                    for event in events:
+                        await self.ws.send_text(json.dumps(event.to_message(), default=str))
+                        cursor = event.position
+                    if len(events) < _REPLAY_PAGE:
+                        break
+            finally:
+                # Only what was actually sent counts (also when an outage cut the replay
+                # short): an event after it still comes through the live feed.
+                self.last_sent = cursor
             await self.ws.send_text(
                 json.dumps({"type": "replayed", "position": format_position(self.last_sent)})
             )
@@ -184,76 +183,85 @@ class Session:
                     self.last_sent = position
 
     async def listen(self) -> None:
-        """Handle client messages until the client goes away."""
-        while True:
-            text = await self.ws.receive_text()
-            try:
-                message = json.loads(text)
-            except json.JSONDecodeError as err:
-                await self.send_error("invalid_json", f"message is not JSON: {err}")
-                continue
-            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-                await self.send_error("invalid_message", "a message is a JSON object with a type")
-                continue
-            await self.handle(message)
+        """Handle client messages until the client goes away.
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        """One client command."""
-        kind = message["type"]
-        if kind == "ping":
-            await self.send({"type": "pong"})
-        elif kind == "resume":
+        Every frame is answered or acted on; no frame and no failed command ends the
+        session (only the client leaving does, or a send to it failing).
+        """
+        allowed = CONSOLE_COMMANDS if self.unit_id is None else MDT_COMMANDS
+        while True:
+            frame = await self.ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(frame.get("code", 1000))
             try:
-                after = parse_position(str(message.get("after", "")))
-            except ValueError as err:
-                await self.send_error("invalid_position", str(err))
-                return
-            await self.replay(after)
-        elif kind in ("accept", "decline") and self.unit_id is not None:
-            assignment_id = message.get("assignment_id")
-            if not isinstance(assignment_id, int) or isinstance(assignment_id, bool):
-                await self.send_error(
-                    "invalid_message", f"{kind} needs an integer assignment_id", request=kind
-                )
-                return
-            unit_id = self.unit_id
+                command = parse_frame(frame, allowed)
+            except FrameError as err:
+                await self.send(err.message())
+                continue
+            try:
+                await self.handle(command)
+            except WebSocketDisconnect:
+                raise
+            except Exception as err:
+                await self._failed(command.type, err)
+
+    async def _failed(self, request: str, err: Exception) -> None:
+        """Answer a command that raised: an outage the client can retry, or a bug."""
+        if is_transient(err):
+            # The crew must hear that the command did not take, not lose the socket.
+            log.warning("websocket %s not applied: %s (%s)", request, type(err).__name__, err)
+            await self.send_error(
+                "unavailable",
+                f"the {request} was not applied: the server cannot reach its database or"
+                " cache; send it again in a few seconds",
+                request=request,
+            )
+            return
+        log.exception("websocket %s failed", request)
+        await self.send_error(
+            "internal_error",
+            f"the server failed on this {request} (a bug, logged); check the current state"
+            " (resume or reconnect) before sending it again",
+            request=request,
+        )
+
+    async def handle(self, command: Command) -> None:
+        """One client command (already parsed and allowed for this socket)."""
+        if isinstance(command, Ping):
+            await self.send({"type": "pong"})
+        elif isinstance(command, Resume):
+            await self.replay(command.position)
+        elif isinstance(command, Auth):
+            await self.send_error(
+                "invalid_message", "already authenticated: auth is only a first message"
+            )
+        elif isinstance(command, Respond) and self.unit_id is not None:
+            unit_id, accept = self.unit_id, command.type == "accept"
             await self._transact(
-                kind,
+                command.type,
                 "assignment",
                 lambda conn: self.services.dispatcher.respond(
-                    conn, unit_id=unit_id, assignment_id=assignment_id, accept=kind == "accept"
+                    conn, unit_id=unit_id, assignment_id=command.assignment_id, accept=accept
                 ),
             )
-        elif kind == "status" and self.unit_id is not None:
-            status = message.get("status")
-            if not isinstance(status, str):
-                await self.send_error("invalid_message", "status needs a string", request=kind)
-                return
+        elif isinstance(command, StatusReport) and self.unit_id is not None:
             unit_id = self.unit_id
             await self._transact(
-                kind,
+                command.type,
                 "unit",
                 lambda conn: self.services.dispatcher.report_status(
-                    conn, unit_id=unit_id, status=status, actor=self.principal.actor
+                    conn, unit_id=unit_id, status=command.status, actor=self.principal.actor
                 ),
             )
-        elif kind == "location" and self.unit_id is not None:
-            await self._location(self.unit_id, message)
-        else:
-            await self.send_error(
-                "unknown_type", f"message type {kind!r} is not understood here", request=kind
-            )
+        elif isinstance(command, LocationPing) and self.unit_id is not None:
+            await self._location(self.unit_id, command)
 
-    async def _location(self, unit_id: str, message: dict[str, Any]) -> None:
+    async def _location(self, unit_id: str, fix: LocationPing) -> None:
         """An AVL ping: no answer when it is good (MDTs send one every few seconds)."""
         try:
-            fix = LocationPing.model_validate(message)
             location = location_from_fix(
                 lat=fix.lat, lon=fix.lon, radius_m=fix.accuracy_m, method="gps", time=fix.time
             )
-        except ValidationError as err:
-            await self.send_error("invalid_message", _first_error(err), request="location")
-            return
         except InvalidLocation as err:
             await self.send_error("invalid_location", str(err), request="location")
             return
@@ -269,20 +277,14 @@ class Session:
         field: str,
         action: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
     ) -> None:
-        """Run a client command in one transaction; answer with an ack or the error."""
+        """Run a client command in one transaction; answer with an ack or the error.
+
+        Other failures (an outage, a bug) are answered by :meth:`listen`.
+        """
         try:
             result = await in_transaction(self.services.pool, action)
         except DispatchError as err:
             await self.send_error(error_code(err), str(err), request=request)
-            return
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
-            # The crew must hear that the command did not take, not lose the socket.
-            log.exception("MDT command %s failed", request)
-            await self.send_error(
-                "unavailable",
-                f"the command was not applied ({type(err).__name__}); send it again",
-                request=request,
-            )
             return
         if result.get("status") in ("available", "declined"):
             self.services.queue.wake()  # a unit is free: serve the waiting queue now
@@ -295,48 +297,50 @@ async def _serve(ws: WebSocket, kind: str) -> None:
         await ws.accept()
         limit = services.websockets.limit
         log.warning("websocket refused: this instance holds its limit of %d", limit)
-        await ws.send_text(
-            json.dumps(
-                {
-                    "type": "error",
-                    "code": "at_capacity",
-                    "detail": f"this server holds its limit of {limit} websockets;"
-                    " reconnect after a pause (another instance may have room)",
-                }
-            )
+        error = error_message(
+            "at_capacity",
+            f"this server holds its limit of {limit} websockets;"
+            " reconnect after a pause (another instance may have room)",
         )
-        await ws.close(CLOSE_TRY_AGAIN_LATER, "at capacity")
+        await refuse(ws, error, CLOSE_TRY_AGAIN_LATER, "at capacity")
         return
     try:
         await _serve_counted(ws, services, kind)
+    except Exception:
+        # A bug, not the client's doing: logged, and the client gets a close frame
+        # rather than a TCP connection dropped under it (uvicorn's answer to an escape).
+        log.exception("websocket session failed")
+        error = error_message(
+            "internal_error", "the server failed on this connection (a bug, logged); reconnect"
+        )
+        await refuse(ws, error, CLOSE_INTERNAL_ERROR, "internal error")
     finally:
         services.websockets.release()
 
 
 async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
-    token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
     await ws.accept()
-    try:
-        principal = await authenticate(services.pool, token, kind=kind)
-    except Unauthorized as err:
-        await ws.send_text(
-            json.dumps({"type": "error", "code": "Unauthorized", "detail": str(err)})
-        )
-        await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
+    authenticated = await authenticate_socket(ws, services, kind)
+    if authenticated is None:
         return
-    after_text = ws.query_params.get("after")
+    principal, after_text = authenticated
     after: int | None = None
     if after_text is not None:
         try:
             after = parse_position(after_text)
         except ValueError as err:
-            await ws.send_text(
-                json.dumps({"type": "error", "code": "invalid_position", "detail": str(err)})
+            await refuse(
+                ws, error_message("invalid_position", str(err)), CLOSE_BAD_REQUEST, "bad position"
             )
-            await ws.close(CLOSE_BAD_REQUEST, "invalid position")
             return
     session = Session(ws, services, principal)
-    await session.load_scope()
+    try:
+        await session.load_scope()
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        await refuse_unavailable(ws, err, "reading the unit's assignments")
+        return
     subscriber = services.hub.subscribe(
         session.wants,
         services.settings.ws_queue_size,
@@ -347,10 +351,16 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
     connected.inc()
     tasks: list[asyncio.Task[Any]] = []
     try:
-        if after is None:
-            await session.send_snapshot()
-        else:
-            await session.replay(after)
+        try:
+            if after is None:
+                await session.send_snapshot()
+            else:
+                await session.replay(after)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            await refuse_unavailable(ws, err, "reading the snapshot or the replay")
+            return
         overflow = asyncio.create_task(subscriber.overflowed.wait())
         tasks = [
             asyncio.create_task(session.pump(subscriber)),

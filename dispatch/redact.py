@@ -1,0 +1,116 @@
+"""Secrets out of log lines: tokens in query strings, bearer headers, URL passwords.
+
+uvicorn logs every websocket connect with its full query string (``?token=...``), and
+tracebacks can quote URLs, so the rule is applied to every record, not only to ours:
+:class:`RedactingFilter` rewrites a record's message, arguments and traceback text
+before any handler formats it (text and JSON alike). :func:`redact` is the one rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# A parameter whose name ends in one of these words carries a secret (token, api_key,
+# client_secret, X-Signature...). Over-redacting an innocent "monkey=" costs nothing;
+# under-redacting a token costs the token.
+_SECRET_NAMES = "|".join(
+    (
+        r"token|secret|password|passwd|pwd|pass|api[_-]?key|apikey|key|signature|sig",
+        r"auth|authorization|credentials?|session(?:[_-]?id)?|jwt|otp",
+    )
+)
+_QUERY_PARAM = re.compile(
+    rf"(?i)(?P<name>(?:^|(?<=[?&;\s\"'(,]))[\w.\-]*(?:{_SECRET_NAMES})(?:%3D|=))"
+    r"(?P<value>[^&\s\"'#;,)]+)"
+)
+# "Authorization: Bearer abc", "bearer abc" in an error text.
+_BEARER = re.compile(r"(?i)(?P<name>\bbearer\s+)(?P<value>[\w\-.~+/=]+)")
+# {"token": "abc"} quoted in a message (an echoed client frame, a JSON body).
+_JSON_FIELD = re.compile(
+    rf"(?i)(?P<name>[\"'][\w\-]*(?:{_SECRET_NAMES})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)"
+)
+# postgresql://user:password@host, redis://:password@host
+_URL_PASSWORD = re.compile(r"(?P<name>\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<value>[^@\s/]+)(?=@)")
+
+_RULES = (_QUERY_PARAM, _BEARER, _JSON_FIELD, _URL_PASSWORD)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return match.group("name") + REDACTED
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret-looking value replaced by ``[REDACTED]``."""
+    for rule in _RULES:
+        text = rule.sub(_mask, text)
+    return text
+
+
+def _redact_arg(value: Any) -> Any:
+    """A log argument, redacted; left as it is (type and all) when it holds no secret."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    cleaned = redact(text)
+    return value if cleaned == text else cleaned
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Rewrite ``record`` in place so no formatter can print a secret it carried.
+
+    Arguments keep their positions (uvicorn's access formatter unpacks them), and a
+    traceback is formatted now, redacted, and kept as ``exc_text`` (which both the text
+    and the JSON formatter print) instead of the live exception.
+    """
+    record.msg = _redact_arg(record.msg)
+    args = record.args
+    if isinstance(args, tuple):
+        record.args = tuple(_redact_arg(a) for a in args)
+    elif isinstance(args, Mapping):
+        record.args = {k: _redact_arg(v) for k, v in args.items()}
+    if record.exc_info and record.exc_info[0] is not None:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+class RedactingFilter(logging.Filter):
+    """Lets every record through, with its secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record``; never drops it."""
+        redact_record(record)
+        return True
+
+
+# Loggers that emit records of their own (a logger's filter does not see its
+# children's records): uvicorn's access and error lines carry the raw query string.
+_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets")
+
+
+def _install(target: logging.Filterer) -> None:
+    if not any(isinstance(f, RedactingFilter) for f in target.filters):
+        target.addFilter(RedactingFilter())
+
+
+def install_log_redaction() -> None:
+    """Redact uvicorn's loggers and every handler of the root logger (idempotent).
+
+    Called when the app starts, so a server started by tests or benches with uvicorn's
+    own logging configuration is covered as well as ``erss serve``.
+    """
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        _install(logger)
+        for handler in logger.handlers:
+            _install(handler)
+    for handler in logging.getLogger().handlers:
+        _install(handler)
