@@ -35,18 +35,51 @@ from dispatch.settings import Settings
 from gateways.signing import sign
 
 # The shared reference data (real AML, PIDF-LO samples) lives beside the repository, as
-# in CI; ERSS_SHARED_DATA points elsewhere. Tests replaying it skip, saying so, without it.
+# in CI; ERSS_SHARED_DATA points elsewhere. The suite's own samples are in tests/fixtures;
+# the shared ones, when present, are replayed as an extra corpus.
 SHARED_DATA = Path(
     os.environ.get("ERSS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# A skip whose reason starts with this is for something missing from the machine (the
+# extra corpus, Chromium, a TCP database). Locally it is a skip the README lists; in CI
+# (CI=true), where .ci/run installs or checks all of them, it is a failure.
+MISSING = "missing dependency: "
+IN_CI = os.environ.get("CI") == "true"
 
 
 def needs_shared(folder: str) -> pytest.MarkDecorator:
-    """Skip a module whose samples are in ``SHARED_DATA/folder`` when it is absent."""
+    """Skip a test whose samples are in ``SHARED_DATA/folder`` when it is absent."""
     return pytest.mark.skipif(
         not (SHARED_DATA / folder).is_dir(),
-        reason=f"reference samples not found at {SHARED_DATA / folder} (set ERSS_SHARED_DATA)",
+        reason=f"{MISSING}extra corpus not found at {SHARED_DATA / folder} (ERSS_SHARED_DATA)",
     )
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip (fail, in CI) the calling test or fixture unless ``condition`` holds."""
+    if not condition:
+        pytest.skip(MISSING + what)
+
+
+def corpus(samples: list[Any], folder: str, ids: Any = None) -> list[Any]:
+    """Parameters for a replay of the extra corpus: its samples, or one placeholder
+    that skips (fails in CI) when the corpus is absent, never an empty set."""
+    if samples:
+        return [pytest.param(s, id=ids(s) if ids else None) for s in samples]
+    return [pytest.param(None, id="absent", marks=needs_shared(folder))]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI a skip for a missing dependency is a failure: CI must run everything."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped and MISSING in str(report.longrepr):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and this would skip: {reason}"
 
 
 @pytest.fixture(scope="session")

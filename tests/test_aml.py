@@ -1,6 +1,8 @@
-"""AML parser: every published sample replayed, broken values named, nothing raised but AmlError.
+"""AML parser: every sample replayed, broken values named, nothing raised but AmlError.
 
-Samples: ../shared/data/aml/*.jsonl (see its README for where each one comes from).
+Samples: the suite's own in tests/fixtures/aml (written from ETSI TS 103 625; see its
+README), each line with its expected reading; and, when present, the published samples
+in ../shared/data/aml as an extra corpus (expectations in EXPECT and HTTPS_FIX below).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,21 +26,23 @@ from gateways.aml.parse import (
     parse_aml_sms,
     verify_aml_https_hmac,
 )
-from tests.conftest import SHARED_DATA, needs_shared
+from tests.conftest import FIXTURES, SHARED_DATA, corpus, needs_shared
 
 AML_DATA = SHARED_DATA / "aml"
-pytestmark = needs_shared("aml")
+LOCAL = FIXTURES / "aml"
 
 
-def _load(name: str) -> list[dict[str, Any]]:
-    if not (AML_DATA / name).is_file():
+def _load(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
         return []
-    lines = (AML_DATA / name).read_text("utf-8").splitlines()
+    lines = path.read_text("utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
-SMS_SAMPLES = _load("aml_sms_examples.jsonl")
-HTTPS_SAMPLES = _load("aml_https_examples.jsonl")
+LOCAL_SMS = _load(LOCAL / "sms.jsonl")
+LOCAL_HTTPS = _load(LOCAL / "https.jsonl")
+SMS_SAMPLES = _load(AML_DATA / "aml_sms_examples.jsonl")
+HTTPS_SAMPLES = _load(AML_DATA / "aml_https_examples.jsonl")
 
 PM = {"G": "gps", "W": "wifi", "C": "cell", "N": "none"}
 
@@ -52,8 +57,8 @@ class Expect:
 
 
 GG = (54.76397, -0.18305, 50.0)
-# Every edge and invalid sample in the jsonl, by id, read off the sample's text. A new
-# sample fails test_every_edge_and_invalid_sample_has_an_expectation until it has one.
+# Every edge and invalid sample of the shared corpus, by id, read off the sample's text.
+# A new sample fails test_every_edge_and_invalid_sample_has_an_expectation until it has one.
 EXPECT = {
     "gg-invalid-ml": Expect(GG, ("ml",)),
     "gg-unknown-attr": Expect(GG, ("kl",)),
@@ -74,6 +79,36 @@ EXPECT = {
 }
 
 
+def _expect(sample: dict[str, Any]) -> Expect:
+    """A broken sample's expectation: on its own line (fixtures) or in EXPECT (shared)."""
+    if "expect" in sample:
+        fix = sample["expect"]["fix"]
+        return Expect(tuple(fix) if fix else None, tuple(sample["expect"]["names"]))
+    return EXPECT[sample["id"]]
+
+
+def _samples(local: list[dict[str, Any]], shared: list[dict[str, Any]], keep: Any) -> list[Any]:
+    """The fixtures' samples and the extra corpus's (a placeholder when it is absent)."""
+    own = [pytest.param(s, id="fixture:" + s["id"]) for s in local if keep(s)]
+    return own + corpus([s for s in shared if keep(s)], "aml", ids=lambda s: "shared:" + s["id"])
+
+
+def _any(sample: dict[str, Any]) -> bool:
+    return True
+
+
+def _valid_v1(sample: dict[str, Any]) -> bool:
+    return sample["aml_version"] == 1 and "expected" in sample
+
+
+def _valid_v2(sample: dict[str, Any]) -> bool:
+    return sample["aml_version"] == 2 and sample["kind"] == "valid"
+
+
+def _broken(sample: dict[str, Any]) -> bool:
+    return sample["kind"] != "valid"
+
+
 def _names(message: AmlMessage, name: str) -> bool:
     """Whether a warning or the location error is about that field."""
     return any(t.startswith(f"{name}:") for t in [*message.warnings, message.location_error or ""])
@@ -83,9 +118,18 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-@pytest.mark.parametrize("sample", SMS_SAMPLES, ids=[s["id"] for s in SMS_SAMPLES])
+def test_the_fixtures_have_every_kind_of_sample() -> None:
+    """The suite's own corpus covers v1 and v2, valid and broken, SMS and HTTPS."""
+    kinds = {(s["aml_version"], s["kind"]) for s in LOCAL_SMS}
+    assert {(1, "valid"), (2, "valid"), (1, "edge"), (1, "invalid")} <= kinds
+    assert all("expected" in s for s in LOCAL_SMS if s["kind"] == "valid")
+    assert all("expect" in s for s in LOCAL_SMS if s["kind"] != "valid")
+    assert {s["id"] for s in LOCAL_HTTPS} >= {"in-https-v1", "in-https-hmac", "in-query-response"}
+
+
+@pytest.mark.parametrize("sample", _samples(LOCAL_SMS, SMS_SAMPLES, _any))
 def test_sms_sample_is_read_and_its_length_field_checked(sample: dict[str, Any]) -> None:
-    """Every published AML SMS is read; ``ml`` is compared with the real length."""
+    """Every AML SMS is read; ``ml`` is compared with the real length."""
     message = parse_aml_sms(sample["text"])
     assert message.kind == "sms"
     assert len(sample["text"]) == sample["actual_length"]
@@ -96,13 +140,9 @@ def test_sms_sample_is_read_and_its_length_field_checked(sample: dict[str, Any])
     json.dumps(message.to_json())
 
 
-@pytest.mark.parametrize(
-    "sample",
-    [s for s in SMS_SAMPLES if s["aml_version"] == 1 and "expected" in s],
-    ids=lambda s: s["id"],
-)
+@pytest.mark.parametrize("sample", _samples(LOCAL_SMS, SMS_SAMPLES, _valid_v1))
 def test_valid_v1_sample_gives_every_field(sample: dict[str, Any]) -> None:
-    """The values the sources state for their valid v1 messages, field by field."""
+    """The values stated for valid v1 messages, field by field."""
     expected = sample["expected"]
     message = parse_aml_sms(sample["text"])
     assert message.version == 1
@@ -121,9 +161,9 @@ def test_valid_v1_sample_gives_every_field(sample: dict[str, Any]) -> None:
     assert message.length == expected["ml"]
 
 
-def test_v2_sample_reads_lo_and_not_lt_lg_as_coordinates() -> None:
+@pytest.mark.parametrize("sample", _samples(LOCAL_SMS, SMS_SAMPLES, _valid_v2))
+def test_v2_sample_reads_lo_and_not_lt_lg_as_coordinates(sample: dict[str, Any]) -> None:
     """In v2, ``lt`` is a time offset and ``lg`` a language: the location is ``lo``."""
-    sample = next(s for s in SMS_SAMPLES if s["id"] == "amllib-v2")
     expected = sample["expected"]
     message = parse_aml_sms(sample["text"])
     assert message.version == 2
@@ -134,7 +174,7 @@ def test_v2_sample_reads_lo_and_not_lt_lg_as_coordinates() -> None:
     assert message.call_time == call_time
     assert message.time is not None
     assert (message.time - call_time).total_seconds() == expected["location_time_offset_s"]
-    assert message.positioning_method == "gps"
+    assert message.positioning_method == PM[expected["source"]]
     assert message.confidence == expected["lc"]
     assert (message.altitude_m, message.vertical_accuracy_m) == (
         expected["altitude_m"],
@@ -148,16 +188,16 @@ def test_v2_sample_reads_lo_and_not_lt_lg_as_coordinates() -> None:
     assert message.length is None
 
 
+@needs_shared("aml")
 def test_every_edge_and_invalid_sample_has_an_expectation() -> None:
     ids = {s["id"] for s in SMS_SAMPLES if s["kind"] != "valid"}
     assert ids == set(EXPECT)
 
 
-@pytest.mark.parametrize("sample_id", sorted(EXPECT))
-def test_broken_sample_keeps_the_message_and_names_the_field(sample_id: str) -> None:
+@pytest.mark.parametrize("sample", _samples(LOCAL_SMS, SMS_SAMPLES, _broken))
+def test_broken_sample_keeps_the_message_and_names_the_field(sample: dict[str, Any]) -> None:
     """Nothing in an AML SMS is fatal: broken values are named, location never guessed."""
-    sample = next(s for s in SMS_SAMPLES if s["id"] == sample_id)
-    expect = EXPECT[sample_id]
+    expect = _expect(sample)
     message = parse_aml_sms(sample["text"])
     if expect.fix is None:
         assert message.location is None
@@ -169,19 +209,31 @@ def test_broken_sample_keeps_the_message_and_names_the_field(sample_id: str) -> 
         assert (message.lat, message.lon, message.radius_m) == expect.fix
     for name in expect.names:
         assert _names(message, name), (name, message.warnings, message.location_error)
+    if not expect.names:
+        assert [w for w in message.warnings if not w.startswith("ml:")] in (
+            [],
+            ["3 empty field(s) between ';' ignored"],
+        )
 
 
-def test_broken_values_are_left_out_not_guessed() -> None:
-    by_id = {s["id"]: parse_aml_sms(s["text"]) for s in SMS_SAMPLES}
-    assert by_id["gg-bad-top"].time is None
-    assert by_id["gg-bad-pm"].positioning_method is None
-    assert by_id["gg-bad-pm"].location is not None
-    assert by_id["gg-bad-pm"].location.method == "unknown"
-    assert by_id["gg-bad-lc"].confidence is None
-    assert by_id["gg-no-imsi"].imsi is None
-    assert by_id["gg-no-header"].version is None
-    assert by_id["gg-bad-lat"].fields["lt"] == "+g4.7d397"
-    assert by_id["gg-empty-attrs"].warnings == ["3 empty field(s) between ';' ignored"]
+@pytest.mark.parametrize(("source", "prefix"), [("fixture", ""), ("shared", "gg-")])
+def test_broken_values_are_left_out_not_guessed(source: str, prefix: str) -> None:
+    samples = LOCAL_SMS if source == "fixture" else SMS_SAMPLES
+    if source == "shared" and not samples:
+        pytest.skip(needs_shared("aml").kwargs["reason"])
+    by_id = {s["id"].removeprefix(prefix): parse_aml_sms(s["text"]) for s in samples}
+    assert by_id["bad-top"].time is None
+    assert by_id["bad-pm"].positioning_method is None
+    assert by_id["bad-pm"].location is not None
+    assert by_id["bad-pm"].location.method == "unknown"
+    assert by_id["bad-lc"].confidence is None
+    assert by_id["no-imsi"].imsi is None
+    assert by_id["no-header"].version is None
+    assert by_id["no-pm"].positioning_method is None
+    assert by_id["no-top"].time is None
+    bad_lat = next(s["text"] for s in samples if s["id"] == prefix + "bad-lat")
+    assert by_id["bad-lat"].fields["lt"] == bad_lat.split("lt=")[1].split(";")[0]
+    assert by_id["empty-attrs"].warnings == ["3 empty field(s) between ';' ignored"]
 
 
 BHUBANESWAR = (
@@ -276,30 +328,42 @@ def test_text_that_is_not_aml_raises_aml_error(text: str) -> None:
     assert caught.value.reason
 
 
-# (lat, lon, accuracy) read off each form body.
+# (lat, lon, accuracy) read off each form body of the shared corpus.
 HTTPS_FIX = {
     "amllib-https-v1": (55.85732, -4.26325, 10.4),
     "amllib-https-hmac": (0.85732, -4.26325, 10.4),
     "php-https-v3": (55.85732, -4.26325, 10.4),
 }
+_SHARED_QUERY = "de-ils-freiburg-query-response"
 
 
+@needs_shared("aml")
 def test_every_https_sample_is_replayed() -> None:
-    assert {s["id"] for s in HTTPS_SAMPLES} == {*HTTPS_FIX, "de-ils-freiburg-query-response"}
+    assert {s["id"] for s in HTTPS_SAMPLES} == {*HTTPS_FIX, _SHARED_QUERY}
 
 
-@pytest.mark.parametrize("sample_id", sorted(HTTPS_FIX))
-def test_https_sample_is_read(sample_id: str) -> None:
+def _form(sample: dict[str, Any]) -> bool:
+    return sample["body"].startswith("v=")
+
+
+def _https_fix(sample: dict[str, Any]) -> tuple[float, float, float]:
+    if sample["id"] in HTTPS_FIX:
+        return HTTPS_FIX[sample["id"]]
+    e = sample["expected"]
+    return (e["lat"], e["lon"], e["accuracy_m"])
+
+
+@pytest.mark.parametrize("sample", _samples(LOCAL_HTTPS, HTTPS_SAMPLES, _form))
+def test_https_sample_is_read(sample: dict[str, Any]) -> None:
     """The HTTPS AML form bodies: Unix-millisecond times, upper-case GPS, empty values."""
-    sample = next(s for s in HTTPS_SAMPLES if s["id"] == sample_id)
     message = parse_aml_https(sample["body"])
     assert message.kind == "https"
     assert message.location_error is None
     assert message.warnings == []
-    assert (message.lat, message.lon, message.radius_m) == HTTPS_FIX[sample_id]
-    assert message.positioning_method == "gps"
-    assert message.confidence == 83
+    assert (message.lat, message.lon, message.radius_m) == _https_fix(sample)
     expected = sample.get("expected", {})
+    assert message.positioning_method == expected.get("source", "GPS").lower()
+    assert message.confidence == expected.get("certainty", 83)
     if "location_time_utc" in expected:
         assert message.time == _utc(expected["location_time_utc"])
     if "imei" in expected:
@@ -312,14 +376,21 @@ def test_https_sample_is_read(sample_id: str) -> None:
     assert message.fields.get("cell_carrier", "") == ""
 
 
-def test_https_hmac_is_checked_against_the_key() -> None:
-    sample = next(s for s in HTTPS_SAMPLES if s["id"] == "amllib-https-hmac")
+def _signed(sample: dict[str, Any]) -> bool:
+    return "hmac_key" in sample.get("expected", {})
+
+
+@pytest.mark.parametrize("sample", _samples(LOCAL_HTTPS, HTTPS_SAMPLES, _signed))
+def test_https_hmac_is_checked_against_the_key(sample: dict[str, Any]) -> None:
     body = sample["body"]
-    assert verify_aml_https_hmac(body, sample["expected"]["hmac_key"]) is True
-    assert verify_aml_https_hmac(body.encode(), b"AML") is True
+    key = sample["expected"]["hmac_key"]
+    lat = str(sample["expected"]["lat"])
+    assert verify_aml_https_hmac(body, key) is True
+    assert verify_aml_https_hmac(body.encode(), key.encode()) is True
     assert verify_aml_https_hmac(body, "not-the-key") is False
-    assert verify_aml_https_hmac(body.replace("0.85732", "0.85733"), "AML") is False
-    assert verify_aml_https_hmac(body.split("&hmac=")[0], "AML") is False
+    assert verify_aml_https_hmac(body.replace(lat, lat + "1"), key) is False
+    assert verify_aml_https_hmac(body.split("&hmac=")[0], key) is False
+    assert verify_aml_https_hmac(body[:-1] + ("0" if body[-1] != "0" else "1"), key) is False
 
 
 def test_https_broken_latitude_names_the_field() -> None:
@@ -337,8 +408,12 @@ def test_https_body_without_aml_fields_raises() -> None:
     assert caught.value.field == "body"
 
 
-def test_query_response_picks_the_most_accurate_fix() -> None:
-    sample = next(s for s in HTTPS_SAMPLES if s["id"] == "de-ils-freiburg-query-response")
+def _query(sample: dict[str, Any]) -> bool:
+    return sample["body"].startswith("[")
+
+
+@pytest.mark.parametrize("sample", _samples(LOCAL_HTTPS, HTTPS_SAMPLES, _query))
+def test_query_response_picks_the_most_accurate_fix(sample: dict[str, Any]) -> None:
     best = sample["expected"]["best_fix"]
     message = parse_aml_query_response(sample["body"])
     assert (message.lat, message.lon, message.radius_m) == (
@@ -347,11 +422,13 @@ def test_query_response_picks_the_most_accurate_fix() -> None:
         best["accuracy_m"],
     )
     assert message.positioning_method == best["source"]
-    # "2019-10-17 09:27:29" has no timezone: not used rather than assumed.
+    # A location_time such as "2019-10-17 09:27:29" has no timezone: not used rather
+    # than assumed.
     assert message.time is None
-    assert "fix 4: location_time: '2019-10-17 09:27:29' has no timezone; ignored" in (
-        message.warnings
-    )
+    fixes = json.loads(sample["body"])
+    index = best.get("index", 4)
+    stamp = fixes[index - 1]["location_time"]
+    assert f"fix {index}: location_time: '{stamp}' has no timezone; ignored" in (message.warnings)
 
 
 def test_query_response_without_data_has_no_location() -> None:

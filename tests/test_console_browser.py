@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -25,13 +23,14 @@ import uvicorn
 
 from dispatch.app import create_app
 from dispatch.settings import Settings
-from tests.conftest import LiveServer, event_of, receive_until, stop_server
+from tests.conftest import MISSING, LiveServer, event_of, receive_until, require, stop_server
 from tests.test_gateways_telecom_sms import CALLS, post
 from tests.test_silent_calls import silent_call
 from tests.test_walking_skeleton import panic, zone_point
 
 playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    "playwright.async_api",
+    reason=f"{MISSING}playwright is not installed (pip install -e '.[dev]')",
 )
 
 CHROMIUM = os.environ.get("ERSS_CHROMIUM", "/usr/bin/chromium")
@@ -52,18 +51,12 @@ SLOW = 10_000  # ms: reconnects with backoff
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The Chromium executable; installed with apt-get when missing and we may."""
-    if not os.path.exists(CHROMIUM):
-        apt = shutil.which("apt-get")
-        if apt is None or os.geteuid() != 0:
-            pytest.skip(f"{CHROMIUM} is missing and apt-get is unavailable (or we are not root)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in ([apt, "update", "-q"], [apt, "install", "-y", "-q", "chromium"]):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                pytest.skip(f"cannot install chromium ({' '.join(command)}): {done.stderr[-500:]}")
-        if not os.path.exists(CHROMIUM):
-            pytest.skip(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    """The Chromium executable. .ci/run installs it (apt-get install chromium); a test
+    never does. Without it these tests skip locally and fail in CI."""
+    require(
+        os.path.exists(CHROMIUM),
+        f"{CHROMIUM} not found (apt-get install chromium, or set ERSS_CHROMIUM)",
+    )
     return CHROMIUM
 
 

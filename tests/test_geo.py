@@ -9,7 +9,9 @@ from dispatch.engine import Need, Tier, TravelModel, UnitSnapshot, closest_idle
 from geo.location import InvalidLocation, location_from_fix
 from geo.points import GeoPoint, InvalidCoordinate
 from geo.zones import ZoneError, ZoneIndex, zones_from_geojson
-from tests.conftest import SHARED_DATA, needs_shared
+from tests.conftest import FIXTURES
+
+OSM_POLICE_POINTS = FIXTURES / "geo" / "osm_police_points_bhubaneswar.geojson"
 
 
 @pytest.fixture(scope="module")
@@ -207,16 +209,13 @@ def test_great_circle_distance_is_within_half_a_percent_of_the_ellipsoid() -> No
         assert abs(distance_m(a, b) - exact) / exact < 0.005
 
 
-@needs_shared("geo")
 def test_real_station_points_against_their_jurisdictions(index: ZoneIndex) -> None:
-    """The OSM station nodes of Bhubaneswar (shared/data/geo): Khandagiri's building lies in
-    its own jurisdiction; Nandankanan's lies in Infocity's, as the data README warns, which
-    is why dispatch assigns by polygon, never by nearest station."""
+    """The OSM station nodes of Bhubaneswar (tests/fixtures/geo): Khandagiri's building lies
+    in its own jurisdiction; Nandankanan's lies in Infocity's, as the data README warns,
+    which is why dispatch assigns by polygon, never by nearest station."""
     import json
 
-    collection = json.loads(
-        (SHARED_DATA / "geo" / "india_police_points_osm_overpass_2025-05-19.geojson").read_text()
-    )
+    collection = json.loads(OSM_POLICE_POINTS.read_text())
     wanted = {"Khandagiri Police Station", "Nandankanan Police Station"}
     stations = {
         f["properties"]["name"]: GeoPoint(

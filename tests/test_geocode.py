@@ -49,8 +49,10 @@ from geo.geocode import (
 )
 from geo.points import GeoPoint
 from geo.zones import slugify
-from tests.conftest import SHARED_DATA, LiveServer, needs_shared, start_server, stop_server
+from tests.conftest import FIXTURES, LiveServer, start_server, stop_server
 from tests.test_walking_skeleton import rows_written
+
+OSM_POLICE_POINTS = FIXTURES / "geo" / "osm_police_points_bhubaneswar.geojson"
 
 PLACES = load_gazetteer()
 BY_ID = {place.id: place for place in PLACES}
@@ -104,13 +106,10 @@ def test_localities_named_after_a_jurisdiction_lie_in_it() -> None:
         assert zones[place.id].contains(place.point), place.id
 
 
-@needs_shared("geo")
 def test_gazetteer_agrees_with_openstreetmap_where_osm_has_the_place() -> None:
     """Three entries were placed from the only Bhubaneswar police nodes in OpenStreetMap
     (© OSM contributors, ODbL; config/README.md says which): they stay within 500 m."""
-    osm = json.loads(
-        (SHARED_DATA / "geo" / "india_police_points_osm_overpass_2025-05-19.geojson").read_text()
-    )
+    osm = json.loads(OSM_POLICE_POINTS.read_text())
     nodes = {
         f["properties"].get("name"): GeoPoint(
             lat=f["geometry"]["coordinates"][1], lon=f["geometry"]["coordinates"][0]

@@ -15,7 +15,14 @@ import pytest
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.settings import Settings
-from tests.conftest import LiveServer, event_of, receive_until, start_server, stop_server
+from tests.conftest import (
+    LiveServer,
+    event_of,
+    receive_until,
+    require,
+    start_server,
+    stop_server,
+)
 from tests.test_walking_skeleton import panic, zone_point
 
 
@@ -73,8 +80,12 @@ async def proxied(settings: Settings) -> AsyncIterator[tuple[str, TcpProxy]]:
     """A live server whose database connections go through a proxy the test controls."""
     assert settings.database_url
     url = urlsplit(settings.database_url)
-    if url.hostname is None or url.port is None:
-        pytest.skip("needs a TCP database URL (the embedded server listens on a socket)")
+    require(
+        url.hostname is not None and url.port is not None,
+        "a TCP database URL (ERSS_TEST_DATABASE_URL): the embedded server listens on a socket",
+    )
+    assert url.hostname is not None
+    assert url.port is not None
     proxy = TcpProxy(url.hostname, url.port)
     await proxy.start()
     via_proxy = urlunsplit(url._replace(netloc=f"{url.username or ''}@127.0.0.1:{proxy.port}"))

@@ -1,6 +1,9 @@
-"""PIDF-LO parser: every XML sample in ../shared/data/pidf-lo replayed with values read
-off the file by hand; shapes reduced to a point and a radius that holds them; nothing
-raised but PidfLoError."""
+"""PIDF-LO parser: every XML sample replayed with values read off the file by hand;
+shapes reduced to a point and a radius that holds them; nothing raised but PidfLoError.
+
+Samples: the suite's own in tests/fixtures/pidf_lo (written from RFC 4119, 5491, 5139,
+5985; see its README), and, when present, ../shared/data/pidf-lo as an extra corpus.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from hypothesis import strategies as st
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
 from geo.distance import distance_m
 from geo.points import GeoPoint
-from tests.conftest import SHARED_DATA, needs_shared
+from tests.conftest import FIXTURES, SHARED_DATA, corpus, needs_shared
 
 PIDF_DATA = SHARED_DATA / "pidf-lo"
-pytestmark = needs_shared("pidf-lo")
+LOCAL = FIXTURES / "pidf_lo"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,39 @@ SYDNEY = (-34.407, 150.88001)
 RFC_TIME = _utc("2007-06-22T20:57:29")
 HELD_TIME = _utc("1970-01-01T00:00:10")
 
+BHUBANESWAR_TIME = _utc("2025-01-01T10:30:00")
+
+# The suite's own fixtures (tests/fixtures/pidf_lo), read off each file.
+LOCAL_EXPECTED: dict[str, Fix | NoFix | Refused] = {
+    "point.xml": Fix("Point", 20.2961, 85.8245, None, "GPS", time=BHUBANESWAR_TIME),
+    "circle-civic.xml": Fix(
+        "Circle",
+        20.4625,
+        85.8830,
+        850,
+        "Cell",
+        civic="country: IN; A1: Odisha; A3: Cuttack; RD: Link Road; HNO: 12; PC: 753012",
+        confidence=68,
+        time=_utc("2025-02-14T13:00:05"),
+    ),
+    "ellipse.xml": Fix("Ellipse", 19.8135, 85.8312, 1200, "Cell", time=BHUBANESWAR_TIME),
+    "civic.xml": NoFix(
+        ("no coordinates in the document; the civic address is kept for geocoding",),
+        "Manual",
+        civic="country: IN; A1: Odisha; A3: Bhubaneswar; A6: Janpath; HNO: 7; FLR: 2;"
+        " NAM: Master Canteen; PC: 751001",
+    ),
+    "multiple.xml": Fix("Circle", 20.2961, 85.8245, 30, "GPS", time=BHUBANESWAR_TIME),
+    "circle-without-pos.xml": NoFix(("gs:Circle: gml:pos missing; location dropped",), "GPS"),
+    "held-response.xml": Fix("Circle", 20.27, 85.84, 120, "Wiremap", time=BHUBANESWAR_TIME),
+    "held-reference.xml": Refused("by reference only"),
+    "held-error.xml": Refused("HELD error locationUnknown: no location for this device"),
+    "unbound-prefix.xml": Refused("unbound prefix"),
+    "not-xml.xml": Refused("not well-formed XML"),
+}
+LOCAL_COMPUTED = {"polygon.xml", "arcband.xml"}
+
+# The shared corpus (../shared/data/pidf-lo), read off each file.
 EXPECTED: dict[str, Fix | NoFix | Refused] = {
     "asterisk/pidf_lo_test.xml": Fix(
         "Point", -34.410649, 150.87651, None, "Manual", confidence=66, time=RFC_TIME
@@ -170,18 +206,35 @@ COMPUTED = {
 
 
 def _read(name: str) -> bytes:
+    """A sample by name: ``fixture:<file>`` from tests/fixtures, else the shared corpus."""
+    if name.startswith("fixture:"):
+        return (LOCAL / name.removeprefix("fixture:")).read_bytes()
     return (PIDF_DATA / name).read_bytes()
 
 
+def test_every_fixture_is_covered() -> None:
+    names = {p.name for p in LOCAL.glob("*.xml")}
+    assert names == set(LOCAL_EXPECTED) | LOCAL_COMPUTED
+
+
+@needs_shared("pidf-lo")
 def test_every_xml_sample_is_covered() -> None:
     names = {str(p.relative_to(PIDF_DATA)) for p in PIDF_DATA.rglob("*.xml")}
     assert names == set(EXPECTED) | COMPUTED
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+ALL_EXPECTED = {**{"fixture:" + k: v for k, v in LOCAL_EXPECTED.items()}, **EXPECTED}
+SHARED_NAMES = sorted(EXPECTED) if PIDF_DATA.is_dir() else []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param("fixture:" + n, id="fixture:" + n) for n in sorted(LOCAL_EXPECTED)]
+    + corpus(SHARED_NAMES, "pidf-lo", ids=str),
+)
 def test_sample(name: str) -> None:
     """Each sample gives the location, civic address and method the file states."""
-    expected = EXPECTED[name]
+    expected = ALL_EXPECTED[name]
     if isinstance(expected, Refused):
         with pytest.raises(PidfLoError) as caught:
             parse_pidf_lo(_read(name))
@@ -207,12 +260,20 @@ def test_sample(name: str) -> None:
 
 
 def test_str_and_bytes_read_alike() -> None:
-    name = "dec112-pidf-lo-javascript/simple-civic__valid-civic-address.xml"
+    name = "fixture:civic.xml"
     assert parse_pidf_lo(_read(name).decode("utf-8")) == parse_pidf_lo(_read(name))
 
 
 def test_several_locations_pick_the_smallest_uncertainty_and_flag_disagreement() -> None:
     """A Point (unknown uncertainty) ranks after any Circle; far-apart shapes are flagged."""
+    result = parse_pidf_lo(_read("fixture:multiple.xml"))
+    assert result.warnings[0] == "2 locations given; used the Circle with the smallest uncertainty"
+    assert result.warnings[1].startswith("the Point at 20.29609,85.87237 lies")
+    assert len(result.warnings) == 2
+
+
+@needs_shared("pidf-lo")
+def test_shared_several_locations_flag_only_disagreement() -> None:
     result = parse_pidf_lo(_read("dec112-pidf-lo-javascript/multiple-locations__valid.xml"))
     assert result.warnings[0] == "2 locations given; used the Circle with the smallest uncertainty"
     assert result.warnings[1].startswith("the Point at 12.34500,67.89000 lies")
@@ -220,13 +281,40 @@ def test_several_locations_pick_the_smallest_uncertainty_and_flag_disagreement()
     assert len(same_place.warnings) == 1
 
 
-def test_ellipse_says_it_became_a_circle() -> None:
-    result = parse_pidf_lo(_read("pflau-normau/readme_ellipse.xml"))
+@pytest.mark.parametrize(
+    ("name", "axis"),
+    [
+        ("fixture:ellipse.xml", 1200),
+        pytest.param("pflau-normau/readme_ellipse.xml", 1600, marks=needs_shared("pidf-lo")),
+    ],
+)
+def test_ellipse_says_it_became_a_circle(name: str, axis: int) -> None:
+    result = parse_pidf_lo(_read(name))
     assert result.warnings == [
-        "gs:Ellipse: used as a circle of its semi-major axis (1600 m) around its centre"
+        f"gs:Ellipse: used as a circle of its semi-major axis ({axis} m) around its centre"
     ]
 
 
+def test_hexagon_is_its_centre_and_the_distance_to_a_vertex() -> None:
+    """fixtures/pidf_lo/polygon.xml: a regular hexagon, 1000 m from centre to vertex."""
+    result = parse_pidf_lo(_read("fixture:polygon.xml"))
+    location = result.location
+    assert location is not None
+    assert result.shape == "Polygon"
+    assert result.warnings == []
+    assert location.method == "Wiremap"
+    assert location.point.lat == pytest.approx(20.3, abs=1e-5)
+    assert location.point.lon == pytest.approx(85.82, abs=1e-5)
+    text = _read("fixture:polygon.xml").decode()
+    numbers = [float(n) for n in text.split("<gml:posList>")[1].split("<")[0].split()]
+    vertices = [GeoPoint(lat=a, lon=b) for a, b in zip(numbers[::2], numbers[1::2], strict=True)]
+    farthest = max(distance_m(location.point, v) for v in vertices)
+    assert location.radius_m == pytest.approx(farthest)
+    # 1000 m on the ellipsoid; distance_m is a great circle, within half a percent.
+    assert 995 < farthest < 1010
+
+
+@needs_shared("pidf-lo")
 def test_polygon_is_its_centroid_and_the_farthest_vertex() -> None:
     """readme_polygon: a near-regular hexagon around the Hôtel de Ville, Paris."""
     result = parse_pidf_lo(_read("pflau-normau/readme_polygon.xml"))
@@ -258,14 +346,27 @@ def _destination(origin: GeoPoint, metres: float, bearing: float) -> GeoPoint:
 @pytest.mark.parametrize(
     ("name", "antenna", "inner", "outer"),
     [
-        ("pflau-normau/arcband.xml", GeoPoint(lat=47.9178089, lon=1.8935533), 1661.55, 2215.4),
-        ("pflau-normau/readme_arcband.xml", GeoPoint(lat=48.856578, lon=2.351828), 1500, 1650),
+        ("fixture:arcband.xml", GeoPoint(lat=20.2961, lon=85.8245), 1500, 1650),
+        pytest.param(
+            "pflau-normau/arcband.xml",
+            GeoPoint(lat=47.9178089, lon=1.8935533),
+            1661.55,
+            2215.4,
+            marks=needs_shared("pidf-lo"),
+        ),
+        pytest.param(
+            "pflau-normau/readme_arcband.xml",
+            GeoPoint(lat=48.856578, lon=2.351828),
+            1500,
+            1650,
+            marks=needs_shared("pidf-lo"),
+        ),
     ],
 )
 def test_arc_band_is_a_circle_around_its_sector_not_the_antenna(
     name: str, antenna: GeoPoint, inner: float, outer: float
 ) -> None:
-    """Both samples: start 266 degrees, opening 120, so the band faces bearing 326."""
+    """All samples: start 266 degrees, opening 120, so the band faces bearing 326."""
     result = parse_pidf_lo(_read(name))
     location = result.location
     assert location is not None
