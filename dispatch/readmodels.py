@@ -36,6 +36,16 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _on_desk(column: str, param: str) -> str:
+    """SQL for the desk rule (``dispatch.access.sees_incident_zone``, the console's
+    ``DeskScope``): no desk, or a row of no zone, or of one of the desk's zones."""
+    return f"({param}::text[] IS NULL OR {column} IS NULL OR {column} = ANY({param}))"
+
+
+def _zones_param(zones: frozenset[str] | None) -> list[str] | None:
+    return sorted(zones) if zones is not None else None
+
+
 _INCIDENT_SQL = (
     "SELECT i.*, z.name AS zone_name FROM incidents i LEFT JOIN zones z ON z.id = i.zone_id"
 )
@@ -79,26 +89,69 @@ async def open_incidents(
     """Open incidents, most urgent first; of some zones (and those with none) if given."""
     rows = await conn.fetch(
         f"{_INCIDENT_SQL} WHERE i.status = ANY($1::text[])"
-        " AND ($3::text[] IS NULL OR i.zone_id IS NULL OR i.zone_id = ANY($3))"
+        f" AND {_on_desk('i.zone_id', '$3')}"
         " ORDER BY i.priority, i.created_at LIMIT $2",
         list(OPEN_STATUSES),
         limit,
-        sorted(zones) if zones is not None else None,
+        _zones_param(zones),
     )
     return [_incident(r) for r in rows]
 
 
 async def list_incidents(
-    conn: asyncpg.Connection, *, status: str | None, limit: int
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    limit: int,
+    zones: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Incidents, newest first, optionally of one status."""
+    """Incidents, newest first, optionally of one status; of a desk's zones (and those
+    with none) if ``zones`` is given (``dispatch.access``)."""
     rows = await conn.fetch(
         f"{_INCIDENT_SQL} WHERE ($1::text IS NULL OR i.status = $1)"
+        f" AND {_on_desk('i.zone_id', '$3')}"
         " ORDER BY i.created_at DESC, i.id DESC LIMIT $2",
         status,
         limit,
+        _zones_param(zones),
     )
     return [_incident(r) for r in rows]
+
+
+async def incident_zones(
+    conn: asyncpg.Connection, incident_ids: list[int], *, lock: bool = False
+) -> dict[int, str | None]:
+    """The zone of each of these incidents that exists (None for no zone).
+
+    With ``lock``, the rows are locked in id order (as ``Control.merge`` locks them), so
+    the zone an action was allowed on cannot change before the action commits.
+    """
+    rows = await conn.fetch(
+        "SELECT id, zone_id FROM incidents WHERE id = ANY($1::bigint[]) ORDER BY id"
+        + (" FOR UPDATE" if lock else ""),
+        sorted(set(incident_ids)),
+    )
+    return {r["id"]: r["zone_id"] for r in rows}
+
+
+async def incident_zone_of(
+    conn: asyncpg.Connection, table: str, row_id: int
+) -> tuple[bool, str | None]:
+    """Whether an assignment or report exists, and its incident's zone (locked)."""
+    if table not in ("assignments", "reports"):
+        raise ValueError(f"no incident-owned table {table!r}")
+    row = await conn.fetchrow(
+        f"SELECT i.zone_id FROM {table} t JOIN incidents i ON i.id = t.incident_id"
+        " WHERE t.id = $1 FOR UPDATE OF i",
+        row_id,
+    )
+    return (row is not None, row["zone_id"] if row is not None else None)
+
+
+async def unit_zone(conn: asyncpg.Connection, unit_id: str) -> tuple[bool, str | None]:
+    """Whether a unit exists, and the zone it is in now (locked)."""
+    row = await conn.fetchrow("SELECT zone_id FROM units WHERE id = $1 FOR UPDATE", unit_id)
+    return (row is not None, row["zone_id"] if row is not None else None)
 
 
 async def incident_detail(conn: asyncpg.Connection, incident_id: int) -> dict[str, Any] | None:
@@ -175,8 +228,9 @@ async def list_units(
 ) -> list[dict[str, Any]]:
     """Units with status and last known position; those now in some zones if given."""
     rows = await conn.fetch(
+        # dispatch.access.sees_unit_zone: a unit in no zone is on no desk.
         f"{_UNIT_SQL} WHERE $1::text[] IS NULL OR zone_id = ANY($1) ORDER BY id",
-        sorted(zones) if zones is not None else None,
+        _zones_param(zones),
     )
     return [_unit(r) for r in rows]
 
@@ -223,12 +277,12 @@ async def replay(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
         " AND ($2::text IS NULL OR unit_id = $2 OR (unit_id IS NULL AND incident_id IN"
         " (SELECT incident_id FROM assignments WHERE unit_id = $2)))"
-        " AND ($4::text[] IS NULL OR zone_id IS NULL OR zone_id = ANY($4))"
+        f" AND {_on_desk('zone_id', '$4')}"
         " ORDER BY position LIMIT $3",
         after,
         unit_id,
         limit,
-        sorted(zones) if zones is not None else None,
+        _zones_param(zones),
     )
     return [Event.from_record(r) for r in rows]
 

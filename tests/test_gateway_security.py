@@ -95,5 +95,5 @@ async def test_aml_over_https_is_treated_like_the_sms_form(live: LiveServer) -> 
     headers = live.signed_headers(missing, gateway="els", secret=NEW)
     response = await live.http.post("/v1/gateways/aml", content=missing, headers=headers)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "device_number"]
+    assert response.json()["fields"][0]["loc"] == ["body", "device_number"]
     assert await live.count("incidents") == 1

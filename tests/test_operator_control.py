@@ -139,7 +139,7 @@ async def test_cancelling_a_job_the_crew_finishes_meanwhile_is_refused(
         for _ in range(250):
             if await live.db.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'SELECT status FROM incidents WHERE id = $1 FOR UPDATE%'"
+                " AND query LIKE '%incidents%FOR UPDATE%'"
             ):
                 break
             await asyncio.sleep(0.02)

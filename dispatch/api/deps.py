@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
 from dispatch.auth import Principal, authenticate
 from dispatch.services import Services
@@ -26,8 +27,23 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
-async def current_operator(request: Request, services: ServicesDep) -> Principal:
-    """The operator behind the request's bearer token (401 otherwise)."""
+# Only to put the bearer scheme in the OpenAPI document (clients and schemathesis learn
+# how to authenticate from it); the header is read by ``bearer_token``, the same parser
+# the websockets use, and a missing token is our own 401, not FastAPI's.
+_operator_scheme = HTTPBearer(
+    scheme_name="OperatorToken",
+    description="An operator's token (a unit's MDT token is refused with 401)",
+    auto_error=False,
+)
+
+
+async def current_operator(
+    request: Request,
+    services: ServicesDep,
+    _documented: Annotated[object, Depends(_operator_scheme)] = None,
+) -> Principal:
+    """The operator behind the request's bearer token (401 otherwise, a unit's MDT
+    token included: it is not an operator token)."""
     token = bearer_token(request.headers.get("authorization"))
     return await authenticate(services.pool, token, kind="operator")
 

@@ -1,0 +1,69 @@
+"""What an operator request may carry: the one place for id ranges and text limits.
+
+PostgreSQL stores ids as ``bigint`` and text as UTF-8 without NUL; a value outside those
+used to reach the driver and fail there as a 500. These types refuse it at the door
+with a 422 naming the field, so nothing is read or written. Each works in a path, a
+query or a body model alike (the constraints are pydantic metadata, which FastAPI
+applies to parameters too, and they appear in the OpenAPI document).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import annotated_types as at
+from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+INT64_MAX = 2**63 - 1
+
+# C0 controls and DEL, except tab, newline and carriage return (a note has lines).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+SAFE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(
+            "control characters (such as NUL) are not allowed; only tab, newline and"
+            " carriage return"
+        )
+    return value
+
+
+class _Documented:
+    """Puts the refusal of control characters in the JSON schema as a pattern, so
+    clients (and schemathesis) know it; the validator above gives the readable error."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = SAFE_TEXT_PATTERN
+        return json_schema
+
+
+# Lone surrogates never get this far: pydantic refuses a str that is not valid Unicode
+# ("unable to parse ... as a unicode string").
+_SAFE = AfterValidator(_no_control)
+_DOC = _Documented()
+
+
+# An incident, assignment or report id: positive and a PostgreSQL bigint.
+RowId = Annotated[int, at.Ge(1), at.Le(INT64_MAX)]
+IncidentId = RowId
+AssignmentId = RowId
+ReportId = RowId
+
+# A unit id (e.g. "capital-police-1").
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=100), _SAFE, _DOC]
+# A one-line label: an incident type, a disposition, a status filter.
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200), _SAFE, _DOC]
+# Why the operator did it (kept in the event log).
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), _SAFE, _DOC]
+# A free-text note.
+NoteText = Annotated[str, StringConstraints(min_length=1, max_length=4000), _SAFE, _DOC]
+# A phone number as typed (normalised later).
+PhoneNumber = Annotated[str, StringConstraints(min_length=1, max_length=50), _SAFE, _DOC]
