@@ -15,28 +15,40 @@ from dispatch.errors import IdempotencyConflict
 
 
 async def reserve(
-    conn: asyncpg.Connection, *, gateway_id: str, key: str, body_sha256: str
+    conn: asyncpg.Connection,
+    *,
+    gateway_id: str,
+    key: str,
+    body_sha256: str,
+    delivery_id: str,
 ) -> dict[str, Any] | None:
-    """Claim the key in the current transaction; returns the stored answer of an earlier
-    delivery with the same body, or None when this delivery is the first.
+    """Claim the key and the delivery in the current transaction; returns the stored
+    answer of an earlier delivery with the same key and body, or with the same
+    ``delivery_id`` (a replay under a new key), or None when this delivery is the first.
 
     Raises IdempotencyConflict when the key was used with a different body.
     """
+    # Either unique index (key, or delivery id) turns the insert into a no-op; a
+    # concurrent first delivery holding either makes this wait for its commit.
     inserted = await conn.fetchval(
-        "INSERT INTO idempotency_keys (gateway_id, key, body_sha256) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING RETURNING true",
+        "INSERT INTO idempotency_keys (gateway_id, key, body_sha256, delivery_id)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
         gateway_id,
         key,
         body_sha256,
+        delivery_id,
     )
     if inserted:
         return None
     row = await conn.fetchrow(
-        "SELECT body_sha256, response FROM idempotency_keys WHERE gateway_id = $1 AND key = $2",
+        "SELECT key, body_sha256, response FROM idempotency_keys"
+        " WHERE gateway_id = $1 AND (key = $2 OR delivery_id = $3)"
+        " ORDER BY key = $2 DESC LIMIT 1",
         gateway_id,
         key,
+        delivery_id,
     )
-    if row["body_sha256"] != body_sha256:
+    if row["key"] == key and row["body_sha256"] != body_sha256:
         raise IdempotencyConflict(key)
     stored: dict[str, Any] = row["response"]
     return stored

@@ -25,12 +25,13 @@ from dispatch.correlate import (
     may_join_nearby,
     sender_window_applies,
 )
-from dispatch.errors import InvalidTransition, NotFound
+from dispatch.errors import DispatchError, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher, IncidentFacts, held_reason, no_unit_reason
 from dispatch.readmodels import OPEN_STATUSES
 from dispatch.retry import in_transaction
+from dispatch.storable import clean_text, clean_tree
 from geo.distance import distance_m
 from geo.location import Location
 from geo.points import GeoPoint
@@ -58,6 +59,25 @@ class IncidentReport:
     warnings: tuple[str, ...] = ()
     sender_keys: tuple[str, ...] = ()
     silent: bool = False
+    # The delivery as it came, kept byte for byte beside the cleaned ``payload``.
+    raw: bytes | None = None
+    raw_content_type: str | None = None
+
+    @property
+    def delivery_id(self) -> str:
+        """The delivery's own identity, whatever Idempotency-Key it came under."""
+        return f"{self.channel}:{self.external_id}"
+
+    def storable(self) -> IncidentReport:
+        """The report with nothing PostgreSQL cannot hold (see ``dispatch.storable``)."""
+        return replace(
+            self,
+            external_id=clean_text(self.external_id),
+            sender=clean_text(self.sender),
+            payload=clean_tree(self.payload),
+            warnings=tuple(clean_text(w) for w in self.warnings),
+            sender_keys=tuple(clean_text(k) for k in self.sender_keys),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +132,81 @@ class Intake:
 
         Raises IdempotencyConflict when the key was used for another body.
         """
+        report = report.storable()
         return await in_transaction(
             self._pool, lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
         )
+
+    async def keep_unprocessable(
+        self, report: IncidentReport, *, idempotency_key: str, body_sha256: str, error: str
+    ) -> IntakeResult:
+        """The last line of defence: intake failed on this report for a reason that is
+        not an outage (a bug). It is kept anyway, its raw bytes and the error with it,
+        as an incident escalated to operators, with nothing else decided for it."""
+        report = replace(report.storable(), location=None, payload={})
+        return await in_transaction(
+            self._pool,
+            lambda conn: self._keep_in(conn, report, idempotency_key, body_sha256, error),
+        )
+
+    async def _keep_in(
+        self,
+        conn: asyncpg.Connection,
+        report: IncidentReport,
+        idempotency_key: str,
+        body_sha256: str,
+        error: str,
+    ) -> IntakeResult:
+        earlier = await idempotency.reserve(
+            conn,
+            gateway_id=report.gateway_id,
+            key=idempotency_key,
+            body_sha256=body_sha256,
+            delivery_id=report.delivery_id,
+        )
+        if earlier is not None:
+            return IntakeResult.from_json(earlier)
+        try:
+            kind = self._dispatcher.incident_type(report.incident_type)
+        except DispatchError:
+            kind = self._dispatcher.incident_type("other")
+        error = clean_text(error)
+        reason = (
+            f"unprocessable report from gateway {report.gateway_id}, caller {report.sender}:"
+            f" {error}; its raw content is kept on the report"
+        )
+        warnings = [*report.warnings, f"intake failed ({error}); kept for operators"]
+        incident_id = await _insert_incident(conn, "awaiting_location", kind, None, None, [])
+        report_id = await self._insert_report(conn, incident_id, report, intake_error=error)
+        actor = f"gateway:{report.gateway_id}"
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_CREATED,
+            actor=actor,
+            incident_id=incident_id,
+            data=_created_data(
+                "awaiting_location",
+                kind,
+                report.channel,
+                report_id,
+                None,
+                None,
+                [],
+                warnings,
+                unprocessable=True,
+            ),
+        )
+        await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+        log.error(
+            "kept an unprocessable report",
+            extra={"incident_id": incident_id, "report_id": report_id, "channel": report.channel},
+        )
+        result = IntakeResult(incident_id, report_id, "awaiting_location", None, warnings)
+        await idempotency.complete(
+            conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
+        )
+        return result
 
     async def _submit_in(
         self,
@@ -125,7 +217,11 @@ class Intake:
     ) -> IntakeResult:
         """The submission, inside its transaction (rerun whole if PostgreSQL aborts it)."""
         earlier = await idempotency.reserve(
-            conn, gateway_id=report.gateway_id, key=idempotency_key, body_sha256=body_sha256
+            conn,
+            gateway_id=report.gateway_id,
+            key=idempotency_key,
+            body_sha256=body_sha256,
+            delivery_id=report.delivery_id,
         )
         if earlier is not None:
             return IntakeResult.from_json(earlier)
@@ -229,13 +325,20 @@ class Intake:
         )
 
     async def _insert_report(
-        self, conn: asyncpg.Connection, incident_id: int, report: IncidentReport
+        self,
+        conn: asyncpg.Connection,
+        incident_id: int,
+        report: IncidentReport,
+        *,
+        intake_error: str | None = None,
     ) -> int:
         location = report.location
         report_id: int = await conn.fetchval(
             "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
-            " radius_m, location_method, location_time, payload, warnings, silent)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            " radius_m, location_method, location_time, payload, warnings, silent, raw,"
+            " raw_content_type, intake_error)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            " RETURNING id",
             incident_id,
             report.channel,
             report.gateway_id,
@@ -246,6 +349,9 @@ class Intake:
             report.payload,
             list(report.warnings),
             report.silent,
+            report.raw,
+            report.raw_content_type,
+            intake_error,
         )
         if report.sender_keys:
             await conn.executemany(
@@ -445,7 +551,10 @@ class Intake:
         best = incident.location
         new = report.location
         if new is not None and is_better(
-            new, incident.location, new_time=_fix_time(new), current_time=incident.location_time
+            new,
+            incident.location,
+            new_time=_fix_time(new),
+            current_time=_aware(incident.location_time),
         ):
             best = new
             await self._relocate(conn, incident, new, report_id, actor)
@@ -656,8 +765,18 @@ def _location_columns(
 
 
 def _fix_time(location: Location) -> datetime:
-    # A fix without its own time is as old as its arrival.
-    return location.time or datetime.now(UTC)
+    # A fix without its own time is as old as its arrival. One without a UTC offset
+    # cannot be compared with one that has it; gateways' schemas refuse such times, and
+    # a parser that let one through is read as UTC rather than fail the report.
+    if location.time is None:
+        return datetime.now(UTC)
+    if location.time.tzinfo is None:
+        return location.time.replace(tzinfo=UTC)
+    return location.time
+
+
+def _aware(time: datetime | None) -> datetime | None:
+    return time.replace(tzinfo=UTC) if time is not None and time.tzinfo is None else time
 
 
 def location_json(location: Location | None) -> dict[str, Any] | None:

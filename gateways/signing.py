@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+
+# ASCII digits only: str.isdigit() also takes "²" or Arabic-Indic digits, which int()
+# then refuses or reads differently from the gateway. Twelve digits reach year 33658.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureError(Exception):
@@ -27,8 +32,10 @@ def verify(
 ) -> None:
     """Raise SignatureError unless the signature matches one of the gateway's valid
     ``secrets`` (several during a rotation) and the timestamp is fresh."""
-    if not timestamp.isdigit():
-        raise SignatureError("X-ERSS-Timestamp must be Unix seconds as an integer string")
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise SignatureError(
+            "X-ERSS-Timestamp must be Unix seconds as an integer string of ASCII digits"
+        )
     skew = abs(now - int(timestamp))
     if skew > max_skew_s:
         raise SignatureError(

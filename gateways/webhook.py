@@ -1,23 +1,38 @@
-"""What every gateway endpoint shares: signature check, body parsing, the 202 answer."""
+"""What every gateway endpoint shares: signature check, body parsing, the 202 answer.
+
+A signed delivery whose envelope parses is kept whatever happens next: content that
+cannot be used is dropped with a warning (``gateways.content``), and if intake fails on
+the report for anything but an outage (a bug), the report is still stored, raw bytes
+and all, as an escalated incident operators see, and the gateway gets its 202. Only an
+outage (``dispatch.transient``) answers 503, so the gateway's retry can succeed.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from dispatch.errors import MalformedRequest, PayloadTooLarge, Unauthorized
+from dispatch.errors import IdempotencyConflict, MalformedRequest, PayloadTooLarge, Unauthorized
 from dispatch.intake import IncidentReport
 from dispatch.services import Services
+from dispatch.transient import is_transient
+from gateways.content import parse_lenient
 from gateways.signing import SignatureError, verify
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+# What a gateway's report becomes for the core; a parser or adapter raising anything but
+# MalformedRequest is a bug, and the report is then kept as unprocessable.
+ReportBuilder = Callable[["SignedDelivery"], IncidentReport]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,23 +43,12 @@ class SignedDelivery:
     channel: str
     body: bytes
     idempotency_key: str
+    content_type: str | None = None
 
     @property
     def body_sha256(self) -> str:
         """Fingerprint of the body, to tell a retry from a different request."""
         return hashlib.sha256(self.body).hexdigest()
-
-    def parse(self, model: type[ModelT]) -> ModelT:
-        """Validate the JSON body against the channel's model; MalformedRequest if not."""
-        try:
-            return model.model_validate_json(self.body)
-        except ValidationError as err:
-            raise MalformedRequest(
-                [
-                    {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                    for e in err.errors(include_url=False, include_input=False)
-                ]
-            ) from err
 
 
 async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
@@ -91,7 +95,9 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
                 }
             ]
         )
-    return SignedDelivery(x_erss_gateway, channel, body, idempotency_key)
+    return SignedDelivery(
+        x_erss_gateway, channel, body, idempotency_key, request.headers.get("content-type")
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -118,12 +124,67 @@ def delivery_for(channel: str) -> Callable[[Request], Awaitable[SignedDelivery]]
     return dependency
 
 
-async def accept(
-    request: Request, delivery: SignedDelivery, report: IncidentReport
-) -> JSONResponse:
-    """Commit the report through intake and answer 202 with its incident."""
+def json_report(
+    model: type[ModelT],
+    identity: tuple[str, ...],
+    adapt: Callable[[ModelT, str], IncidentReport],
+) -> ReportBuilder:
+    """A builder for a JSON channel: ``identity`` fields must be right (else 422), the
+    rest is used where it can be, each field dropped adding a warning."""
+
+    def build(delivery: SignedDelivery) -> IncidentReport:
+        parsed = parse_lenient(delivery.body, model, identity)
+        report = adapt(parsed.value, delivery.gateway_id)
+        return replace(report, warnings=parsed.warnings + report.warnings)
+
+    return build
+
+
+async def accept(request: Request, delivery: SignedDelivery, build: ReportBuilder) -> JSONResponse:
+    """Commit the delivery's report through intake and answer 202 with its incident."""
     services: Services = request.app.state.services
-    result = await services.intake.submit(
-        report, idempotency_key=delivery.idempotency_key, body_sha256=delivery.body_sha256
+    try:
+        report = build(delivery)
+    except MalformedRequest:
+        raise
+    except Exception as err:
+        log.exception("gateway %s: reading a signed delivery failed", delivery.gateway_id)
+        return await _keep_unprocessable(services, delivery, _bare_report(delivery), err)
+    report = replace(report, raw=delivery.body, raw_content_type=delivery.content_type)
+    try:
+        result = await services.intake.submit(
+            report, idempotency_key=delivery.idempotency_key, body_sha256=delivery.body_sha256
+        )
+    except IdempotencyConflict:
+        raise
+    except Exception as err:
+        if is_transient(err):
+            raise
+        log.exception("gateway %s: intake failed on a report", delivery.gateway_id)
+        return await _keep_unprocessable(services, delivery, report, err)
+    return JSONResponse(result.to_json(), status_code=202)
+
+
+async def _keep_unprocessable(
+    services: Services, delivery: SignedDelivery, report: IncidentReport, err: Exception
+) -> JSONResponse:
+    result = await services.intake.keep_unprocessable(
+        replace(report, raw=delivery.body, raw_content_type=delivery.content_type),
+        idempotency_key=delivery.idempotency_key,
+        body_sha256=delivery.body_sha256,
+        error=f"{type(err).__name__}: {err}"[:300],
     )
     return JSONResponse(result.to_json(), status_code=202)
+
+
+def _bare_report(delivery: SignedDelivery) -> IncidentReport:
+    """What is known of a delivery nobody could read: who sent it and its bytes."""
+    return IncidentReport(
+        channel=delivery.channel,
+        gateway_id=delivery.gateway_id,
+        external_id=f"sha256:{delivery.body_sha256}",
+        sender="unknown",
+        incident_type="panic" if delivery.channel == "panic" else "other",
+        location=None,
+        payload={},
+    )

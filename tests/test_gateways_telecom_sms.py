@@ -318,13 +318,13 @@ async def test_unusable_content_is_dropped_with_a_warning_not_refused(live: Live
         "pidf_lo as object": (
             CALLS,
             "telecom",
-            json.dumps(call(pidf_lo={"xml": "<presence/>"})).encode(),
+            json.dumps(call("call-2", pidf_lo={"xml": "<presence/>"})).encode(),
             "pidf_lo",
         ),
         "unknown call state": (
             CALLS,
             "telecom",
-            json.dumps(call(call_state="ringing")).encode(),
+            json.dumps(call("call-3", call_state="ringing")).encode(),
             "call_state",
         ),
         "text as number": (

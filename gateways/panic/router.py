@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from gateways.panic.adapter import to_report
 from gateways.panic.schema import PanicTrigger
-from gateways.webhook import SignedDelivery, accept, delivery_for
+from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 
 router = APIRouter(tags=["gateways"])
 
@@ -19,5 +19,9 @@ async def post_panic(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("panic"))]
 ) -> JSONResponse:
     """Take an SOS trigger; 202 once its incident is committed."""
-    trigger = delivery.parse(PanicTrigger)
-    return await accept(request, delivery, to_report(trigger, gateway_id=delivery.gateway_id))
+    return await accept(request, delivery, _BUILD)
+
+
+_BUILD = json_report(
+    PanicTrigger, ("trigger_id", "device_id"), lambda t, gw: to_report(t, gateway_id=gw)
+)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class PanicUser(BaseModel):
@@ -25,7 +23,7 @@ class PanicFix(BaseModel):
     lat: float
     lon: float
     accuracy_m: float | None = None
-    time: datetime | None = None
+    time: AwareDatetime | None = None
 
 
 class PanicTrigger(BaseModel):

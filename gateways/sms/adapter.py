@@ -63,7 +63,7 @@ def _aml_findings(aml: AmlMessage, payload: dict[str, Any]) -> list[str]:
 def aml_https_to_report(aml: AmlMessage, *, gateway_id: str, delivery_id: str) -> IncidentReport:
     """Normalise an AML HTTPS POST exactly like the SMS form, under ``device_number``.
 
-    The HTTPS form has no message id, so the delivery's Idempotency-Key names it.
+    The HTTPS form has no message id: ``delivery_id`` (the body's fingerprint) names it.
     """
     sender = aml.device_number or ""
     warnings: list[str] = []

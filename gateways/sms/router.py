@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from dispatch.errors import MalformedRequest
+from dispatch.intake import IncidentReport
 from gateways.aml.parse import AmlError, parse_aml_https
 from gateways.sms.adapter import aml_https_to_report, to_report
 from gateways.sms.schema import SmsMessage
-from gateways.webhook import SignedDelivery, accept, delivery_for
+from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 
 router = APIRouter(tags=["gateways"])
 
@@ -21,8 +22,7 @@ async def post_sms(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("sms"))]
 ) -> JSONResponse:
     """Take an SMS to 112 (AML or plain text); 202 once its incident is committed."""
-    sms = delivery.parse(SmsMessage)
-    return await accept(request, delivery, to_report(sms, gateway_id=delivery.gateway_id))
+    return await accept(request, delivery, _BUILD_SMS)
 
 
 @router.post("/v1/gateways/aml", status_code=202)
@@ -31,6 +31,15 @@ async def post_aml_https(
 ) -> JSONResponse:
     """Take AML sent over HTTPS (ETSI TS 103 625; Android's Emergency Location Service
     form, ``application/x-www-form-urlencoded``), treated exactly like the SMS form."""
+    return await accept(request, delivery, _aml_https_report)
+
+
+_BUILD_SMS = json_report(
+    SmsMessage, ("message_id", "from"), lambda sms, gw: to_report(sms, gateway_id=gw)
+)
+
+
+def _aml_https_report(delivery: SignedDelivery) -> IncidentReport:
     try:
         aml = parse_aml_https(delivery.body)
     except AmlError as err:
@@ -47,7 +56,7 @@ async def post_aml_https(
                 }
             ]
         )
-    report = aml_https_to_report(
-        aml, gateway_id=delivery.gateway_id, delivery_id=delivery.idempotency_key
+    # The HTTPS form has no message id: the same body is the same delivery.
+    return aml_https_to_report(
+        aml, gateway_id=delivery.gateway_id, delivery_id=f"sha256:{delivery.body_sha256}"
     )
-    return await accept(request, delivery, report)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 
 class SmsMessage(BaseModel):
@@ -21,7 +19,7 @@ class SmsMessage(BaseModel):
     sender: str = Field(alias="from", min_length=1, max_length=64)
     to: str | None = None
     text: str | None = None
-    received_at: datetime | None = None
+    received_at: AwareDatetime | None = None
 
     @field_validator("message_id", "sender")
     @classmethod

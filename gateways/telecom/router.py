@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from gateways.telecom.adapter import to_report
 from gateways.telecom.schema import TelecomCall
-from gateways.webhook import SignedDelivery, accept, delivery_for
+from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 
 router = APIRouter(tags=["gateways"])
 
@@ -19,5 +19,7 @@ async def post_call(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("telecom"))]
 ) -> JSONResponse:
     """Take an incoming 112 call; 202 once its incident is committed."""
-    call = delivery.parse(TelecomCall)
-    return await accept(request, delivery, to_report(call, gateway_id=delivery.gateway_id))
+    return await accept(request, delivery, _BUILD)
+
+
+_BUILD = json_report(TelecomCall, ("call_id", "caller"), lambda c, gw: to_report(c, gateway_id=gw))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 
 class CallLocation(BaseModel):
@@ -20,7 +19,7 @@ class CallLocation(BaseModel):
     lon: float
     radius_m: float | None = None
     method: str | None = Field(default=None, max_length=100)
-    time: datetime | None = None
+    time: AwareDatetime | None = None
 
 
 class TelecomCall(BaseModel):
@@ -39,7 +38,7 @@ class TelecomCall(BaseModel):
     location: CallLocation | None = None
     pidf_lo: str | None = None
     tsp: str | None = Field(default=None, max_length=100)
-    started_at: datetime | None = None
+    started_at: AwareDatetime | None = None
     call_state: Literal["answered", "silent", "dropped"] | None = None
 
     @field_validator("call_id", "caller")
