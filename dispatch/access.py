@@ -46,22 +46,16 @@ def sees_unit_zone(principal: Principal, zone_id: str | None) -> bool:
     return principal.zones is None or (zone_id is not None and zone_id in principal.zones)
 
 
-class NotOnDesk(NotFound):
-    """A resource that does not exist, or that the caller's desk does not watch.
-
-    Both read the same, so a desk cannot probe for another zone's incidents.
-    """
-
-    def __init__(self, kind: str, ident: object) -> None:
-        super().__init__(kind, ident)
-        self.args = (
+def _missing(principal: Principal, kind: str, ident: object) -> NotFound:
+    """The one refusal: a thing missing and a thing on another desk read the same (the
+    same error name too), so a desk cannot probe for another zone's incidents."""
+    err = NotFound(kind, ident)
+    if principal.zones is not None:
+        err.args = (
             f"{kind} {ident} does not exist or is not on this desk (it is in a zone the desk"
             " does not watch); a city-wide operator can see every zone",
         )
-
-
-def _missing(principal: Principal, kind: str, ident: object) -> NotFound:
-    return NotOnDesk(kind, ident) if principal.zones is not None else NotFound(kind, ident)
+    return err
 
 
 def require_incidents(
