@@ -1,14 +1,21 @@
 """Random legal and illegal commands against the engine on real PostgreSQL; after every
-step the dispatch invariants hold (hypothesis stateful testing)."""
+step the dispatch invariants hold (hypothesis stateful testing).
+
+A refusal is not simply swallowed: an MDT's answer is predicted legal or illegal from
+the assignment row before it is sent, and must be applied (with its state change) or
+refused accordingly; and every kind of command must have been applied some of the time
+over the run, so an engine that refuses everything fails."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -24,11 +31,11 @@ from dispatch.control import Control
 from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, load_demo, point_inside
 from dispatch.engine import TravelModel
-from dispatch.errors import DispatchError
+from dispatch.errors import DispatchError, InvalidTransition
 from dispatch.expiry import OfferExpiry
 from dispatch.incident_types import load_incident_types
 from dispatch.intake import IncidentReport, Intake
-from dispatch.lifecycle import UNIT_STATUSES
+from dispatch.lifecycle import UNIT_STATUSES, check_crew_transition
 from dispatch.offers import Dispatcher
 from dispatch.queue import QueueWorker
 from dispatch.settings import Settings
@@ -37,6 +44,19 @@ from geo.location import Location
 from geo.zones import ZoneIndex
 
 T = TypeVar("T")
+# What a crew may report from each status, as docs/protocol.md states it (the test's own
+# model of the rule, not the engine's table): offered is left only by answering, and
+# only the engine makes a unit offered or dispatched.
+CREW_MAY = {
+    "off_duty": {"available"},
+    "available": {"off_duty", "out_of_service"},
+    "offered": set(),
+    "dispatched": {"en_route", "on_scene"},
+    "en_route": {"on_scene"},
+    "on_scene": {"returning", "available"},
+    "returning": {"available"},
+    "out_of_service": {"available", "off_duty"},
+}
 ZONES = demo_zones()
 TYPES = ["panic", "medical", "accident_injuries", "other"]
 
@@ -45,6 +65,8 @@ class DispatchMachine(RuleBasedStateMachine):
     """Drives intake, MDT answers, crew reports, operator actions, expiry and queue."""
 
     settings_: Settings
+    # Commands applied (not refused), by kind, over the whole run.
+    applied: ClassVar[Counter[str]] = Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,12 +114,29 @@ class DispatchMachine(RuleBasedStateMachine):
             self.run(self.pool.close())
         self.loop.close()
 
-    async def _tx(self, action: Callable[[asyncpg.Connection], Awaitable[Any]]) -> None:
+    async def _tx(
+        self,
+        kind: str,
+        action: Callable[[asyncpg.Connection], Awaitable[Any]],
+        *,
+        legal: bool | None = None,
+    ) -> bool:
+        """Run one command in a transaction; True when it was applied. An illegal
+        command is refused with DispatchError and its rollback changes nothing (the
+        invariants check the rest). ``legal`` is the model's prediction, when it has one:
+        a legal command must be applied, an illegal one refused."""
+        refused: DispatchError | None = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await action(conn)
-        except DispatchError:
-            pass  # an illegal command: refused, and the rollback changed nothing
+        except DispatchError as err:
+            refused = err
+        if refused is not None:
+            assert legal is not True, f"{kind}: a legal command was refused: {refused!r}"
+            return False
+        assert legal is not False, f"{kind}: an illegal command was applied"
+        self.applied[kind] += 1
+        return True
 
     async def _pick(self, sql: str, seed: int) -> Any:
         rows = await self.pool.fetch(sql)
@@ -119,22 +158,42 @@ class DispatchMachine(RuleBasedStateMachine):
         )
         self.run(self.intake.submit(report, idempotency_key=f"k{self.n}", body_sha256="x"))
 
-    @rule(accept=st.booleans(), seed=st.integers(), wrong_unit=st.booleans())
-    def answer(self, accept: bool, seed: int, wrong_unit: bool) -> None:
+    @rule(accept=st.booleans(), seed=st.integers(), wrong_unit=st.booleans(), open_=st.booleans())
+    def answer(self, accept: bool, seed: int, wrong_unit: bool, open_: bool) -> None:
         async def go() -> None:
-            assignment = await self._pick("SELECT id FROM assignments", seed)
+            where = " WHERE status = 'offered'" if open_ else ""
+            assignment = await self._pick(f"SELECT id FROM assignments{where} ORDER BY id", seed)
             if assignment is None:
                 return
-            unit = await self.pool.fetchval(
-                "SELECT unit_id FROM assignments WHERE id = $1", assignment
+            row = await self.pool.fetchrow(
+                "SELECT unit_id, status, expires_at <= now() AS late FROM assignments"
+                " WHERE id = $1",
+                assignment,
             )
+            unit = row["unit_id"]
             if wrong_unit:
-                unit = await self._pick("SELECT id FROM units", seed)
-            await self._tx(
+                unit = await self._pick("SELECT id FROM units ORDER BY id", seed)
+            legal = row["status"] == "offered" and not row["late"] and unit == row["unit_id"]
+            kind = "accept" if accept else "decline"
+            applied = await self._tx(
+                kind,
                 lambda c: self.dispatcher.respond(
                     c, unit_id=unit, assignment_id=assignment, accept=accept
-                )
+                ),
+                legal=legal,
             )
+            after = await self.pool.fetchval(
+                "SELECT status FROM assignments WHERE id = $1", assignment
+            )
+            if not applied:
+                assert after == row["status"]
+                return
+            assert after == ("accepted" if accept else "declined")
+            unit_status = await self.pool.fetchval("SELECT status FROM units WHERE id = $1", unit)
+            if accept:
+                assert unit_status == "dispatched"
+            else:
+                assert unit_status != "dispatched"
 
         self.run(go())
 
@@ -143,36 +202,54 @@ class DispatchMachine(RuleBasedStateMachine):
         async def go() -> None:
             unit = await self._pick("SELECT id FROM units ORDER BY id", seed)
             await self._tx(
+                "crew",
                 lambda c: self.dispatcher.report_status(
                     c, unit_id=unit, status=status, actor="test"
-                )
+                ),
             )
 
         self.run(go())
 
-    @rule(seed=st.integers(), what=st.sampled_from(["close", "cancel", "assign", "unit"]))
-    def operator(self, seed: int, what: str) -> None:
+    @rule(
+        seed=st.integers(),
+        what=st.sampled_from(["close", "cancel", "assign", "unit"]),
+        open_=st.booleans(),
+    )
+    def operator(self, seed: int, what: str, open_: bool) -> None:
         async def go() -> None:
-            incident = await self._pick("SELECT id FROM incidents ORDER BY id", seed)
+            where = " WHERE status NOT IN ('closed', 'merged')" if open_ else ""
+            incident = await self._pick(f"SELECT id FROM incidents{where} ORDER BY id", seed)
             unit = await self._pick("SELECT id FROM units ORDER BY id", seed)
             assignment = await self._pick("SELECT id FROM assignments ORDER BY id", seed)
             if what == "close" and incident is not None:
-                await self._tx(
-                    lambda c: self.control.close(c, incident, actor="op", disposition="done")
+                before = await self.pool.fetchval(
+                    "SELECT status FROM incidents WHERE id = $1", incident
                 )
+                applied = await self._tx(
+                    "close",
+                    lambda c: self.control.close(c, incident, actor="op", disposition="done"),
+                    legal=before not in ("closed", "merged"),
+                )
+                after = await self.pool.fetchval(
+                    "SELECT status FROM incidents WHERE id = $1", incident
+                )
+                assert after == ("closed" if applied else before)
             elif what == "cancel" and assignment is not None:
                 await self._tx(
-                    lambda c: self.control.cancel_assignment(c, assignment, actor="op", reason="x")
+                    "cancel",
+                    lambda c: self.control.cancel_assignment(c, assignment, actor="op", reason="x"),
                 )
             elif what == "assign" and incident is not None:
                 await self._tx(
-                    lambda c: self.control.assign(c, incident, unit, actor="op", reason="x")
+                    "assign",
+                    lambda c: self.control.assign(c, incident, unit, actor="op", reason="x"),
                 )
             elif what == "unit":
                 await self._tx(
+                    "unit",
                     lambda c: self.control.set_unit_status(
                         c, unit, actor="op", status="out_of_service", reason="x"
-                    )
+                    ),
                 )
 
         self.run(go())
@@ -236,6 +313,7 @@ class DispatchMachine(RuleBasedStateMachine):
 
 def test_dispatch_invariants_hold_under_random_commands(settings: Settings) -> None:
     DispatchMachine.settings_ = settings
+    DispatchMachine.applied = Counter()
     run_state_machine_as_test(
         DispatchMachine,
         settings=hypothesis_settings(
@@ -245,3 +323,18 @@ def test_dispatch_invariants_hold_under_random_commands(settings: Settings) -> N
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+    # Some commands were applied: a run of refusals proves nothing.
+    assert sum(DispatchMachine.applied.values()) > 0, DispatchMachine.applied
+
+
+@pytest.mark.parametrize("current", UNIT_STATUSES)
+def test_crew_transitions_are_the_documented_ones(current: str) -> None:
+    """Every (from, to) pair, against the documented table: allowed ones pass, the
+    rest raise InvalidTransition, and so does a status that does not exist."""
+    assert set(CREW_MAY) == set(UNIT_STATUSES)
+    for wanted in [*UNIT_STATUSES, "teleported"]:
+        if wanted in CREW_MAY[current]:
+            check_crew_transition("u1", current, wanted)
+        else:
+            with pytest.raises(InvalidTransition):
+                check_crew_transition("u1", current, wanted)
