@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from gateways.openapi import ANSWERS, json_body
 from gateways.panic.adapter import to_report
 from gateways.panic.schema import PanicTrigger
 from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
@@ -14,7 +15,12 @@ from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 router = APIRouter(tags=["gateways"])
 
 
-@router.post("/v1/gateways/panic", status_code=202)
+@router.post(
+    "/v1/gateways/panic",
+    status_code=202,
+    responses=ANSWERS,
+    openapi_extra=json_body(PanicTrigger),
+)
 async def post_panic(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("panic"))]
 ) -> JSONResponse:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from dispatch.errors import MalformedRequest
 from dispatch.intake import IncidentReport
 from gateways.aml.parse import AmlError, parse_aml_https
+from gateways.openapi import ANSWERS, form_body, json_body
 from gateways.sms.adapter import aml_https_to_report, to_report
 from gateways.sms.schema import SmsMessage
 from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
@@ -17,7 +18,12 @@ from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 router = APIRouter(tags=["gateways"])
 
 
-@router.post("/v1/gateways/sms", status_code=202)
+@router.post(
+    "/v1/gateways/sms",
+    status_code=202,
+    responses=ANSWERS,
+    openapi_extra=json_body(SmsMessage),
+)
 async def post_sms(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("sms"))]
 ) -> JSONResponse:
@@ -25,7 +31,24 @@ async def post_sms(
     return await accept(request, delivery, _BUILD_SMS)
 
 
-@router.post("/v1/gateways/aml", status_code=202)
+@router.post(
+    "/v1/gateways/aml",
+    status_code=202,
+    responses=ANSWERS,
+    openapi_extra=form_body(
+        {
+            "v": "AML version (1-3)",
+            "device_number": "The phone's number (E.164): required, it identifies the caller",
+            "location_latitude": "Degrees",
+            "location_longitude": "Degrees",
+            "location_accuracy": "Metres (radius)",
+            "location_source": "gps, wifi, cell or unknown",
+            "location_time": "Unix milliseconds of the fix",
+            "location_certainty": "Percent",
+            "hmac": "The handset's HMAC (not checked: the gateway's signature is)",
+        }
+    ),
+)
 async def post_aml_https(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("sms"))]
 ) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from gateways.openapi import ANSWERS, json_body
 from gateways.telecom.adapter import to_report
 from gateways.telecom.schema import TelecomCall
 from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
@@ -14,7 +15,12 @@ from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 router = APIRouter(tags=["gateways"])
 
 
-@router.post("/v1/gateways/telecom/calls", status_code=202)
+@router.post(
+    "/v1/gateways/telecom/calls",
+    status_code=202,
+    responses=ANSWERS,
+    openapi_extra=json_body(TelecomCall),
+)
 async def post_call(
     request: Request, delivery: Annotated[SignedDelivery, Depends(delivery_for("telecom"))]
 ) -> JSONResponse:
