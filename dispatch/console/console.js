@@ -158,10 +158,14 @@
     clearTimeout(state.reconnectTimer);
     const generation = ++state.wsGeneration;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    let url = `${proto}//${location.host}/v1/ws/console?token=${encodeURIComponent(state.token)}`;
-    if (state.position) url += `&after=${state.position}`;
-    const ws = new WebSocket(url);
+    // The token goes in the first message, not the URL: URLs end up in logs and histories.
+    const ws = new WebSocket(`${proto}//${location.host}/v1/ws/console`);
     state.ws = ws;
+    ws.onopen = () => {
+      const auth = { type: "auth", token: state.token };
+      if (state.position) auth.after = state.position;
+      ws.send(JSON.stringify(auth));
+    };
     ws.onmessage = (msg) => {
       if (generation !== state.wsGeneration) return;
       let data;
