@@ -220,7 +220,12 @@ class Hub:
                         # Not ours to deliver (a foreign or damaged entry); skip it.
                         log.exception("unreadable stream entry %s", self._last_id)
                         continue
-                    self.deliver(message)
+                    try:
+                        self.deliver(message)
+                    except Exception:
+                        # One event that trips a scope must not stop the feed of every
+                        # client on this instance; they can still replay it.
+                        log.exception("event %s not delivered", self._last_id)
 
 
 def _text(value: bytes | str) -> str:

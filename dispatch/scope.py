@@ -33,7 +33,7 @@ class MdtScope:
                     self.incident_ids.add(incident_id)
                 elif kind in _LEAVES or (
                     kind == "unit.status_changed"
-                    and event.get("data", {}).get("assignment_status") == "completed"
+                    and (event.get("data") or {}).get("assignment_status") == "completed"
                 ):
                     self.incident_ids.discard(incident_id)
             return True

@@ -214,3 +214,12 @@ async def test_a_bad_resume_position_on_connect_is_closed_with_4400(live: LiveSe
         await ws.send(json.dumps({"type": "auth", "token": live.operator_token, "after": "x"}))
         message, code = await _refused(ws)
         assert (message["error"], code) == ("invalid_position", 4400)
+
+
+def test_an_event_with_null_data_does_not_trip_an_mdt_scope() -> None:
+    """The hub asks every MDT's scope about every event: a scope must not raise."""
+    from dispatch.scope import MdtScope
+
+    scope = MdtScope(UNIT, [1])
+    event = {"type": "unit.status_changed", "unit_id": UNIT, "incident_id": 1, "data": None}
+    assert scope.admits(event)
