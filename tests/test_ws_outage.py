@@ -167,7 +167,7 @@ async def test_mdt_socket_rides_through_a_postgres_restart(
             ) as console,
         ):
             assert json.loads(await mdt.recv())["type"] == "snapshot"
-            assert json.loads(await console.recv())["type"] == "snapshot"
+            position = json.loads(await console.recv())["position"]
 
             async def command(message: dict[str, Any]) -> dict[str, Any]:
                 await mdt.send(json.dumps(message))
@@ -186,6 +186,9 @@ async def test_mdt_socket_rides_through_a_postgres_restart(
             # The socket is still open and still answers.
             await mdt.send(json.dumps({"type": "ping"}))
             await receive_until(mdt, lambda m: m["type"] == "pong")
+            await console.send(json.dumps({"type": "resume", "after": position}))
+            reply, _ = await receive_until(console, lambda m: m["type"] == "error", within=30)
+            assert (reply["error"], reply["request"]) == ("unavailable", "resume"), reply
             await console.send(json.dumps({"type": "ping"}))
             await receive_until(console, lambda m: m["type"] == "pong")
 
@@ -210,6 +213,9 @@ async def test_mdt_socket_rides_through_a_postgres_restart(
             assert reply["unit"]["status"] == "off_duty"
             await mdt.send(json.dumps({"type": "ping"}))
             await receive_until(mdt, lambda m: m["type"] == "pong")
+            # The console's resume goes through again too.
+            await console.send(json.dumps({"type": "resume", "after": position}))
+            await receive_until(console, lambda m: m["type"] == "replayed", within=30)
         async with websockets.connect(ws_url + "/v1/ws/mdt", additional_headers=headers) as again:
             snapshot = json.loads(await asyncio.wait_for(again.recv(), 30))
             assert snapshot["type"] == "snapshot"
