@@ -47,7 +47,6 @@ _STATUSES: tuple[tuple[type[DispatchError], int], ...] = (
 
 # Starlette's own refusals, named like the core's errors.
 _HTTP_NAMES = {
-    400: "BadRequest",
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
@@ -173,6 +172,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(_request: Request, err: Exception) -> JSONResponse:
         if not isinstance(err, StarletteHTTPException):  # pragma: no cover
             raise err
+        if err.status_code == 400:
+            # FastAPI's refusal of a body it cannot decode (not UTF-8): malformed, like
+            # bad JSON, so the same 422 a client already handles.
+            fields = [
+                {"loc": ["body"], "msg": "the body is not UTF-8 JSON", "type": "body_invalid"}
+            ]
+            return JSONResponse(
+                error_body("MalformedRequest", fields_sentence(fields), fields), status_code=422
+            )
         name = _HTTP_NAMES.get(err.status_code, "HTTPError")
         if str(err.detail) != HTTPStatus(err.status_code).phrase:
             detail = str(err.detail)  # a route's own words

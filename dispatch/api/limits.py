@@ -13,11 +13,15 @@ import re
 from typing import Annotated
 
 import annotated_types as at
-from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 INT64_MAX = 2**63 - 1
+# Ids stop at the largest integer a JSON number keeps exactly in a JavaScript console
+# (and in any client parsing JSON numbers as doubles); PostgreSQL's bigserial is far
+# from it, so no stored id is refused, and nothing beyond int64 reaches the driver.
+MAX_ID = 2**53 - 1
 
 # C0 controls and DEL, except tab, newline and carriage return (a note has lines).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -51,8 +55,16 @@ _SAFE = AfterValidator(_no_control)
 _DOC = _Documented()
 
 
-# An incident, assignment or report id: positive and a PostgreSQL bigint.
-RowId = Annotated[int, at.Ge(1), at.Le(INT64_MAX)]
+def _integral(value: object) -> object:
+    # JSON has one number type: 2869.0 is the integer 2869 to JSON Schema and to a
+    # JavaScript client, so a strict body takes it; 2869.5, "2869" and true stay refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An incident, assignment or report id: positive, a bigint, exact as a JSON number.
+RowId = Annotated[int, at.Ge(1), at.Le(MAX_ID), BeforeValidator(_integral)]
 IncidentId = RowId
 AssignmentId = RowId
 ReportId = RowId
