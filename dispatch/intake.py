@@ -466,6 +466,7 @@ class Intake:
                 list(report.warnings),
                 silent=report.silent,
                 caller_history=history,
+                triage=report.payload.get("triage"),
             ),
         )
         if status == "callback":

@@ -6,6 +6,7 @@ from typing import Any
 
 from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
+from dispatch.triage import suggest
 from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms
 from gateways.numbers import number_warning
 from gateways.sms.schema import SmsMessage
@@ -17,7 +18,8 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
     An AML SMS is reported under its sender's number (``from``), like the voice call
     it comes with; every AML field it could not use adds a warning naming the field,
     and a broken location is dropped, never guessed. A plain SMS keeps its text as
-    the ``narrative`` of the payload and has no location.
+    the ``narrative`` of the payload and has no location; what its words suggest
+    (``dispatch.triage``) becomes its type, kept as ``triage`` in the payload.
     """
     warnings: list[str] = []
     if (bad_number := number_warning("from", sms.sender)) is not None:
@@ -29,12 +31,17 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
         aml = parse_aml_sms(text)
     except AmlError:
         aml = None
+    incident_type = "other"
     if aml is None:
         payload["kind"] = "plain"
         payload["narrative"] = text
         warnings.append("plain SMS carries no location")
         if not text.strip():
             warnings.append("text: the SMS has no text")
+        if (suggestion := suggest(text)) is not None:
+            # A suggestion an operator confirms; intake only ever raises priority with it.
+            incident_type = suggestion.type
+            payload["triage"] = suggestion.to_json()
     else:
         payload["kind"] = "aml"
         warnings.extend(_aml_findings(aml, payload))
@@ -43,7 +50,7 @@ def to_report(sms: SmsMessage, *, gateway_id: str) -> IncidentReport:
         gateway_id=gateway_id,
         external_id=sms.message_id,
         sender=sms.sender,
-        incident_type="other",
+        incident_type=incident_type,
         location=aml.location if aml is not None else None,
         payload=payload,
         warnings=tuple(warnings),

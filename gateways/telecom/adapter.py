@@ -6,6 +6,7 @@ from typing import Any
 
 from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
+from dispatch.triage import suggest
 from gateways.numbers import number_warning
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
 from gateways.telecom.schema import TelecomCall
@@ -56,12 +57,16 @@ def to_report(call: TelecomCall, *, gateway_id: str) -> IncidentReport:
     payload: dict[str, Any] = call.model_dump(mode="json")
     payload["location_source"] = source
     payload["pidf_lo_parsed"] = _pidf_json(pidf)
+    incident_type = "other"
+    if (suggestion := suggest(call.notes)) is not None:
+        incident_type = suggestion.type
+        payload["triage"] = suggestion.to_json()
     return IncidentReport(
         channel="telecom",
         gateway_id=gateway_id,
         external_id=call.call_id,
         sender=call.caller,
-        incident_type="other",
+        incident_type=incident_type,
         location=location,
         payload=payload,
         warnings=tuple(warnings),

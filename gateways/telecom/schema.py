@@ -28,7 +28,8 @@ class TelecomCall(BaseModel):
     ``caller`` should be E.164; another non-blank form is kept with a warning, since a
     call to 112 is never refused for the format of its number. ``pidf_lo`` is the
     PIDF-LO XML the network sent, parsed later: a broken document only loses its
-    location. ``call_state`` tells operators whether the caller could talk.
+    location. ``call_state`` tells operators whether the caller could talk; ``notes``
+    (what the caller said) is read for the type of emergency it suggests.
     """
 
     model_config = ConfigDict(strict=True, extra="allow")
@@ -40,6 +41,11 @@ class TelecomCall(BaseModel):
     tsp: str | None = Field(default=None, max_length=100)
     started_at: AwareDatetime | None = None
     call_state: Literal["answered", "silent", "dropped"] | None = None
+    notes: str | None = Field(
+        default=None,
+        max_length=4000,
+        description="What the caller said, as the call-taker or a transcript noted it",
+    )
 
     @field_validator("call_id", "caller")
     @classmethod
