@@ -164,13 +164,18 @@ def send(args: argparse.Namespace) -> int:
             "to": "112",
             "text": text,
         }
-    answer = deliver(
-        args.url or credentials.get("base_url", "http://127.0.0.1:8112"),
-        PATHS[args.kind],
-        payload,
-        gateway=gateway,
-        secret=secret,
-    )
+    base_url = args.url or credentials.get("base_url", "http://127.0.0.1:8112")
+    try:
+        answer = deliver(base_url, PATHS[args.kind], payload, gateway=gateway, secret=secret)
+    except (OSError, ValueError) as err:
+        # URLError, refused or reset connections and time-outs are all OSErrors; a
+        # malformed URL is a ValueError. A person needs the address and the reason.
+        reason = getattr(err, "reason", err)
+        print(
+            f"erss send: could not reach {base_url}: {reason}; is `erss serve` running there?",
+            file=sys.stderr,
+        )
+        return 3
     print(json.dumps({"status": answer.status, "answer": answer.body}, indent=2))
     return 0 if 200 <= answer.status < 300 else 1
 
