@@ -29,7 +29,8 @@ from schemathesis import GenerationMode
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.settings import Settings
-from tests.conftest import start_server, stop_server
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.test_walking_skeleton import panic, zone_point
 
 EXAMPLES = 25
 
@@ -170,3 +171,135 @@ def test_route_answers_as_documented(served: Served, label: str, mode: Generatio
         case.call_and_validate(base_url=served.base_url, headers=headers, timeout=10)
 
     check()
+
+
+# --- the same promises, spelled out: hostile input and the one error body ------------
+
+STORED = ("incidents", "reports", "assignments", "events")
+
+
+def _is_error_body(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and set(body) <= {"error", "detail", "fields"}
+        and isinstance(body.get("error"), str)
+        and isinstance(body.get("detail"), str)
+        and bool(body["detail"])
+        and isinstance(body.get("fields", []), list)
+    )
+
+
+async def test_hostile_ids_and_text_are_a_422_and_change_nothing(live: LiveServer) -> None:
+    """Ids beyond int64, negative ids, NUL and other control characters, lone
+    surrogates, in paths, queries and bodies: 422 naming the field, nothing written."""
+    answer = await live.post_panic(panic(zone_point("capital"), trigger="h"))
+    incident_id = answer.json()["incident_id"]
+    before = {t: await live.count(t) for t in STORED}
+    auth = {"Authorization": f"Bearer {live.operator_token}", "Content-Type": "application/json"}
+    beyond = str(2**64)
+    cases: dict[str, tuple[str, str, bytes | None, str]] = {
+        "path id beyond int64": ("GET", f"/v1/incidents/{beyond}", None, "incident_id"),
+        "path id just beyond int64": ("GET", f"/v1/incidents/{2**63}", None, "incident_id"),
+        "negative path id": (
+            "POST",
+            "/v1/incidents/-3/close",
+            b'{"disposition":"x"}',
+            "incident_id",
+        ),
+        "zero assignment id": (
+            "POST",
+            "/v1/assignments/0/cancel",
+            b'{"reason":"x"}',
+            "assignment_id",
+        ),
+        "body id beyond int64": (
+            "POST",
+            f"/v1/incidents/{incident_id}/merge",
+            b'{"into": ' + beyond.encode() + b"}",
+            "into",
+        ),
+        "negative body id": ("POST", f"/v1/incidents/{incident_id}/merge", b'{"into": -1}', "into"),
+        "NUL in a note": (
+            "POST",
+            f"/v1/incidents/{incident_id}/notes",
+            b'{"text": "help\\u0000me"}',
+            "text",
+        ),
+        "escape character in a reason": (
+            "POST",
+            f"/v1/incidents/{incident_id}/confirm",
+            b'{"reason": "\\u001b[31m"}',
+            "reason",
+        ),
+        "lone surrogate in a disposition": (
+            "POST",
+            f"/v1/incidents/{incident_id}/close",
+            b'{"disposition": "\\ud800"}',
+            "disposition",
+        ),
+        "NUL in a unit id": (
+            "POST",
+            "/v1/units/capital%00/status",
+            b'{"status": "off_duty", "reason": "x"}',
+            "unit_id",
+        ),
+        "NUL in a phone number": ("GET", "/v1/callers/%2B91%00", None, "number"),
+        "NUL in a status filter": ("GET", "/v1/incidents?status=new%00", None, "status"),
+        "NUL in a geocode query": ("GET", "/v1/geocode?q=Kalpana%00", None, "q"),
+        "body not UTF-8": (
+            "POST",
+            f"/v1/incidents/{incident_id}/notes",
+            b'{"text": "\xff"}',
+            "body",
+        ),
+        "body not JSON": ("POST", f"/v1/incidents/{incident_id}/notes", b"{text", "body"),
+    }
+    for name, (method, path, body, field) in cases.items():
+        response = await live.http.request(method, path, content=body, headers=auth)
+        assert response.status_code == 422, (name, response.text)
+        error = response.json()
+        assert _is_error_body(error), (name, error)
+        assert error["error"] == "MalformedRequest", name
+        assert any(field in map(str, f["loc"]) for f in error["fields"]), (name, error)
+        assert field in error["detail"] or field == "body", (name, error)
+    assert {t: await live.count(t) for t in STORED} == before
+
+
+async def test_every_refusal_has_the_one_error_body(live: LiveServer) -> None:
+    """401, 404 (unknown route too), 405, 409 and 422 all answer ErrorBody; a string
+    detail, and the per-field list in fields."""
+    auth = {"Authorization": f"Bearer {live.operator_token}"}
+    answer = await live.post_panic(panic(zone_point("capital"), trigger="e"))
+    incident_id = answer.json()["incident_id"]
+    await live.http.post(
+        f"/v1/incidents/{incident_id}/close", json={"disposition": "resolved"}, headers=auth
+    )
+    cases = {
+        "no token": ("GET", "/v1/incidents", None, {}, 401),
+        "unknown route": ("GET", "/v1/nowhere", None, auth, 404),
+        "unknown incident": ("GET", "/v1/incidents/123456", None, auth, 404),
+        "wrong method": ("DELETE", "/v1/incidents", None, auth, 405),
+        "closed twice": (
+            "POST",
+            f"/v1/incidents/{incident_id}/close",
+            {"disposition": "again"},
+            auth,
+            409,
+        ),
+        "missing field": ("POST", f"/v1/incidents/{incident_id}/notes", {}, auth, 422),
+        "unknown type": (
+            "POST",
+            f"/v1/incidents/{incident_id}/classify",
+            {"type": "no-such-type", "reason": "x"},
+            auth,
+            422,
+        ),
+    }
+    for name, (method, path, body, headers, status) in cases.items():
+        response = await live.http.request(method, path, json=body, headers=headers)
+        assert response.status_code == status, (name, response.text)
+        assert _is_error_body(response.json()), (name, response.text)
+        if status == 422:
+            assert response.json()["fields"], name
+    wrong = await live.http.delete("/v1/incidents", headers=auth)
+    assert "GET" in wrong.headers["allow"]

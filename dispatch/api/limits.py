@@ -13,7 +13,7 @@ import re
 from typing import Annotated
 
 import annotated_types as at
-from pydantic import AfterValidator, BeforeValidator, GetJsonSchemaHandler, StringConstraints
+from pydantic import BeforeValidator, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -28,8 +28,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SAFE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
+def _no_control(value: object) -> object:
+    # Before the length and pattern checks, so a NUL gets this sentence, not a regex.
+    if isinstance(value, str) and _CONTROL.search(value):
         raise ValueError(
             "control characters (such as NUL) are not allowed; only tab, newline and"
             " carriage return"
@@ -51,7 +52,7 @@ class _Documented:
 
 # Lone surrogates never get this far: pydantic refuses a str that is not valid Unicode
 # ("unable to parse ... as a unicode string").
-_SAFE = AfterValidator(_no_control)
+_SAFE = BeforeValidator(_no_control)
 _DOC = _Documented()
 
 
@@ -77,5 +78,12 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=200), _SAFE, _
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), _SAFE, _DOC]
 # A free-text note.
 NoteText = Annotated[str, StringConstraints(min_length=1, max_length=4000), _SAFE, _DOC]
+# What a caller said, to geocode: some character that is not a space, and no controls.
+SPOKEN_PATTERN = (
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+)
+SpokenPlace = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=SPOKEN_PATTERN), _SAFE
+]
 # A phone number as typed (normalised later).
 PhoneNumber = Annotated[str, StringConstraints(min_length=1, max_length=50), _SAFE, _DOC]

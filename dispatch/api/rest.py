@@ -16,7 +16,7 @@ from dispatch import readmodels
 from dispatch.api import incidents, units
 from dispatch.api.deps import OperatorDep, ServicesDep
 from dispatch.api.errors import ERROR_RESPONSES
-from dispatch.api.limits import PhoneNumber
+from dispatch.api.limits import PhoneNumber, SpokenPlace
 from dispatch.callers import caller_history
 from dispatch.correlate import tel_key
 from dispatch.errors import NotFound
@@ -73,13 +73,7 @@ async def geocode(
     services: ServicesDep,
     _operator: OperatorDep,
     q: Annotated[
-        str,
-        Query(
-            min_length=1,
-            max_length=200,
-            pattern=r"\S",
-            description="What the caller said, e.g. 'near Kalpana chhak'.",
-        ),
+        SpokenPlace, Query(description="What the caller said, e.g. 'near Kalpana chhak'.")
     ],
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> dict[str, Any]:
