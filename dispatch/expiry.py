@@ -14,6 +14,7 @@ import asyncpg
 
 from dispatch.events import EventType, append_event
 from dispatch.offers import Dispatcher
+from dispatch.transient import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class OfferExpiry:
         self._schema = schema
         self._dispatcher = dispatcher
         self._poll_s = poll_s
+        self._outage = OutageLog(log, "offer expiry")
 
     async def run(self) -> None:
         """Sweep forever; survives database outages."""
@@ -37,10 +39,11 @@ class OfferExpiry:
             try:
                 while await self.sweep_once():
                     pass
+                self._outage.succeeded()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("offer expiry sweep failed; retrying")
+            except Exception as err:
+                self._outage.failed(err)
             await asyncio.sleep(self._poll_s)
 
     async def sweep_once(self) -> int:

@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from dispatch.events import EVENT_COLUMNS, Event, notify_channel
 from dispatch.keys import RedisKeys
 from dispatch.metrics import Metrics
+from dispatch.transient import OutageLog
 from dispatch.unit_index import UnitIndex
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._floor = 0
         self.is_leader = False
+        self._outage = OutageLog(log, "outbox relay")
 
     async def run(self) -> None:
         """Lead or stand by, forever; survives database and Redis outages."""
@@ -82,8 +84,10 @@ class OutboxRelay:
                 await self._lead()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
+            except Exception as err:
+                # A Redis failure ends the lead too: the next one rebuilds the unit index
+                # from PostgreSQL, in case a restarted Redis lost it.
+                self._outage.failed(err)
             self.is_leader = False
             await asyncio.sleep(self._poll_s)
 
@@ -93,6 +97,7 @@ class OutboxRelay:
                 "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self._schema}"
             )
             if not got:
+                self._outage.succeeded()
                 return
             channel = notify_channel(self._schema)
             await conn.add_listener(channel, self._on_notify)
@@ -107,6 +112,7 @@ class OutboxRelay:
                     # relaying must wake the next pass at once.
                     self._wake.clear()
                     published = await self.relay_once(conn)
+                    self._outage.succeeded()
                     if published < _BATCH:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), self._poll_s)

@@ -17,6 +17,7 @@ import logging
 import asyncpg
 
 from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
+from dispatch.transient import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class QueueWorker:
         self._dispatcher = dispatcher
         self._poll_s = poll_s
         self._wake = asyncio.Event()
+        self._outage = OutageLog(log, "queue worker")
 
     def wake(self) -> None:
         """Ask for a sweep now (a unit became free)."""
@@ -42,10 +44,11 @@ class QueueWorker:
         while True:
             try:
                 await self.sweep_once()
+                self._outage.succeeded()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("queue sweep failed; retrying")
+            except Exception as err:
+                self._outage.failed(err)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatch.auth import GatewaySecrets, load_gateways_file, register_gateways
 from dispatch.capacity import ConnectionLimit, default_limit
@@ -41,6 +45,10 @@ log = logging.getLogger(__name__)
 
 # Seconds the database pool gets to close gracefully when the instance stops.
 _POOL_CLOSE_S = 5.0
+# Redis connections: see redis_client.
+_REDIS_RETRIES = 2
+_REDIS_HEALTH_CHECK_S = 15
+_REDIS_CONNECT_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -66,9 +74,29 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def _client(url: str, *, connections: int) -> aioredis.Redis:
-    """A Redis client whose callers wait (up to 10 s) for a free connection."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=10)
+def redis_client(url: str, *, connections: int) -> aioredis.Redis:
+    """A Redis client whose callers wait (up to 10 s) for a free connection, and whose
+    pooled connections heal by themselves after a Redis restart.
+
+    After a restart every pooled connection is dead. Without a retry each of them failed
+    one command before being replaced (``/readyz`` flapped to 503, a rate check or a
+    publish failed, one by one). With it, a command that meets a dead connection
+    reconnects and runs again at once. The retry is short (two more tries within about
+    0.1 s): while Redis is really down a caller must learn it quickly, as the rate
+    limiter and the unit index then fall back. The health check pings a connection that
+    sat idle longer than its interval before using it again, which also catches one a
+    firewall dropped without a word.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=10,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=_REDIS_RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionError],
+        health_check_interval=_REDIS_HEALTH_CHECK_S,
+        socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
+        socket_keepalive=True,
+    )
     # from_pool: the client owns the pool and closes it with itself.
     return aioredis.Redis.from_pool(pool)
 
@@ -86,8 +114,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     # Blocking pools: redis-py's default pool raises once its connections are all in
     # use, and a burst of MDT pings did exactly that (bench/fanout.py). Pings get a pool
     # of their own so that they can never starve the outbox relay or the event reader.
-    redis = _client(settings.redis_url, connections=64)
-    pings_redis = _client(settings.redis_url, connections=64)
+    redis = redis_client(settings.redis_url, connections=64)
+    pings_redis = redis_client(settings.redis_url, connections=64)
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)

@@ -8,6 +8,9 @@ as a non-transient failure (intake keeps the report as an unprocessable one).
 
 from __future__ import annotations
 
+import logging
+import time
+
 import asyncpg
 from redis import exceptions as redis_errors
 
@@ -35,6 +38,9 @@ def is_transient(err: BaseException) -> bool:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            # A task group's failures: an outage only if every one of them is.
+            return all(is_transient(inner) for inner in current.exceptions)
         # asyncpg's argument-encoding DataError is an InterfaceError and a ValueError:
         # content, not an outage.
         if isinstance(current, _TRANSIENT_TYPES) and not isinstance(current, ValueError):
@@ -51,3 +57,52 @@ def is_transient(err: BaseException) -> bool:
         # Only an explicit cause: a bug raised while handling an outage is still a bug.
         current = current.__cause__
     return False
+
+
+class OutageLog:
+    """Logs a background task's outage once when it begins and once when it ends.
+
+    A task that polls every second would otherwise write a traceback a second for as
+    long as a store is down, burying the one line a person needs: what is down since
+    when, and when it came back. Failures that are not outages are bugs and are logged
+    in full every time.
+    """
+
+    def __init__(self, log: logging.Logger, task: str) -> None:
+        self._log = log
+        self._task = task
+        self._since: float | None = None
+        self.failures = 0
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether the last attempt failed for an outage."""
+        return self._since is not None
+
+    def failed(self, err: BaseException) -> None:
+        """Record a failed attempt (call from the ``except`` block)."""
+        if not is_transient(err):
+            self._log.error("%s failed; retrying", self._task, exc_info=err)
+            return
+        self.failures += 1
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.warning(
+                "%s: a store is unreachable (%s: %s); retrying quietly until it is back",
+                self._task,
+                type(err).__name__,
+                err,
+            )
+
+    def succeeded(self) -> None:
+        """Record a successful attempt; ends an outage in the log if one was running."""
+        if self._since is None:
+            return
+        self._log.warning(
+            "%s: stores reachable again after %.1f s (%d failed attempts)",
+            self._task,
+            time.monotonic() - self._since,
+            self.failures,
+        )
+        self._since = None
+        self.failures = 0
