@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -87,8 +88,18 @@ def database_only() -> Iterator[Settings | None]:
             embedded.stop()
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # uvicorn shuts down gracefully on SIGTERM, then restores this handler and raises
+    # the signal again; the default action would end the process there, skipping the
+    # `finally` that stops the embedded servers. An exception unwinds through it; a stop
+    # that was asked for is a clean exit (status 0, as systemd and docker expect).
+    del signum
+    raise SystemExit(0)
+
+
 def serve(args: argparse.Namespace) -> int:
-    """Run the server until interrupted."""
+    """Run the server until interrupted (Ctrl-C or SIGTERM); stops what it started."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = Settings()
     if args.demo and "position_stale_s" not in settings.model_fields_set:
         # The demo fleet has no MDTs pinging (unless the simulator drives it): its

@@ -7,6 +7,9 @@ so every run of the demo puts them in the same places.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import random
 from dataclasses import dataclass
@@ -84,10 +87,12 @@ def demo_fleet(zones: list[Zone]) -> list[DemoUnit]:
 
 
 async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any]:
-    """Load the demo city and issue fresh credentials; returns demo-credentials.json.
+    """Load the demo city and its credentials; returns demo-credentials.json.
 
     Existing units keep their status and position (a restart does not teleport the
-    fleet); tokens are reissued because only their hashes are stored.
+    fleet). Tokens are derived from the database's demo seed, so every load on the same
+    database (a restart, a second instance) gives the same tokens: open consoles and MDTs
+    stay logged in.
     """
     zones = demo_zones()
     index = ZoneIndex(zones)
@@ -98,6 +103,7 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
         "units": {},
     }
     async with conn.transaction():
+        seed = await _demo_seed(conn)
         await save_zones(conn, zones)
         for gateway_id, channel in GATEWAYS:
             await conn.execute(
@@ -112,7 +118,7 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
                 "SELECT secrets[cardinality(secrets)] FROM gateways WHERE id = $1", gateway_id
             )
         for name, desk in OPERATORS.items():
-            token = new_secret()
+            token = demo_token(seed, "operator", name)
             await conn.execute(
                 "INSERT INTO operators (name, token_hash, zones) VALUES ($1, $2, $3)"
                 " ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,"
@@ -123,7 +129,7 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
             )
             credentials["operators"][name] = token
         for unit in demo_fleet(zones):
-            token = new_secret()
+            token = demo_token(seed, "unit", unit.id)
             zone = index.zone_of(unit.position)
             await conn.execute(
                 "INSERT INTO units (id, callsign, agency, status, home_zone_id, zone_id, lat, lon,"
@@ -142,3 +148,18 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
             )
             credentials["units"][unit.id] = token
     return credentials
+
+
+def demo_token(seed: str, kind: str, name: str) -> str:
+    """The demo token of one operator or unit: the same for the same seed."""
+    mac = hmac.new(seed.encode(), f"{kind}:{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+async def _demo_seed(conn: asyncpg.Connection) -> str:
+    # Two instances loading at once: the first insert wins, both read the same seed.
+    await conn.execute(
+        "INSERT INTO demo_seed (seed) VALUES ($1) ON CONFLICT (id) DO NOTHING", new_secret()
+    )
+    seed: str = await conn.fetchval("SELECT seed FROM demo_seed")
+    return seed
