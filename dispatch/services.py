@@ -34,6 +34,7 @@ from dispatch.positions import PositionTracker
 from dispatch.posts import standby_named
 from dispatch.queue import QueueWorker
 from dispatch.ratelimit import RateLimiter
+from dispatch.readiness import Readiness
 from dispatch.settings import Settings
 from dispatch.simulation.policies import policy_named
 from dispatch.simulation.scenario import load_sim_config
@@ -71,6 +72,7 @@ class Services:
     positions: PositionTracker
     geocoder: Geocoder
     websockets: ConnectionLimit
+    readiness: Readiness
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -95,7 +97,9 @@ def redis_client(url: str, *, connections: int) -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionError],
         health_check_interval=_REDIS_HEALTH_CHECK_S,
         socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
-        socket_keepalive=True,
+        # TCP only: the embedded Redis listens on a Unix socket, whose connection class
+        # refuses the keepalive option (the app then failed to start at all).
+        **({} if url.startswith("unix") else {"socket_keepalive": True}),
     )
     # from_pool: the client owns the pool and closes it with itself.
     return aioredis.Redis.from_pool(pool)
@@ -232,6 +236,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
             websockets=ConnectionLimit(settings.ws_max_connections or default_limit()),
+            readiness=Readiness(pool=pool, redis=redis),
         )
         log.info("this instance holds up to %d websockets", services.websockets.limit)
         expiry = OfferExpiry(

@@ -355,3 +355,26 @@ async def test_redis_restart_refuses_no_emergency_and_readyz_recovers(
     await assert_steady(instance)
     retried = await retry_refused(instance, stream.answers)
     await assert_nothing_lost(instance, ok(stream.answers) + retried)
+
+
+async def test_readyz_one_slow_answer_does_not_flip_it_two_do(instance: Instance) -> None:
+    assert instance.settings.database_url
+    # A real slow answer: another session holds the table the probe reads.
+    blocker = await asyncpg.connect(instance.settings.database_url)
+    try:
+        await blocker.execute(f'SET search_path TO "{instance.settings.db_schema}"')
+        async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+                slow = await client.get("/readyz")
+                assert slow.status_code == 200, slow.json()
+                assert "postgres" in slow.json()["warnings"]
+                again = await client.get("/readyz")
+                assert again.status_code == 503, again.json()
+                assert "no answer" in again.json()["checks"]["postgres"]
+            back = await client.get("/readyz")
+            assert back.status_code == 200, back.json()
+            assert "warnings" not in back.json()
+    finally:
+        await blocker.close()
