@@ -60,12 +60,19 @@ def _redact_arg(value: Any) -> Any:
     return value if cleaned == text else cleaned
 
 
+# What every LogRecord has; anything else came in through ``extra=`` (and the JSON
+# formatter prints it as a field of its own).
+_STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_SECRET_FIELD = re.compile(rf"(?i)(?:{_SECRET_NAMES})$")
+
+
 def redact_record(record: logging.LogRecord) -> None:
     """Rewrite ``record`` in place so no formatter can print a secret it carried.
 
-    Arguments keep their positions (uvicorn's access formatter unpacks them), and a
+    Arguments keep their positions (uvicorn's access formatter unpacks them), a
     traceback is formatted now, redacted, and kept as ``exc_text`` (which both the text
-    and the JSON formatter print) instead of the live exception.
+    and the JSON formatter print) instead of the live exception, and an ``extra=``
+    field named like a secret (``token``, ``api_key``) is redacted whole.
     """
     record.msg = _redact_arg(record.msg)
     args = record.args
@@ -80,6 +87,13 @@ def redact_record(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+    for name, value in list(vars(record).items()):
+        if name in _STANDARD_FIELDS:
+            continue
+        if _SECRET_FIELD.search(name) and value is not None:
+            setattr(record, name, REDACTED)
+        else:
+            setattr(record, name, _redact_arg(value))
 
 
 class RedactingFilter(logging.Filter):

@@ -209,3 +209,24 @@ def test_filter_redacts_arguments_and_tracebacks_keeping_their_shape() -> None:
     assert FAKE not in formatted
     assert f"token={REDACTED}" in formatted
     assert "ValueError" in formatted
+
+
+def test_extra_fields_are_redacted_in_json_lines() -> None:
+    """``extra=`` fields become JSON fields of their own: named like a secret, or
+    carrying one, they are redacted too; others are left alone."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    record = logging.makeLogRecord(
+        {
+            "msg": "connected",
+            "unit_token": FAKE,
+            "url": f"ws://h/v1/ws/mdt?token={FAKE}",
+            "incident_id": 7,
+        }
+    )
+    assert RedactingFilter().filter(record)
+    line = json.loads(JsonFormatter("%(message)s").format(record))
+    assert FAKE not in json.dumps(line)
+    assert line["unit_token"] == REDACTED
+    assert line["url"] == f"ws://h/v1/ws/mdt?token={REDACTED}"
+    assert line["incident_id"] == 7
