@@ -25,9 +25,9 @@ from dispatch.api.ws_auth import (
     CLOSE_BAD_REQUEST,
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_SLOW,
-    CLOSE_TRY_AGAIN_LATER,
     authenticate_socket,
     refuse,
+    refuse_at_capacity,
     refuse_unavailable,
 )
 from dispatch.api.ws_frames import (
@@ -294,15 +294,7 @@ class Session:
 async def _serve(ws: WebSocket, kind: str) -> None:
     services: Services = ws.app.state.services
     if not services.websockets.try_acquire():
-        await ws.accept()
-        limit = services.websockets.limit
-        log.warning("websocket refused: this instance holds its limit of %d", limit)
-        error = error_message(
-            "at_capacity",
-            f"this server holds its limit of {limit} websockets;"
-            " reconnect after a pause (another instance may have room)",
-        )
-        await refuse(ws, error, CLOSE_TRY_AGAIN_LATER, "at capacity")
+        await refuse_at_capacity(ws, services.websockets.limit)
         return
     try:
         await _serve_counted(ws, services, kind)

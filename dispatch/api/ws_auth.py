@@ -1,4 +1,5 @@
-"""Who is on a websocket: the token from a header, ``?token=``, or a first message.
+"""Who may open a websocket: room on this instance, and a token from a header,
+``?token=``, or a first message.
 
 Browsers cannot set headers on a websocket and a token in the URL ends up in proxies'
 and servers' access logs, so a client may send its token as the first message instead:
@@ -55,6 +56,18 @@ async def refuse_unavailable(ws: WebSocket, err: BaseException, during: str) -> 
         CLOSE_TRY_AGAIN_LATER,
         "try again later",
     )
+
+
+async def refuse_at_capacity(ws: WebSocket, limit: int) -> None:
+    """Accept, explain and close with 1013: this instance holds ``limit`` websockets."""
+    await ws.accept()
+    log.warning("websocket refused: this instance holds its limit of %d", limit)
+    error = error_message(
+        "at_capacity",
+        f"this server holds its limit of {limit} websockets;"
+        " reconnect after a pause (another instance may have room)",
+    )
+    await refuse(ws, error, CLOSE_TRY_AGAIN_LATER, "at capacity")
 
 
 async def _auth_message(ws: WebSocket) -> Auth | None:
