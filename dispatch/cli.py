@@ -23,6 +23,7 @@ from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
+from dispatch.logformat import TextFormatter, quiet_routine_loggers
 from dispatch.posts import STANDBY_POLICIES
 from dispatch.redact import RedactingFilter
 from dispatch.settings import Settings
@@ -243,8 +244,9 @@ def configure_logging(log_format: str) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    quiet_routine_loggers()
 
 
 def simulate(args: argparse.Namespace) -> int:
