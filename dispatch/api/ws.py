@@ -4,6 +4,11 @@ The order matters for "no gap, no duplicate": a connection subscribes to the liv
 first (buffering), then reads the snapshot or replays from PostgreSQL, then drains the
 buffer skipping every position it already sent. Positions are assigned by the outbox
 relay in commit order, so "everything after P" is well defined.
+
+Who may connect is decided in ``ws_auth``; what a client frame may be in ``ws_frames``.
+A session outlives anything a client sends and any outage: a failed command is answered
+(``unavailable`` or ``internal_error``), and a bug closes the socket with 1011, never by
+dropping the TCP connection.
 """
 
 from __future__ import annotations
@@ -348,6 +353,8 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
                 await session.send_snapshot()
             else:
                 await session.replay(after)
+        except WebSocketDisconnect:
+            raise  # the client left mid-snapshot: not an outage
         except Exception as err:
             if not is_transient(err):
                 raise
