@@ -41,7 +41,9 @@ class InvalidTransition(DispatchError):
     """A state change that the current state does not allow."""
 
     def __init__(self, what: str, ident: object, current: str, wanted: str) -> None:
-        super().__init__(f"{what} {ident} is {current}; it cannot become {wanted}")
+        # "so it cannot be": the wanted side is a state (offered, on_scene) or an action
+        # (changed, split, confirmed), and "become changed" read badly for the actions.
+        super().__init__(f"{what} {ident} is {_words(current)}, so it cannot be {_words(wanted)}")
         self.what = what
         self.ident = ident
         self.current = current
@@ -85,3 +87,7 @@ class MalformedRequest(DispatchError):
 
 class ConfigurationError(DispatchError):
     """Settings or data files that the server cannot start with."""
+
+
+def _words(state: str) -> str:
+    return state.replace("_", " ")
