@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
+from collections.abc import Iterator
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -21,6 +24,7 @@ from dispatch.offers import Dispatcher
 from dispatch.settings import Settings
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
+from geo.distance import distance_m
 from geo.points import GeoPoint
 from geo.zones import ZoneIndex
 from tests.conftest import LiveServer, event_of, receive_until
@@ -114,7 +118,9 @@ def test_candidates_are_never_claimed_or_stale(settings: Settings) -> None:
                     )
                 ]
                 states = list(zip(ids, statuses, stale, strict=True))
-                await index.rebuild(conn)  # every police unit may be in the index ...
+                await index.rebuild(conn)  # the units available before are indexed ...
+                key = keys.available_units("police")
+                indexed = {m.decode() for m in await redis.zrange(key, 0, -1)}
                 await conn.executemany(
                     "UPDATE units SET status = $2, position_at = now() - make_interval("
                     "secs => $3) WHERE id = $1",
@@ -126,7 +132,19 @@ def test_candidates_are_never_claimed_or_stale(settings: Settings) -> None:
                 assert nearest is not None
                 found = await dispatcher.available_units(conn, agency="police", among=nearest)
                 ok = {u for u, s, old in states if s == "available" and not old}
-                assert {u.id for u in found} <= ok
+                # The demo fleet (34) is under the search count (64): the index returns
+                # every indexed unit within the radius, and of those exactly the ones
+                # available and fresh in PostgreSQL now are candidates.
+                rows = await conn.fetch("SELECT id, lat, lon FROM units WHERE agency = 'police'")
+                far = {
+                    r["id"]: distance_m(point, GeoPoint(lat=r["lat"], lon=r["lon"]))
+                    for r in rows
+                    if r["id"] in indexed
+                }
+                assert {u for u, d in far.items() if d < 49_999} <= set(nearest)
+                assert set(nearest) <= {u for u, d in far.items() if d < 50_001}
+                ok &= set(nearest)
+                assert {u.id for u in found} == ok
 
         loop.run_until_complete(run())
 
@@ -135,4 +153,79 @@ def test_candidates_are_never_claimed_or_stale(settings: Settings) -> None:
     finally:
         loop.run_until_complete(redis.aclose())
         loop.run_until_complete(pool.close())
+        loop.close()
+
+
+# A fleet larger than the search count, spread over about 30 km around Bhubaneswar, so
+# the index has to choose, and its growing rings (1 km, 3 km, then the radius) matter.
+_CENTRE = GeoPoint(lat=20.2961, lon=85.8245)
+
+
+def _fleet(rng: random.Random, size: int) -> dict[str, GeoPoint]:
+    fleet = {}
+    for n in range(size):
+        # Denser near the centre, as a city's patrols are.
+        spread = rng.choice([0.01, 0.03, 0.12])
+        fleet[f"u{n:03d}"] = GeoPoint(
+            lat=_CENTRE.lat + rng.uniform(-spread, spread),
+            lon=_CENTRE.lon + rng.uniform(-spread, spread),
+        )
+    return fleet
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**32),
+    count=st.sampled_from([1, 3, 10, 64]),
+    radius_m=st.sampled_from([500.0, 2_000.0, 5_000.0, 50_000.0]),
+)
+def test_nearest_are_the_nearest_in_order(
+    unit_index_redis: tuple[UnitIndex, aioredis.Redis, str, asyncio.AbstractEventLoop],
+    seed: int,
+    count: int,
+    radius_m: float,
+) -> None:
+    """Against a brute-force scan of the same positions: the index returns the
+    ``count`` nearest units within the radius (all of them when fewer), nearest first."""
+    index, redis, key, loop = unit_index_redis
+    rng = random.Random(seed)
+    fleet = _fleet(rng, 300)
+    point = GeoPoint(
+        lat=_CENTRE.lat + rng.uniform(-0.05, 0.05), lon=_CENTRE.lon + rng.uniform(-0.05, 0.05)
+    )
+
+    async def run() -> list[str] | None:
+        await redis.delete(key)
+        await redis.geoadd(key, [v for u, p in fleet.items() for v in (p.lon, p.lat, u)])
+        return await index.nearest(point, "police", radius_m=radius_m, count=count)
+
+    found = loop.run_until_complete(run())
+    assert found is not None
+    far = {u: distance_m(point, p) for u, p in fleet.items()}
+    # Redis measures on a slightly different sphere and stores 52-bit geohashes: allow
+    # a metre either way at the boundaries.
+    within = sorted((d, u) for u, d in far.items() if d <= radius_m - 1)
+    assert len(found) >= min(count, len(within))
+    assert len(found) <= count
+    assert all(far[u] <= radius_m + 1 for u in found)
+    distances = [far[u] for u in found]
+    assert all(a <= b + 1 for a, b in itertools.pairwise(distances)), distances
+    if found:
+        left_out = [d for u, d in far.items() if u not in found and d <= radius_m - 1]
+        assert all(d >= distances[-1] - 1 for d in left_out)
+
+
+@pytest.fixture
+def unit_index_redis(
+    settings: Settings,
+) -> Iterator[tuple[UnitIndex, aioredis.Redis, str, asyncio.AbstractEventLoop]]:
+    """A UnitIndex on the test's own Redis prefix, driven from a private event loop."""
+    assert settings.redis_url
+    loop = asyncio.new_event_loop()
+    redis = aioredis.from_url(settings.redis_url)
+    keys = RedisKeys(settings.redis_prefix)
+    try:
+        yield UnitIndex(redis=redis, keys=keys), redis, keys.available_units("police"), loop
+    finally:
+        loop.run_until_complete(redis.aclose())
         loop.close()
