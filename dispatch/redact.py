@@ -70,9 +70,10 @@ def redact_record(record: logging.LogRecord) -> None:
     """Rewrite ``record`` in place so no formatter can print a secret it carried.
 
     Arguments keep their positions (uvicorn's access formatter unpacks them), a
-    traceback is formatted now, redacted, and kept as ``exc_text`` (which both the text
-    and the JSON formatter print) instead of the live exception, and an ``extra=``
-    field named like a secret (``token``, ``api_key``) is redacted whole.
+    traceback that quotes a secret is formatted now, redacted, and kept as ``exc_text``
+    (which both the text and the JSON formatter print) instead of the live exception,
+    and an ``extra=`` field named like a secret (``token``, ``api_key``) is redacted
+    whole.
     """
     record.msg = _redact_arg(record.msg)
     args = record.args
@@ -81,8 +82,11 @@ def redact_record(record: logging.LogRecord) -> None:
     elif isinstance(args, Mapping):
         record.args = {k: _redact_arg(v) for k, v in args.items()}
     if record.exc_info and record.exc_info[0] is not None:
-        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        record.exc_info = None
+        text = logging.Formatter().formatException(record.exc_info)
+        cleaned = redact(text)
+        if cleaned != text:  # otherwise the live exception stays, for whoever wants it
+            record.exc_text = cleaned
+            record.exc_info = None
     elif record.exc_text:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
