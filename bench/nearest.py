@@ -7,6 +7,10 @@ For each fleet size, the same random incident points are ranked two ways:
 - scan: every available unit of the agency read from PostgreSQL, then ranked (the
   fallback, and what the skeleton did).
 
+Speed is worth nothing if the answer changes: for every query the unit the index path
+ranks first is compared with the one the scan ranks first, and the run fails (exit
+status 1) when any differs.
+
 Run: .venv/bin/python bench/nearest.py [--sizes 1000 10000 100000] [--queries 300]
 Uses ERSS_BENCH_DATABASE_URL / ERSS_BENCH_REDIS_URL (defaults: the local servers), in a
 fresh schema and key prefix that are dropped at the end. Loopback only.
@@ -28,13 +32,16 @@ import redis.asyncio as aioredis
 
 from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, point_inside
-from dispatch.engine import Need, TravelModel, closest_idle
+from dispatch.engine import Candidate, Need, TravelModel, closest_idle
 from dispatch.incident_types import load_incident_types
 from dispatch.keys import RedisKeys
 from dispatch.offers import Dispatcher
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, save_zones
 from geo.zones import ZoneIndex
+
+# What the dispatcher searches: the travel model's maximum radius.
+RADIUS_M = TravelModel().max_radius_m
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -95,6 +102,7 @@ async def main() -> None:
     rng = random.Random(args.seed)
     points = [point_inside(rng.choice(zones), rng) for _ in range(args.queries)]
     results: dict[int, dict[str, list[float]]] = {}
+    differ: list[str] = []
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)
@@ -116,14 +124,24 @@ async def main() -> None:
                         agency="police",
                     )
 
-                async def by_index(q: int, conn: asyncpg.Connection = conn) -> int:
-                    ids = await index.nearest(points[q], "police", radius_m=15_000, count=64)
+                async def ranked_by_index(
+                    q: int, conn: asyncpg.Connection = conn
+                ) -> list[Candidate]:
+                    ids = await index.nearest(points[q], "police", radius_m=RADIUS_M, count=64)
                     units = await dispatcher.available_units(conn, agency="police", among=ids)
-                    return len(closest_idle(need(q), units, TravelModel()))
+                    return closest_idle(need(q), units, TravelModel())
 
-                async def by_scan(q: int, conn: asyncpg.Connection = conn) -> int:
+                async def ranked_by_scan(
+                    q: int, conn: asyncpg.Connection = conn
+                ) -> list[Candidate]:
                     units = await dispatcher.available_units(conn, agency="police")
-                    return len(closest_idle(need(q), units, TravelModel()))
+                    return closest_idle(need(q), units, TravelModel())
+
+                async def by_index(q: int) -> int:
+                    return len(await ranked_by_index(q))
+
+                async def by_scan(q: int) -> int:
+                    return len(await ranked_by_scan(q))
 
                 await by_index(0)
                 await by_scan(0)  # warm both paths (prepared statements, caches)
@@ -131,6 +149,11 @@ async def main() -> None:
                 scan_queries = args.queries if size <= 10_000 else max(20, args.queries // 10)
                 scan_ms, _ = await _time(scan_queries, by_scan)
                 results[size] = {"index": index_ms, "scan": scan_ms}
+                for q in range(args.queries):
+                    first = [(await ranked(q))[:1] for ranked in (ranked_by_index, ranked_by_scan)]
+                    chosen = [c[0].unit_id if c else None for c in first]
+                    if chosen[0] != chosen[1]:
+                        differ.append(f"{size} units, query {q}: index {first[0]}, scan {first[1]}")
                 print(
                     f"{size:>7} units  index p50 {_percentile(index_ms, 0.5):7.2f} ms"
                     f" p99 {_percentile(index_ms, 0.99):7.2f} ms"
@@ -154,6 +177,12 @@ async def main() -> None:
                 results[small][path]
             )
             print(f"{path}: p50 at {large} units / p50 at {small} units = {ratio:.1f}x")
+    total = args.queries * len(args.sizes)
+    print(f"same unit chosen by index and scan: {total - len(differ)}/{total} queries")
+    for line in differ[:10]:
+        print("  differs:", line)
+    if differ:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
