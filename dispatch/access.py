@@ -46,7 +46,7 @@ def sees_unit_zone(principal: Principal, zone_id: str | None) -> bool:
     return principal.zones is None or (zone_id is not None and zone_id in principal.zones)
 
 
-def _missing(principal: Principal, kind: str, ident: object) -> NotFound:
+def refusal(principal: Principal, kind: str, ident: object) -> NotFound:
     """The one refusal: a thing missing and a thing on another desk read the same (the
     same error name too), so a desk cannot probe for another zone's incidents."""
     err = NotFound(kind, ident)
@@ -69,20 +69,20 @@ def require_incidents(
         if incident_id not in zones_by_id or not sees_incident_zone(
             principal, zones_by_id[incident_id]
         ):
-            raise _missing(principal, "incident", incident_id)
+            raise refusal(principal, "incident", incident_id)
 
 
 def require_via_incident(
     principal: Principal, kind: str, ident: object, *, exists: bool, zone_id: str | None
 ) -> None:
-    """Refuse (404) unless a thing of an incident (an assignment, a report) exists and
-    its incident is one the principal sees; the refusal names the thing, not the
-    incident, whose id a desk must not learn."""
+    """Refuse (404) unless an incident, or a thing of one (an assignment, a report),
+    exists and the principal sees the incident's zone; the refusal names the thing, not
+    its incident, whose id a desk must not learn."""
     if not exists or not sees_incident_zone(principal, zone_id):
-        raise _missing(principal, kind, ident)
+        raise refusal(principal, kind, ident)
 
 
 def require_unit(principal: Principal, unit_id: str, *, exists: bool, zone_id: str | None) -> None:
     """Refuse (404) unless the unit exists and the principal sees it."""
     if not exists or not sees_unit_zone(principal, zone_id):
-        raise _missing(principal, "unit", unit_id)
+        raise refusal(principal, "unit", unit_id)

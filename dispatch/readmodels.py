@@ -36,10 +36,16 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _on_desk(column: str, param: str) -> str:
+def incident_on_desk_sql(column: str, param: str) -> str:
     """SQL for the desk rule (``dispatch.access.sees_incident_zone``, the console's
     ``DeskScope``): no desk, or a row of no zone, or of one of the desk's zones."""
     return f"({param}::text[] IS NULL OR {column} IS NULL OR {column} = ANY({param}))"
+
+
+def unit_on_desk_sql(column: str, param: str) -> str:
+    """SQL for ``dispatch.access.sees_unit_zone``: no desk, or a unit in one of the
+    desk's zones (a unit in no zone is on no desk)."""
+    return f"({param}::text[] IS NULL OR coalesce({column} = ANY({param}), false))"
 
 
 def _zones_param(zones: frozenset[str] | None) -> list[str] | None:
@@ -89,7 +95,7 @@ async def open_incidents(
     """Open incidents, most urgent first; of some zones (and those with none) if given."""
     rows = await conn.fetch(
         f"{_INCIDENT_SQL} WHERE i.status = ANY($1::text[])"
-        f" AND {_on_desk('i.zone_id', '$3')}"
+        f" AND {incident_on_desk_sql('i.zone_id', '$3')}"
         " ORDER BY i.priority, i.created_at LIMIT $2",
         list(OPEN_STATUSES),
         limit,
@@ -109,7 +115,7 @@ async def list_incidents(
     with none) if ``zones`` is given (``dispatch.access``)."""
     rows = await conn.fetch(
         f"{_INCIDENT_SQL} WHERE ($1::text IS NULL OR i.status = $1)"
-        f" AND {_on_desk('i.zone_id', '$3')}"
+        f" AND {incident_on_desk_sql('i.zone_id', '$3')}"
         " ORDER BY i.created_at DESC, i.id DESC LIMIT $2",
         status,
         limit,
@@ -228,8 +234,7 @@ async def list_units(
 ) -> list[dict[str, Any]]:
     """Units with status and last known position; those now in some zones if given."""
     rows = await conn.fetch(
-        # dispatch.access.sees_unit_zone: a unit in no zone is on no desk.
-        f"{_UNIT_SQL} WHERE $1::text[] IS NULL OR zone_id = ANY($1) ORDER BY id",
+        f"{_UNIT_SQL} WHERE {unit_on_desk_sql('zone_id', '$1')} ORDER BY id",
         _zones_param(zones),
     )
     return [_unit(r) for r in rows]
@@ -277,7 +282,7 @@ async def replay(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
         " AND ($2::text IS NULL OR unit_id = $2 OR (unit_id IS NULL AND incident_id IN"
         " (SELECT incident_id FROM assignments WHERE unit_id = $2)))"
-        f" AND {_on_desk('zone_id', '$4')}"
+        f" AND {incident_on_desk_sql('zone_id', '$4')}"
         " ORDER BY position LIMIT $3",
         after,
         unit_id,

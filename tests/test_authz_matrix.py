@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatch import access, readmodels
 from dispatch.app import create_app
+from dispatch.auth import Principal
 from dispatch.settings import Settings
 from tests.conftest import LiveServer
 from tests.test_gateways_telecom_sms import CALLS, post
@@ -407,3 +409,20 @@ async def test_another_zones_incident_reads_like_one_that_does_not_exist(
     hidden = (await _send(live, "GET", Call(f"/v1/incidents/{theirs}"), DESK)).json()
     absent = (await _send(live, "GET", Call(f"/v1/incidents/{missing}"), DESK)).json()
     assert hidden["detail"].replace(str(theirs), "N") == absent["detail"].replace(str(missing), "N")
+
+
+async def test_the_sql_filters_and_the_pure_rule_agree(live: LiveServer) -> None:
+    """Lists filter in SQL, single reads and actions in Python: the two spell one rule."""
+    desks: list[frozenset[str] | None] = [None, frozenset(), frozenset({"a"}), frozenset("ab")]
+    for zones in desks:
+        operator = Principal("operator", "probe", zones)
+        param = sorted(zones) if zones is not None else None
+        for zone in (None, "a", "c"):
+            incident_sql = await live.db.fetchval(
+                f"SELECT {readmodels.incident_on_desk_sql('$1::text', '$2')}", zone, param
+            )
+            unit_sql = await live.db.fetchval(
+                f"SELECT {readmodels.unit_on_desk_sql('$1::text', '$2')}", zone, param
+            )
+            assert incident_sql is access.sees_incident_zone(operator, zone), (zones, zone)
+            assert unit_sql is access.sees_unit_zone(operator, zone), (zones, zone)

@@ -59,11 +59,9 @@ async def _visible_detail(
 ) -> dict[str, Any]:
     async with services.pool.acquire() as conn:
         incident = await readmodels.incident_detail(conn, incident_id)
-    if incident is None:
-        access.require_incidents(operator, {}, [incident_id])  # the one way to say 404
-        raise NotFound("incident", incident_id)  # pragma: no cover - refused just above
-    zone = incident["zone"]["id"] if incident["zone"] else None
-    access.require_incidents(operator, {incident_id: zone}, [incident_id])
+    zone = incident["zone"]["id"] if incident and incident["zone"] else None
+    if incident is None or not access.sees_incident_zone(operator, zone):
+        raise access.refusal(operator, "incident", incident_id)
     return incident
 
 
