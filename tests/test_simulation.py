@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from geopy.distance import geodesic
 
 from dispatch.engine import Need, TravelModel, UnitSnapshot, closest_idle
 from dispatch.errors import ConfigurationError
@@ -93,23 +94,31 @@ def test_coverage_policy_only_ranks_what_closest_idle_ranks() -> None:
 async def test_closest_idle_offline_picks_the_unit_the_live_server_picks(
     live: LiveServer,
 ) -> None:
-    """Scatter the police fleet, make some busy, post a panic: the server's offer goes to
-    the unit the offline simulator's policy call chooses for the same state."""
+    """Scatter the police fleet 2-4 km around a point, make some busy, put one free unit
+    of the point's own zone 150 m from it, post a panic: the offline policy call and the
+    live server both choose that unit, which is known by construction, not computed."""
     import random
 
     rng = random.Random(42)
     target = zone_point("sahidnagar")
     rows = await live.db.fetch("SELECT id, agency, zone_id, capabilities FROM units")
+    near_id = next(
+        r["id"]
+        for r in sorted(rows, key=lambda r: r["id"])
+        if r["agency"] == "police" and r["zone_id"] == "sahidnagar" and not r["capabilities"]
+    )
     snapshots: list[UnitSnapshot] = []
     for row in rows:
-        lat = target.lat + rng.uniform(-0.03, 0.03)
-        lon = target.lon + rng.uniform(-0.03, 0.03)
-        status = "available" if rng.random() < 0.6 else "en_route"
+        near = row["id"] == near_id
+        metres = 150 if near else rng.uniform(2_000, 4_000)
+        bearing = rng.uniform(0, 360)
+        at = geodesic(meters=metres).destination((target.lat, target.lon), bearing=bearing)
+        status = "available" if near or rng.random() < 0.6 else "en_route"
         await live.db.execute(
             "UPDATE units SET lat = $2, lon = $3, status = $4, position_at = now() WHERE id = $1",
             row["id"],
-            lat,
-            lon,
+            at.latitude,
+            at.longitude,
             status,
         )
         if status == "available":
@@ -118,25 +127,21 @@ async def test_closest_idle_offline_picks_the_unit_the_live_server_picks(
                     row["id"],
                     row["agency"],
                     row["zone_id"],
-                    GeoPoint(lat=lat, lon=lon),
+                    GeoPoint(lat=at.latitude, lon=at.longitude),
                     frozenset(row["capabilities"]),
                 )
             )
     # The live unit index learns positions from the outbox; the Dispatcher re-reads
     # PostgreSQL, and falls back to a full scan, so the DB state is what counts.
     dispatcher = live.services.dispatcher
-    need = dispatcher.need_of(
-        _facts(dispatcher, target, "panic"),
-        "police",
-    )
-    expected = closest_idle(need, snapshots, _travel(live))[0].unit_id
+    need = dispatcher.need_of(_facts(dispatcher, target, "panic"), "police")
     offline = OfflineSimulator(CITY, CONFIG, closest_idle, model=_travel(live))
-    assert offline.policy(need, snapshots, offline.model)[0].unit_id == expected
+    assert offline.policy(need, snapshots, offline.model)[0].unit_id == near_id
     answer = (await live.post_panic(panic(target, trigger="sim-1"))).json()
     unit = await live.db.fetchval(
         "SELECT unit_id FROM assignments WHERE incident_id = $1", answer["incident_id"]
     )
-    assert unit == expected
+    assert unit == near_id
 
 
 def _facts(dispatcher: Dispatcher, point: GeoPoint, kind: str) -> IncidentFacts:
