@@ -100,13 +100,15 @@ class OutboxRelay:
                 self._outage.succeeded()
                 return
             channel = notify_channel(self._schema)
-            await conn.add_listener(channel, self._on_notify)
-            if self._unit_index is not None:
-                # Whatever the previous leader did or missed, start from the truth.
-                await self._unit_index.rebuild(conn)
-            self._floor = await self._stream_top()
-            self.is_leader = True
+            # Everything after the lock is inside the try: a Redis outage that fails the
+            # rebuild below must still remove the listener and give the lock back.
             try:
+                await conn.add_listener(channel, self._on_notify)
+                if self._unit_index is not None:
+                    # Whatever the previous leader did or missed, start from the truth.
+                    await self._unit_index.rebuild(conn)
+                self._floor = await self._stream_top()
+                self.is_leader = True
                 while True:
                     # Cleared before the pass, not after: a NOTIFY that arrives while
                     # relaying must wake the next pass at once.

@@ -3,10 +3,20 @@
 A gateway that floods (a retry loop gone wrong, a compromised aggregator) must not
 starve the others. Requests over the limit get 429 with Retry-After; gateways retry,
 so nothing is lost, only delayed.
+
+Without Redis the limit cannot be counted, and the limiter fails open: every request
+goes through unlimited until Redis answers again. For 112 that is the safer error: a
+limiter whose store is down must not refuse an emergency, while a flood during a Redis
+outage is still bounded by PostgreSQL (each report is a transaction) and shows in the
+log. The check is also given a short time budget, so a Redis that hangs instead of
+refusing does not delay every report either. The outage is logged once when it begins
+and once when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import redis.asyncio as aioredis
@@ -14,6 +24,12 @@ from redis.exceptions import RedisError
 
 from dispatch.errors import DispatchError
 from dispatch.keys import RedisKeys
+from dispatch.transient import OutageLog
+
+log = logging.getLogger(__name__)
+
+# Longest a report waits for its rate check before going through unlimited.
+CHECK_BUDGET_S = 0.25
 
 
 class RateLimited(DispatchError):
@@ -35,19 +51,22 @@ class RateLimiter:
         self._redis = redis
         self._keys = keys
         self._per_second = per_second
+        self._outage = OutageLog(log, "gateway rate limit (failing open: reports go through)")
 
     async def check(self, gateway_id: str) -> None:
         """Count one request; RateLimited if the gateway is over its limit."""
         second = int(time.time())
         key = self._keys.gateway_rate(gateway_id, second)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            count, _ = await pipe.execute()
-        except (OSError, RedisError):
-            # Without Redis the limit cannot be counted; an emergency report is worth
-            # more than the protection, so it goes through.
+            async with asyncio.timeout(CHECK_BUDGET_S):
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.incr(key)
+                pipe.expire(key, 2)
+                count, _ = await pipe.execute()
+        except (OSError, RedisError, TimeoutError) as err:
+            # Fail open (see the module's docstring).
+            self._outage.failed(err)
             return
+        self._outage.succeeded()
         if int(count) > self._per_second:
             raise RateLimited(gateway_id, self._per_second, 1)
