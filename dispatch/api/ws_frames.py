@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AwareDatetime,
@@ -199,4 +199,4 @@ def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
             parse_position(command.after)
         except ValueError as err:
             raise FrameError("invalid_position", str(err), request=kind) from None
-    return command  # type: ignore[return-value]
+    return cast(Command, command)  # one of _MODELS' classes, which is what Command lists
