@@ -6,11 +6,15 @@ import asyncio
 import json
 from typing import Any
 
+import numpy as np
 import pydantic
 import pytest
 
-from dispatch.posts import standby_named
+from dispatch.engine import TravelModel
+from dispatch.posts import CoveragePosts, Post, standby_named
 from dispatch.settings import Settings
+from dispatch.simulation.policies import Demand
+from geo.distance import distance_m
 from geo.points import GeoPoint
 from tests.conftest import LiveServer, event_of, receive_until
 from tests.test_mdt_status import _command
@@ -34,10 +38,69 @@ async def _finish_a_job(live: LiveServer, mdt: Any, unit: str, trigger: str = "t
         assert (await _command(mdt, {"type": "status", "status": status}))["type"] == "ack"
 
 
+def _mexclp_post(rule: CoveragePosts, zone: str, here: GeoPoint, others: list[GeoPoint]) -> Post:
+    """The test's own reading of the rule (dispatch/posts.py's docstring), point by
+    point in plain Python: each demand point j of weight w_j, already reached by k_j
+    idle units, gains w_j (1 - q) q**k_j from one more; the post of the zone whose
+    reachable points gain the most wins, the nearest to ``here`` among equals."""
+    d, q, reach = rule.demand, rule.busy_fraction, rule.reach_m
+    points = [GeoPoint(lat=float(a), lon=float(b)) for a, b in zip(d.lat, d.lon, strict=True)]
+    k = [sum(distance_m(o, p) <= reach for o in others) for p in points]
+    best: tuple[float, float, GeoPoint] | None = None
+    for post, zone_of in zip(points, d.zone, strict=True):
+        if str(zone_of) != zone:
+            continue
+        gain = sum(
+            float(w) * (1 - q) * q**kj
+            for p, w, kj in zip(points, d.weight, k, strict=True)
+            if distance_m(post, p) <= reach
+        )
+        key = (-round(gain, 9), distance_m(post, here), post)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    assert best is not None
+    return Post(best[2], zone, -best[0])
+
+
+def test_the_post_is_the_one_that_adds_most_coverage_by_hand() -> None:
+    """Three posts 10 km apart (each reaches only itself), weights 1, 1 and 3 reports an
+    hour, q = 0.5: alone, C adds 3 x 0.5 = 1.5; with one unit already at C it adds
+    0.75, still more than A or B (0.5); with two there, 0.375, so A or B, whichever is
+    nearer."""
+    a, b, c = (GeoPoint(lat=20.0, lon=85.0 + 0.1 * n) for n in range(3))
+    demand = Demand(
+        lat=np.array([a.lat, b.lat, c.lat]),
+        lon=np.array([a.lon, b.lon, c.lon]),
+        weight=np.array([1.0, 1.0, 3.0]),
+        zone=np.array(["z", "z", "z"]),
+    )
+    rule = CoveragePosts(demand, TravelModel(), busy_fraction=0.5)
+    assert rule.reach_m < distance_m(a, b) / 2
+    alone = rule.choose("z", a, [])
+    assert alone is not None
+    assert (alone.point, alone.gain) == (c, pytest.approx(1.5))
+    one = rule.choose("z", a, [c])
+    assert one is not None
+    assert (one.point, one.gain) == (c, pytest.approx(0.75))
+    two = rule.choose("z", b, [c, c])
+    assert two is not None
+    assert (two.point, two.gain) == (b, pytest.approx(0.5))
+    near_a = rule.choose("z", GeoPoint(lat=20.0, lon=84.9), [c, c])
+    assert near_a is not None
+    assert near_a.point == a
+    assert rule.choose("elsewhere", a, []) is None
+    for here, others in [(a, []), (a, [c]), (b, [c, c]), (c, [a, b])]:
+        post = rule.choose("z", here, others)
+        assert post is not None
+        expected = _mexclp_post(rule, "z", here, others)
+        assert (post.point, post.gain) == (expected.point, pytest.approx(expected.gain))
+
+
 async def test_a_freed_unit_is_sent_to_the_post_that_covers_most(live: LiveServer) -> None:
-    """The post is the coverage rule's choice given where the other idle units stand (a
-    sibling already waiting at the zone's best post pushes it elsewhere); the MDT, the
-    console, the REST view and the table all say so."""
+    """The post is the one that adds most coverage given where the other idle units stand
+    (a sibling already waiting at the zone's best post pushes it elsewhere), as the
+    test's own brute force of the rule computes it; the MDT, the console, the REST view
+    and the table all say so."""
     unit = await nearest_police_unit(live, ZONE, zone_point(ZONE))
     rule = standby_named(
         "coverage", zones=live.services.dispatcher.zones, model=live.services.dispatcher.travel
@@ -64,12 +127,12 @@ async def test_a_freed_unit_is_sent_to_the_post_that_covers_most(live: LiveServe
             unit,
         )
         here = await live.db.fetchrow("SELECT lat, lon FROM units WHERE id = $1", unit)
-        expected = rule.choose(
+        expected = _mexclp_post(
+            rule,
             ZONE,
             GeoPoint(lat=here["lat"], lon=here["lon"]),
             [GeoPoint(lat=r["lat"], lon=r["lon"]) for r in others],
         )
-        assert expected is not None
         assert expected.point != alone.point
         assert (await _command(mdt, {"type": "status", "status": "available"}))["type"] == "ack"
         told, _ = await receive_until(mdt, event_of("unit.post_assigned", unit_id=unit))
