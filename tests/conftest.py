@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,22 @@ async def receive_until(
             if predicate(message):
                 return message, seen
             seen.append(message)
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], *, within: float = 5.0, what: str = "the condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned), failing after
+    ``within`` seconds. Tests wait for what they need, never for a sleep to be long
+    enough."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within} s")
+        await asyncio.sleep(0.02)
 
 
 def event_of(kind: str, **fields: Any) -> Any:

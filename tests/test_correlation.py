@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from geo.points import GeoPoint
-from tests.conftest import LiveServer, event_of, receive_until
+from tests.conftest import LiveServer, event_of, receive_until, wait_for
 from tests.test_gateways_telecom_sms import CALLS, SMS, aml_sms_text, call, post, zone_point
 
 
@@ -190,7 +190,17 @@ async def test_a_report_racing_a_close_makes_a_new_incident(live: LiveServer) ->
         racing = asyncio.create_task(
             live.post_panic({"trigger_id": "2", "device_id": "d", "location": fix})
         )
-        await asyncio.sleep(0.3)  # the report now waits on the incident's row lock
+        closer = conn.get_server_pid()
+
+        async def blocked_or_done() -> bool:
+            # The report waits on the incident's row lock (or, wrongly, did not wait).
+            waiting = await live.db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                closer,
+            )
+            return waiting > 0 or racing.done()
+
+        await wait_for(blocked_or_done, what="the racing report waiting on the close")
         await tx.commit()
     second = (await racing).json()
     assert second["incident_id"] != first["incident_id"]

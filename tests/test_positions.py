@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ import websockets
 from dispatch.keys import RedisKeys
 from dispatch.settings import Settings
 from geo.points import GeoPoint
-from tests.conftest import LiveServer, event_of, receive_until
+from tests.conftest import LiveServer, event_of, receive_until, wait_for
 from tests.test_walking_skeleton import zone_point
 
 
@@ -59,14 +58,11 @@ async def test_pings_move_the_unit_into_another_zone(live: LiveServer) -> None:
     assert lat == pytest.approx(target.lat + 2e-4, abs=1e-5)
     assert lon == pytest.approx(target.lon, abs=1e-5)
 
-    row = None
-    for _ in range(50):
+    async def moved() -> Any:
         row = await live.db.fetchrow("SELECT lat, zone_id FROM units WHERE id = 'capital-pcr-1'")
-        if row["zone_id"] == "nandankanan":
-            break
-        await asyncio.sleep(0.1)
-    assert row is not None
-    assert row["zone_id"] == "nandankanan"
+        return row if row["zone_id"] == "nandankanan" else None
+
+    row = await wait_for(moved, what="the flush of the last ping")
     assert row["lat"] == pytest.approx(target.lat + 2e-4)
     # Three pings inside one flush interval are one sampled track row.
     assert await live.count("unit_track") == 1
@@ -89,8 +85,15 @@ async def test_leaving_the_home_zone_alerts_once_despite_border_wobble(live: Liv
     far_out = zone_point("nandankanan")
 
     async def ping(mdt: object, point: GeoPoint) -> None:
+        """One ping, then wait for its flush (each flush writes one track row)."""
+        count = "SELECT count(*) FROM unit_track WHERE unit_id = 'capital-pcr-2'"
+        before = await live.db.fetchval(count)
         await mdt.send(json.dumps({"type": "location", "lat": point.lat, "lon": point.lon}))  # type: ignore[attr-defined]
-        await asyncio.sleep(0.35)  # past one flush
+
+        async def flushed() -> bool:
+            return bool(await live.db.fetchval(count) > before)
+
+        await wait_for(flushed, what="the ping's flush")
 
     async with live.console() as console, live.mdt("capital-pcr-2") as mdt:
         await console.recv()
