@@ -9,7 +9,7 @@ gets the offer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from geo.distance import distance_m, travel_time_s
@@ -33,6 +33,31 @@ class UnitSnapshot:
     zone_id: str | None
     position: GeoPoint
     capabilities: frozenset[str] = frozenset()
+    position_at: float | None = None  # when the position was taken (Unix seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFix:
+    """A unit's newest reported position and when it was taken (Unix seconds)."""
+
+    point: GeoPoint
+    at: float
+
+
+def with_live_fix(
+    unit: UnitSnapshot, fix: LiveFix | None, zone_of: Callable[[GeoPoint], str | None]
+) -> UnitSnapshot:
+    """The unit where its newest fix puts it: the live fix when it is newer than the
+    stored position (PostgreSQL's copy lags by up to a flush), the stored one otherwise."""
+    if fix is None or (unit.position_at is not None and fix.at <= unit.position_at):
+        return unit
+    return replace(unit, position=fix.point, position_at=fix.at, zone_id=zone_of(fix.point))
+
+
+def is_fresh(position_at: float | None, now: float, stale_s: float | None) -> bool:
+    """Whether a position taken at ``position_at`` is recent enough to dispatch by (a unit
+    silent for ``stale_s`` may be anywhere); None: every position is trusted."""
+    return stale_s is None or (position_at is not None and position_at > now - stale_s)
 
 
 @dataclass(frozen=True, slots=True)

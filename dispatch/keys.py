@@ -22,6 +22,11 @@ class RedisKeys:
         return f"{self.prefix}units:geo"
 
     @property
+    def unit_fixes(self) -> str:
+        """Hash of each unit's newest fix, "lat lon epoch-seconds" (member: unit id)."""
+        return f"{self.prefix}units:fix"
+
+    @property
     def positions_channel(self) -> str:
         """Pub/sub channel of batched unit positions for consoles (not kept)."""
         return f"{self.prefix}positions"

@@ -16,7 +16,17 @@ from typing import Any
 
 import asyncpg
 
-from dispatch.engine import Candidate, Need, Policy, TravelModel, UnitSnapshot, closest_idle
+from dispatch.engine import (
+    Candidate,
+    LiveFix,
+    Need,
+    Policy,
+    TravelModel,
+    UnitSnapshot,
+    closest_idle,
+    is_fresh,
+    with_live_fix,
+)
 from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.incident_types import IncidentType
@@ -266,39 +276,74 @@ class Dispatcher:
     ) -> list[UnitSnapshot]:
         """Available units with a known and recent position, optionally of one agency.
 
-        A unit whose MDT has not reported for ``position_stale_s`` may be anywhere (or
-        its crew away from the vehicle): it is not trusted as available.
+        The position is the newest the MDT sent (the live fix in Redis, when it is newer
+        than PostgreSQL's flushed copy). A unit whose MDT has not reported for
+        ``position_stale_s`` may be anywhere (or its crew away from the vehicle): it is
+        not trusted as available.
         """
-        # Two statements, not one with "$3 IS NULL OR id = ANY($3)": under a prepared
+        # Two statements, not one with "$2 IS NULL OR id = ANY($2)": under a prepared
         # statement's generic plan that OR turns the primary-key lookup into a scan.
-        fresh = "($2::float8 IS NULL OR position_at > now() - make_interval(secs => $2))"
+        columns = (
+            "SELECT id, agency, zone_id, lat, lon, capabilities,"
+            " extract(epoch FROM position_at)::float8 AS at,"
+            " extract(epoch FROM now())::float8 AS now FROM units"
+        )
         if among is None:
             rows = await conn.fetch(
-                "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
-                " WHERE status = 'available' AND lat IS NOT NULL"
-                f" AND ($1::text IS NULL OR agency = $1) AND {fresh}",
+                f"{columns} WHERE status = 'available' AND ($1::text IS NULL OR agency = $1)",
                 agency,
-                self._position_stale_s,
             )
         else:
             rows = await conn.fetch(
-                "SELECT id, agency, zone_id, lat, lon, capabilities FROM units"
-                " WHERE id = ANY($3::text[]) AND status = 'available' AND lat IS NOT NULL"
-                f" AND ($1::text IS NULL OR agency = $1) AND {fresh}",
+                f"{columns} WHERE id = ANY($2::text[]) AND status = 'available'"
+                " AND ($1::text IS NULL OR agency = $1)",
                 agency,
-                self._position_stale_s,
                 among,
             )
-        return [
-            UnitSnapshot(
-                id=r["id"],
-                agency=r["agency"],
-                zone_id=r["zone_id"],
-                position=GeoPoint(lat=r["lat"], lon=r["lon"]),
-                capabilities=frozenset(r["capabilities"]),
+        return await self._placed(rows)
+
+    async def _placed(
+        self, rows: list[asyncpg.Record], *, fresh_only: bool = True
+    ) -> list[UnitSnapshot]:
+        """Units of these rows where their newest fix puts them (if it is fresh, unless
+        ``fresh_only`` is off): one Redis round trip for the live fixes, PostgreSQL's
+        positions without it."""
+        if not rows:
+            return []
+        fixes: dict[str, LiveFix] | None = None
+        if self._unit_index is not None:
+            fixes = await self._unit_index.fixes([r["id"] for r in rows])
+        fixes = fixes or {}
+        index = self.zones
+
+        def zone_of(point: GeoPoint) -> str | None:
+            zone = index.zone_of(point)
+            return zone.id if zone is not None else None
+
+        units = []
+        for r in rows:
+            fix = fixes.get(r["id"])
+            if r["lat"] is None:
+                if fix is None:
+                    continue
+                stored = GeoPoint(lat=fix.point.lat, lon=fix.point.lon)
+            else:
+                stored = GeoPoint(lat=r["lat"], lon=r["lon"])
+            unit = with_live_fix(
+                UnitSnapshot(
+                    id=r["id"],
+                    agency=r["agency"],
+                    zone_id=r["zone_id"],
+                    position=stored,
+                    capabilities=frozenset(r["capabilities"]),
+                    position_at=r["at"] if r["lat"] is not None else None,
+                ),
+                fix,
+                zone_of,
             )
-            for r in rows
-        ]
+            if not fresh_only or is_fresh(unit.position_at, r["now"], self._position_stale_s):
+                units.append(unit)
+        return units
 
     async def offer_best_unit(
         self,
@@ -412,6 +457,8 @@ class Dispatcher:
             return None
         rows = await conn.fetch(
             "SELECT u.id, u.agency, u.zone_id, u.lat, u.lon, u.capabilities, u.status,"
+            " extract(epoch FROM u.position_at)::float8 AS at,"
+            " extract(epoch FROM now())::float8 AS now,"
             " a.id AS assignment_id, a.incident_id FROM assignments a"
             " JOIN incidents i ON i.id = a.incident_id JOIN units u ON u.id = a.unit_id"
             " WHERE a.status IN ('offered', 'accepted') AND a.agency = $1"
@@ -421,16 +468,7 @@ class Dispatcher:
             self._preempt_priority,
         )
         busy = {r["id"]: r for r in rows if r["id"] not in exclude}
-        snapshots = [
-            UnitSnapshot(
-                id=r["id"],
-                agency=r["agency"],
-                zone_id=r["zone_id"],
-                position=GeoPoint(lat=r["lat"], lon=r["lon"]),
-                capabilities=frozenset(r["capabilities"]),
-            )
-            for r in busy.values()
-        ]
+        snapshots = await self._placed(list(busy.values()), fresh_only=False)
         for candidate in self._policy(self.need_of(incident, agency), snapshots, self._travel):
             row = busy[candidate.unit_id]
             await conn.execute("SAVEPOINT preempt")

@@ -20,9 +20,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.engine import LiveFix
 from dispatch.events import EventType, append_event
 from dispatch.keys import RedisKeys
-from dispatch.unit_index import UnitIndex
+from dispatch.unit_index import SET_NEWER_FIX, UnitIndex, encode_fix
 from dispatch.zonestore import ZoneDirectory
 from geo.geofence import Crossing, crossing
 from geo.location import Location
@@ -65,6 +66,7 @@ class PositionTracker:
         self._pending: dict[str, Fix] = {}
         self._publish_s = publish_s
         self._unpublished: dict[str, Fix] = {}
+        self._set_newer_fix = redis.register_script(SET_NEWER_FIX)
 
     async def record(self, unit_id: str, agency: str, location: Location) -> None:
         """Take one ping (already validated) of a unit of ``agency``."""
@@ -76,10 +78,20 @@ class PositionTracker:
         self._pending[unit_id] = fix
         self._unpublished[unit_id] = fix
         try:
-            await self._redis.geoadd(
+            # The map's GEO set and the newest fix with its time (what ranking lays over
+            # PostgreSQL's flushed copy), in one round trip.
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.geoadd(
                 self._keys.unit_positions,
                 (location.point.lon, location.point.lat, unit_id),
             )
+            stamp = at.timestamp()
+            await self._set_newer_fix(
+                keys=[self._keys.unit_fixes],
+                args=[unit_id, encode_fix(LiveFix(location.point, stamp)), stamp],
+                client=pipe,
+            )
+            await pipe.execute()
         except (OSError, RedisError):
             # The index is rebuilt from the next ping; PostgreSQL still gets the flush.
             log.warning("could not update the unit position index for %s", unit_id)

@@ -8,18 +8,24 @@ each incident: the nearest few dozen are enough to rank.
 Kept current by the outbox relay (unit.status_changed events, in commit order) and by
 MDT pings (positions of units already in the index); rebuilt from PostgreSQL whenever a
 relay becomes leader.
+
+It also holds each unit's newest fix with its time (written on every ping by
+dispatch/positions.py), which ranking lays over PostgreSQL's copy: that copy is only
+flushed every few seconds, and a unit that pinged next to an incident a moment ago must
+be ranked where it is, not where it was.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.engine import LiveFix
 from dispatch.incident_types import AGENCIES
 from dispatch.keys import RedisKeys
 from geo.points import GeoPoint
@@ -27,6 +33,33 @@ from geo.points import GeoPoint
 log = logging.getLogger(__name__)
 
 _RINGS_M = (1_000.0, 3_000.0)
+
+# Store a fix only if it is newer than the one kept: an MDT that replays positions it
+# buffered in a tunnel must not put an old place over the one it sent just before.
+SET_NEWER_FIX = """
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+if kept then
+  local at = tonumber(string.match(kept, '(%S+)$'))
+  if at and at >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def encode_fix(fix: LiveFix) -> str:
+    """The hash value of a fix: "lat lon at", exact (repr round-trips a float)."""
+    return f"{fix.point.lat!r} {fix.point.lon!r} {fix.at!r}"
+
+
+def decode_fix(value: bytes | str) -> LiveFix | None:
+    """The fix a hash value holds, or None for a value this code did not write."""
+    text = value.decode() if isinstance(value, bytes) else value
+    try:
+        lat, lon, at = (float(part) for part in text.split())
+        return LiveFix(GeoPoint(lat=lat, lon=lon), at)
+    except ValueError:
+        return None
 
 
 class UnitIndex:
@@ -63,6 +96,23 @@ class UnitIndex:
             log.warning("unit index unreadable; scanning PostgreSQL instead")
             return None
         return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
+
+    async def fixes(self, unit_ids: Sequence[str]) -> dict[str, LiveFix] | None:
+        """The newest fix of each of these units that has one, in one round trip; None
+        when Redis cannot be read (the caller then trusts PostgreSQL's positions)."""
+        if not unit_ids:
+            return {}
+        try:
+            values = await self._redis.hmget(self._keys.unit_fixes, list(unit_ids))
+        except (OSError, RedisError):
+            log.warning("live unit positions unreadable; ranking by PostgreSQL's")
+            return None
+        found = {}
+        for unit_id, value in zip(unit_ids, values, strict=True):
+            fix = decode_fix(value) if value is not None else None
+            if fix is not None:
+                found[unit_id] = fix
+        return found
 
     async def rebuild(self, conn: asyncpg.Connection) -> int:
         """Replace the index with PostgreSQL's available units; returns how many."""
