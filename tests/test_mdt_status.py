@@ -63,7 +63,7 @@ async def test_illegal_status_change_is_refused_and_changes_nothing(live: LiveSe
         assert reply["type"] == "error"
         assert reply["code"] == "InvalidTransition"
         assert "available" in reply["detail"]
-        assert "on_scene" in reply["detail"]
+        assert "so it cannot be on scene" in reply["detail"]
         bogus = await _command(mdt, {"type": "status", "status": "flying"})
         assert bogus["type"] == "error"
         garbage = await _command(mdt, {"type": "status"})
