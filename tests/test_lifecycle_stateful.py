@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 
 from dispatch.control import Control
+from dispatch.core.lifecycle import UNIT_STATUSES, check_crew_transition
 from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, load_demo, point_inside
 from dispatch.engine import TravelModel
@@ -35,7 +36,6 @@ from dispatch.errors import DispatchError, InvalidTransition
 from dispatch.expiry import OfferExpiry
 from dispatch.incident_types import load_incident_types
 from dispatch.intake import IncidentReport, Intake
-from dispatch.lifecycle import UNIT_STATUSES, check_crew_transition
 from dispatch.offers import Dispatcher
 from dispatch.queue import QueueWorker
 from dispatch.settings import Settings
@@ -336,5 +336,18 @@ def test_crew_transitions_are_the_documented_ones(current: str) -> None:
         if wanted in CREW_MAY[current]:
             check_crew_transition("u1", current, wanted)
         else:
-            with pytest.raises(InvalidTransition):
+            with pytest.raises(InvalidTransition) as caught:
                 check_crew_transition("u1", current, wanted)
+            refused = caught.value
+            assert (refused.what, refused.ident, refused.current, refused.wanted) == (
+                "unit",
+                "u1",
+                current,
+                wanted,
+            )
+
+
+def test_a_crew_report_from_an_unknown_status_is_refused() -> None:
+    with pytest.raises(InvalidTransition) as caught:
+        check_crew_transition("u1", "teleported", "available")
+    assert (caught.value.current, caught.value.wanted) == ("teleported", "available")
