@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from urllib.parse import urlencode
@@ -10,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from dispatch.settings import Settings
+from gateways.signing import SignatureError, sign, verify
 from tests.conftest import LiveServer
 from tests.test_walking_skeleton import TABLES, panic, rows_written, zone_point
 
@@ -97,3 +100,65 @@ async def test_aml_over_https_is_treated_like_the_sms_form(live: LiveServer) -> 
     assert response.status_code == 422
     assert response.json()["fields"][0]["loc"] == ["body", "device_number"]
     assert await live.count("incidents") == 1
+
+
+# The signature contract (docs/gateways.md): sha256= HMAC-SHA256(secret, timestamp + "."
+# + raw body) in lower-case hex, computed here with the standard library.
+BODY = b'{"trigger_id": "t-1"}'
+TS = "1735727400"
+
+
+def _expected(secret: str, timestamp: str = TS, body: bytes = BODY) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def _verify(signature: str, *, secrets: tuple[str, ...] = (NEW,), timestamp: str = TS,
+            now: float = 1735727400.0, skew: int = 300) -> None:  # fmt: skip
+    verify(
+        secrets=secrets,
+        timestamp=timestamp,
+        body=BODY,
+        signature=signature,
+        now=now,
+        max_skew_s=skew,
+    )
+
+
+def test_sign_is_the_documented_hmac() -> None:
+    assert sign(NEW, TS, BODY) == _expected(NEW)
+    assert sign(NEW, TS, BODY) != _expected(OLD)
+
+
+def test_verify_accepts_any_secret_of_a_rotation_and_nothing_else() -> None:
+    _verify(_expected(NEW))
+    _verify(_expected(OLD), secrets=(OLD, NEW))
+    _verify(_expected(NEW), secrets=(OLD, NEW))
+    for wrong in (_expected(OLD), _expected(NEW, body=BODY + b" "), "", _expected(NEW)[7:]):
+        with pytest.raises(SignatureError) as caught:
+            _verify(wrong)
+        assert "X-ERSS-Signature does not match" in str(caught.value)
+    with pytest.raises(SignatureError):
+        _verify(_expected(NEW), secrets=())
+
+
+@pytest.mark.parametrize(("now", "ok"), [(1735727700.0, True), (1735727100.0, True),
+                                         (1735727701.0, False), (1735727099.0, False)])  # fmt: skip
+def test_verify_refuses_a_timestamp_beyond_the_skew(now: float, ok: bool) -> None:
+    """300 s either way is accepted; a second more is refused, naming the limit."""
+    if ok:
+        _verify(_expected(NEW), now=now)
+        return
+    with pytest.raises(SignatureError) as caught:
+        _verify(_expected(NEW), now=now)
+    assert str(caught.value) == (
+        "X-ERSS-Timestamp is 301 s from the server clock (limit 300 s); check the gateway's clock"
+    )
+
+
+@pytest.mark.parametrize("timestamp", ["", "17357274OO", "+1735727400", "1735727400.5",
+                                       "\u0661\u0662", "1" * 13, " 1735727400"])  # fmt: skip
+def test_verify_refuses_a_timestamp_that_is_not_ascii_digits(timestamp: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        _verify(_expected(NEW, timestamp=timestamp), timestamp=timestamp)
+    assert "ASCII digits" in str(caught.value)
