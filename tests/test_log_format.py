@@ -20,6 +20,14 @@ def text_logs() -> Iterator[io.StringIO]:
     uvicorn_error = logging.getLogger("uvicorn.error")
     pgserver = logging.getLogger("pgserver")
     saved_levels = (uvicorn_error.filters[:], pgserver.level)
+    uvicorns = [logging.getLogger("uvicorn"), uvicorn_error]
+    saved_uvicorn = [(u.handlers[:], u.propagate, u.level) for u in uvicorns]
+    # As `erss serve` has it (uvicorn started with log_config=None): another test may
+    # have run uvicorn with its own logging config, which stops propagation.
+    for logger in uvicorns:
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     try:
         configure_logging("text")
         out = io.StringIO()
@@ -29,6 +37,10 @@ def text_logs() -> Iterator[io.StringIO]:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         uvicorn_error.filters[:] = saved_levels[0]
+        for logger, (handlers, propagate, level) in zip(uvicorns, saved_uvicorn, strict=True):
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
         pgserver.setLevel(saved_levels[1])
 
 
