@@ -34,6 +34,8 @@ from geo.zones import Zone, ZoneError, zones_from_geojson
 
 log = logging.getLogger("erss")
 
+WS_MAX_FRAME_BYTES = 1024 * 1024
+
 
 async def prepare_demo(settings: Settings, base_url: str) -> Path:
     """Migrate, load the demo city and write demo-credentials.json; returns its path."""
@@ -123,6 +125,10 @@ def serve(args: argparse.Namespace) -> int:
             # Our handler (text or JSON) for uvicorn's loggers too.
             log_config=None,
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            # A client frame past this is closed with 1009 before it is read whole: the
+            # largest legal one is 64 KiB (dispatch/api/ws_frames.py), and uvicorn's own
+            # default of 16 MiB per frame lets a few sockets hold much of the memory.
+            ws_max_size=WS_MAX_FRAME_BYTES,
         )
     finally:
         if embedded is not None:

@@ -25,7 +25,7 @@ from pydantic import (
 from dispatch.events import parse_position
 
 # Commands are a few hundred bytes; anything bigger is a broken or hostile client. Frames
-# past uvicorn's transport limit (--ws-max-size, 16 MiB by default) never reach us: the
+# past uvicorn's transport limit (ws_max_size: 1 MiB under `erss serve`) never reach us: the
 # server closes those with 1009.
 MAX_FRAME_CHARS = 64 * 1024
 # No command nests at all; a limit well above that keeps the walk below cheap.
