@@ -97,7 +97,9 @@ class OutboxRelay:
                 "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self._schema}"
             )
             if not got:
-                self._outage.succeeded()
+                # Standing by proves PostgreSQL answers, not Redis: a Redis outage that
+                # ended another instance's lead is not over because this one stood by.
+                self._outage.succeeded(proves=("postgres",))
                 return
             channel = notify_channel(self._schema)
             # Everything after the lock is inside the try: a Redis outage that fails the

@@ -59,6 +59,16 @@ def is_transient(err: BaseException) -> bool:
     return False
 
 
+def store_of(err: BaseException) -> str:
+    """Which store an outage error came from: "redis" or "postgres"."""
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, redis_errors.RedisError):
+            return "redis"
+        current = current.__cause__
+    return "postgres"
+
+
 class OutageLog:
     """Logs a background task's outage once when it begins and once when it ends.
 
@@ -72,6 +82,7 @@ class OutageLog:
         self._log = log
         self._task = task
         self._since: float | None = None
+        self._store = ""
         self.failures = 0
 
     @property
@@ -87,6 +98,7 @@ class OutageLog:
         self.failures += 1
         if self._since is None:
             self._since = time.monotonic()
+            self._store = store_of(err)
             self._log.warning(
                 "%s: a store is unreachable (%s: %s); retrying quietly until it is back",
                 self._task,
@@ -94,9 +106,10 @@ class OutageLog:
                 err,
             )
 
-    def succeeded(self) -> None:
-        """Record a successful attempt; ends an outage in the log if one was running."""
-        if self._since is None:
+    def succeeded(self, *, proves: tuple[str, ...] = ("postgres", "redis")) -> None:
+        """Record a successful attempt; ends an outage in the log if one was running and
+        the attempt used the store that failed (``proves``: the stores it used)."""
+        if self._since is None or self._store not in proves:
             return
         self._log.warning(
             "%s: stores reachable again after %.1f s (%d failed attempts)",
