@@ -247,13 +247,20 @@ async def unit_view(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | 
 
 
 async def active_assignments(
-    conn: asyncpg.Connection, *, unit_id: str | None = None
+    conn: asyncpg.Connection,
+    *,
+    unit_id: str | None = None,
+    zones: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Offers pending and assignments accepted, for one unit or all."""
+    """Offers pending and assignments accepted, for one unit or all; ``zones``: only
+    those of incidents a desk of those zones sees (as its live events are)."""
     rows = await conn.fetch(
-        "SELECT * FROM assignments WHERE status IN ('offered', 'accepted')"
-        " AND ($1::text IS NULL OR unit_id = $1) ORDER BY id",
+        "SELECT a.* FROM assignments a JOIN incidents i ON i.id = a.incident_id"
+        " WHERE a.status IN ('offered', 'accepted')"
+        " AND ($1::text IS NULL OR a.unit_id = $1)"
+        f" AND {incident_on_desk_sql('i.zone_id', '$2')} ORDER BY a.id",
         unit_id,
+        _zones_param(zones),
     )
     return [_assignment(r) for r in rows]
 

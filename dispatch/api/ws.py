@@ -76,7 +76,11 @@ class Session:
         self.unit_id = principal.name if principal.kind == "unit" else None
         self.zones = principal.zones if principal.kind == "operator" else None
         self.agency: str | None = None
-        self.scope: MdtScope | DeskScope | None = DeskScope(self.zones) if self.zones else None
+        # An empty desk (no zones) still is a desk: it sees unzoned incidents only, as
+        # on REST; only a city-wide operator (None) goes unfiltered.
+        self.scope: MdtScope | DeskScope | None = (
+            DeskScope(self.zones) if self.zones is not None else None
+        )
         self.last_sent = 0
         self._send_lock = asyncio.Lock()
 
@@ -121,7 +125,7 @@ class Session:
             if self.unit_id is None:
                 message["incidents"] = await readmodels.open_incidents(conn, zones=self.zones)
                 message["units"] = await readmodels.list_units(conn, zones=self.zones)
-                message["assignments"] = await readmodels.active_assignments(conn)
+                message["assignments"] = await readmodels.active_assignments(conn, zones=self.zones)
                 if self.zones is not None:
                     message["desk"] = sorted(self.zones)
             else:
