@@ -19,16 +19,18 @@ import asyncpg
 
 from dispatch import idempotency
 from dispatch.callers import caller_history
-from dispatch.correlate import (
+from dispatch.core.correlate import (
     CorrelationPolicy,
     is_better,
     may_join_nearby,
     sender_window_applies,
 )
+from dispatch.core.facts import IncidentFacts
+from dispatch.core.plans import held_reason, no_unit_reason
 from dispatch.errors import DispatchError, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
-from dispatch.offers import Dispatcher, IncidentFacts, held_reason, no_unit_reason
+from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
 from dispatch.retry import in_transaction
 from dispatch.storable import clean_text, clean_tree

@@ -9,33 +9,42 @@ moves on to its next candidate. PostgreSQL, not Redis, decides who wins.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from dispatch.engine import (
-    Candidate,
+from dispatch.core.decide import SlotDecision, decide_fill, decide_slot
+from dispatch.core.facts import (
+    IncidentFacts,
     LiveFix,
     Need,
-    Policy,
+    PlanSnapshot,
+    Rules,
     TravelModel,
     UnitSnapshot,
+)
+from dispatch.core.lifecycle import Refused, answer_offer, crew_report
+from dispatch.core.plans import after_fill, after_refusals, preempt_order, slots_in_order
+from dispatch.core.rank import (
+    Candidate,
+    Policy,
     closest_idle,
     is_fresh,
+    manual,
+    need_of,
     with_live_fix,
 )
 from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.incident_types import IncidentType
-from dispatch.lifecycle import ENDS_ASSIGNMENT, INCIDENT_STATUS_FOR_UNIT, check_crew_transition
 from dispatch.metrics import Metrics
 from dispatch.posts import CoveragePosts
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
-from geo.distance import distance_m, travel_time_s
 from geo.location import Location
 from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex
@@ -52,17 +61,6 @@ class Offer:
 
 
 @dataclass(frozen=True, slots=True)
-class IncidentFacts:
-    """What the dispatcher needs to know about an incident to find it a unit."""
-
-    id: int
-    type: IncidentType
-    point: GeoPoint
-    zone_id: str | None
-    waited_s: float = 0.0  # since it was reported
-
-
-@dataclass(frozen=True, slots=True)
 class Filled:
     """What one pass over an incident's plan did."""
 
@@ -73,17 +71,9 @@ class Filled:
 
 log = logging.getLogger(__name__)
 
-# The incident statuses a crew's report may move the incident on from.
-_BEFORE = {
-    "dispatched": ["new", "queued", "offered"],
-    "on_scene": ["new", "queued", "offered", "dispatched"],
-}
-
 # How many of the nearest units the live index hands over for ranking: enough that the
 # incident's own-zone units and the slack rule see every realistic contender.
 _NEAREST = 64
-# What a crew usually takes to accept an offer, kept out of the time left to get there.
-_ACCEPT_ALLOWANCE_S = 20.0
 
 
 # SET clause for a status change ($2): a standby post holds while the unit is available
@@ -92,10 +82,6 @@ KEEP_POST = (
     "post_lat = CASE WHEN $2 IN ('available', 'returning') THEN post_lat END,"
     " post_lon = CASE WHEN $2 IN ('available', 'returning') THEN post_lon END"
 )
-
-
-class OfferExpired(InvalidTransition):
-    """The MDT answered after the offer's deadline."""
 
 
 class Dispatcher:
@@ -125,16 +111,18 @@ class Dispatcher:
         self._types = incident_types
         self._travel = travel
         self._offer_timeout_s = offer_timeout_s
-        self._max_offers = max_offers
-        self._preempt_priority = preempt_priority
         self._zone_tolerance_m = zone_tolerance_m
-        self._position_stale_s = position_stale_s
         self._unit_index = unit_index
         self.metrics = metrics
         self._policy = policy
         self._posts = posts
-        self._target_s = response_target_s
-        self._zone_targets_s = dict(zone_targets_s or {})
+        self.rules = Rules(
+            max_offers=max_offers,
+            preempt_priority=preempt_priority,
+            position_stale_s=position_stale_s,
+            response_target_s=response_target_s,
+            zone_targets_s=dict(zone_targets_s or {}),
+        )
 
     @property
     def zones(self) -> ZoneIndex:
@@ -178,7 +166,7 @@ class Dispatcher:
     @property
     def max_offers(self) -> int:
         """Refused offers after which an incident is left to operators."""
-        return self._max_offers
+        return self.rules.max_offers
 
     def incident_type(self, name: str) -> IncidentType:
         """The configured type of that name, or 'other' for a name not configured."""
@@ -197,26 +185,10 @@ class Dispatcher:
 
     def need_of(self, incident: IncidentFacts, agency: str) -> Need:
         """What a unit of ``agency`` must offer to serve this incident."""
-        return Need(
-            point=incident.point,
-            zone_id=incident.zone_id,
-            neighbour_zone_ids=frozenset(
-                self.zones.neighbours(incident.zone_id) if incident.zone_id else ()
-            ),
-            agency=agency,
-            capabilities=incident.type.needs_of(agency),
-            priority=incident.type.priority,
-            waited_s=incident.waited_s,
-            budget_s=self._zone_targets_s.get(incident.zone_id or "", self._target_s)
-            - incident.waited_s
-            - _ACCEPT_ALLOWANCE_S,
-        )
+        return need_of(incident, agency, self._neighbours(incident), self.rules)
 
-    def holds(self, need: Need) -> bool:
-        """Whether the policy would rather this need waited for a unit that can arrive in
-        time than take one that cannot (a low-priority hold)."""
-        holds = getattr(self._policy, "holds", None)
-        return bool(holds(need)) if holds is not None else False
+    def _neighbours(self, incident: IncidentFacts) -> frozenset[str]:
+        return frozenset(self.zones.neighbours(incident.zone_id) if incident.zone_id else ())
 
     async def fill(
         self,
@@ -230,42 +202,75 @@ class Dispatcher:
         """Offer a unit for each agency of the plan that has none yet: the offers made,
         the agencies still without a unit, and those the policy holds. ``fresh``: the
         incident was created in this transaction (its whole plan waits, nobody refused
-        it yet), which spares two reads."""
+        it yet), which spares two reads. ``units`` lets a caller that serves many
+        incidents read the fleet once; without it each agency's nearest units come from
+        the live index (the whole agency is read only if none of them can go)."""
         if fresh:
-            unfilled = list(incident.type.plan)
+            unfilled: tuple[str, ...] = tuple(incident.type.plan)
             refused: frozenset[str] = frozenset()
         else:
-            unfilled = await conn.fetchval(
-                "SELECT unfilled FROM incidents WHERE id = $1", incident.id
+            unfilled = tuple(
+                await conn.fetchval("SELECT unfilled FROM incidents WHERE id = $1", incident.id)
             )
             refused = await self.refusals(conn, incident.id)
-        offers: list[Offer] = []
-        missing: list[str] = []
-        held: list[str] = []
-        holding: set[str] = set()  # agencies with units the policy only holds back
-        for agency in [a for a in incident.type.plan if a in unfilled] + [
-            a for a in unfilled if a not in incident.type.plan
-        ]:
-            offer = await self.offer_best_unit(
-                conn,
-                incident,
-                agency=agency,
-                actor=actor,
-                exclude=refused,
-                units=units,
-                holding=holding,
-            )
-            if offer is None and incident.type.priority == 1:
-                offer = await self._preempt(conn, incident, agency, actor=actor, exclude=refused)
-            if offer is None:
+        nearest: dict[str, set[str]] = {}  # per agency, when only its nearest were read
+        if units is None:
+            units = []
+            for agency in slots_in_order(incident.type.plan, unfilled):
+                found, ids = await self._candidates(conn, incident, agency)
+                units += found
+                if ids is not None:
+                    nearest[agency] = ids
+        snapshot = PlanSnapshot(
+            incident, unfilled, tuple(units), refused, self._neighbours(incident), time.time()
+        )
+        decision = decide_fill(snapshot, self._policy, self._travel, self.rules)
+        filled = Filled([], [], [])
+        for slot in decision.slots:
+            offer = await self._claim_first(conn, incident, slot, actor)
+            held = slot.held
+            if offer is None and slot.agency in nearest:
+                # None of the nearest could go: the rest of the agency's fleet.
+                rest = await self.available_units(conn, agency=slot.agency)
+                wider = replace(
+                    snapshot, units=tuple(u for u in rest if u.id not in nearest[slot.agency])
+                )
+                again = decide_slot(wider, slot.agency, self._policy, self._travel, self.rules)
+                offer = await self._claim_first(conn, incident, again, actor)
+                held = held or again.held
+            if offer is None and slot.preempt:
+                offer = await self._preempt(conn, incident, slot.need, actor=actor, exclude=refused)
+            if offer is not None:
+                filled.offers.append(offer)
+            else:
                 # Held only while a unit that could go is kept back by the hold; with none
                 # (all busy, refused, stale or out of reach) operators are told (missing).
-                (held if agency in holding else missing).append(agency)
-                continue
-            offers.append(offer)
-            if units is not None:
-                units = [u for u in units if u.id != offer.unit_id]
-        return Filled(offers, missing, held)
+                (filled.held if held else filled.missing).append(slot.agency)
+        return filled
+
+    async def _candidates(
+        self, conn: asyncpg.Connection, incident: IncidentFacts, agency: str
+    ) -> tuple[list[UnitSnapshot], set[str] | None]:
+        """Available units of ``agency`` to rank, and the ids the live index named when
+        only the nearest were read (None: the whole agency was)."""
+        # A policy with ``needs_fleet = True`` (a coverage rule) ranks the whole fleet.
+        if self._unit_index is not None and not getattr(self._policy, "needs_fleet", False):
+            ids = await self._unit_index.nearest(
+                incident.point, agency, radius_m=self._travel.max_radius_m, count=_NEAREST
+            )
+            if ids:
+                return await self.available_units(conn, agency=agency, among=ids), set(ids)
+        return await self.available_units(conn, agency=agency), None
+
+    async def _claim_first(
+        self, conn: asyncpg.Connection, incident: IncidentFacts, slot: SlotDecision, actor: str
+    ) -> Offer | None:
+        """Offer the slot to its first candidate whose claim wins (another instance may
+        have taken the better ones since the snapshot was read)."""
+        for candidate in slot.ranked:
+            if await self._claim(conn, candidate.unit_id):
+                return await self._offer(conn, incident, candidate, slot.agency, actor=actor)
+        return None
 
     async def available_units(
         self,
@@ -337,74 +342,14 @@ class Dispatcher:
                     position=stored,
                     capabilities=frozenset(r["capabilities"]),
                     position_at=r["at"] if r["lat"] is not None else None,
+                    status=r.get("status", "available"),
                 ),
                 fix,
                 zone_of,
             )
-            if not fresh_only or is_fresh(unit.position_at, r["now"], self._position_stale_s):
+            if not fresh_only or is_fresh(unit.position_at, r["now"], self.rules.position_stale_s):
                 units.append(unit)
         return units
-
-    async def offer_best_unit(
-        self,
-        conn: asyncpg.Connection,
-        incident: IncidentFacts,
-        *,
-        agency: str,
-        actor: str,
-        exclude: frozenset[str] = frozenset(),
-        units: list[UnitSnapshot] | None = None,
-        holding: set[str] | None = None,
-    ) -> Offer | None:
-        """Claim the best-ranked available unit of ``agency`` and offer it the incident.
-
-        ``units`` lets a caller that serves many incidents read the fleet once. Without
-        it, the nearest units come from the live index and are re-read from PostgreSQL;
-        only if none of them can go is the whole fleet scanned.
-        """
-        need = self.need_of(incident, agency)
-        tried: set[str] = set()
-        # A policy with ``needs_fleet = True`` (a coverage rule) ranks the whole fleet.
-        fleet_wide = getattr(self._policy, "needs_fleet", False)
-        if units is None and self._unit_index is not None and not fleet_wide:
-            nearest = await self._unit_index.nearest(
-                incident.point, agency, radius_m=self._travel.max_radius_m, count=_NEAREST
-            )
-            if nearest:
-                near = await self.available_units(conn, agency=agency, among=nearest)
-                offer = await self._offer_first(conn, incident, need, near, exclude, actor, holding)
-                if offer is not None:
-                    return offer
-                tried = set(nearest)
-        if units is None:
-            units = await self.available_units(conn, agency=need.agency)
-        rest = [u for u in units if u.id not in tried]
-        return await self._offer_first(conn, incident, need, rest, exclude, actor, holding)
-
-    async def _offer_first(
-        self,
-        conn: asyncpg.Connection,
-        incident: IncidentFacts,
-        need: Need,
-        units: list[UnitSnapshot],
-        exclude: frozenset[str],
-        actor: str,
-        holding: set[str] | None = None,
-    ) -> Offer | None:
-        eligible = [u for u in units if u.id not in exclude]
-        ranked = self._policy(need, eligible, self._travel)
-        for candidate in ranked:
-            if await self._claim(conn, candidate.unit_id):
-                return await self._offer(conn, incident, candidate, need.agency, actor=actor)
-        # Would any unit go without the hold? Then the need is held, not lacking.
-        if (
-            holding is not None
-            and not ranked
-            and self.holds(need)
-            and closest_idle(need, eligible, self._travel)
-        ):
-            holding.add(need.agency)
-        return None
 
     async def offer_unit(
         self,
@@ -426,17 +371,8 @@ class Dispatcher:
             raise NotFound("unit", unit_id)
         if not await self._claim(conn, unit_id):
             raise InvalidTransition("unit", unit_id, row["status"], "offered")
-        metres = seconds = 0.0
-        if row["lat"] is not None:
-            position = GeoPoint(lat=row["lat"], lon=row["lon"])
-            metres = distance_m(incident.point, position)
-            seconds = travel_time_s(
-                incident.point,
-                position,
-                road_factor=self._travel.road_factor,
-                speed_kmh=self._travel.speed_kmh,
-            )
-        candidate = Candidate(unit_id, None, metres, seconds)
+        position = GeoPoint(lat=row["lat"], lon=row["lon"]) if row["lat"] is not None else None
+        candidate = manual(incident, unit_id, position, self._travel)
         return await self._offer(
             conn, incident, candidate, row["agency"], actor=actor, reason=reason
         )
@@ -445,16 +381,15 @@ class Dispatcher:
         self,
         conn: asyncpg.Connection,
         incident: IncidentFacts,
-        agency: str,
+        need: Need,
         *,
         actor: str,
         exclude: frozenset[str],
     ) -> Offer | None:
-        """Take the best unit of ``agency`` off a low-priority job for a priority-1
-        incident, when configured (``preempt_priority``: jobs of that priority or
-        lower may lose their unit). Crews already on scene are not pulled away."""
-        if self._preempt_priority is None:
-            return None
+        """Take the best unit for ``need`` off a low-priority job for a priority-1
+        incident (``preempt_priority``: jobs of that priority or lower may lose their
+        unit). Crews already on scene are not pulled away."""
+        agency = need.agency
         rows = await conn.fetch(
             "SELECT u.id, u.agency, u.zone_id, u.lat, u.lon, u.capabilities, u.status,"
             " extract(epoch FROM u.position_at)::float8 AS at,"
@@ -465,11 +400,11 @@ class Dispatcher:
             " AND i.priority >= $2 AND u.status IN ('offered', 'dispatched', 'en_route')"
             " AND u.lat IS NOT NULL",
             agency,
-            self._preempt_priority,
+            self.rules.preempt_priority,
         )
-        busy = {r["id"]: r for r in rows if r["id"] not in exclude}
-        snapshots = await self._placed(list(busy.values()), fresh_only=False)
-        for candidate in self._policy(self.need_of(incident, agency), snapshots, self._travel):
+        busy = {r["id"]: r for r in rows}
+        snapshots = await self._placed(rows, fresh_only=False)
+        for candidate in preempt_order(need, snapshots, exclude, self._policy, self._travel):
             row = busy[candidate.unit_id]
             await conn.execute("SAVEPOINT preempt")
             taken = await conn.fetchval(
@@ -640,7 +575,6 @@ class Dispatcher:
         it is), OfferExpired after the deadline and InvalidTransition if it was already
         answered.
         """
-        wanted = "accepted" if accept else "declined"
         row = await conn.fetchrow(
             "SELECT id, incident_id, unit_id, agency, status, expires_at <= now() AS late,"
             " extract(epoch FROM now() - offered_at) AS waited"
@@ -649,14 +583,13 @@ class Dispatcher:
         )
         if row is None or row["unit_id"] != unit_id:
             raise NotFound("assignment", assignment_id)
-        if row["status"] != "offered":
-            raise InvalidTransition("assignment", assignment_id, row["status"], wanted)
-        if row["late"]:
-            raise OfferExpired("assignment", assignment_id, "expired", wanted)
+        answer = answer_offer(assignment_id, row["status"], late=row["late"], accept=accept)
+        if isinstance(answer, Refused):
+            raise answer.error()
         actor = f"unit:{unit_id}"
         log.info(
             "offer %s",
-            wanted,
+            answer.assignment_status,
             extra={
                 "incident_id": row["incident_id"],
                 "unit_id": unit_id,
@@ -666,22 +599,22 @@ class Dispatcher:
         await conn.execute(
             "UPDATE assignments SET status = $2, responded_at = now() WHERE id = $1",
             assignment_id,
-            wanted,
+            answer.assignment_status,
         )
-        unit_status = "dispatched" if accept else "available"
         await conn.execute(
             f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
             unit_id,
-            unit_status,
+            answer.unit_status,
         )
         incident_id: int = row["incident_id"]
         if accept and self.metrics is not None:
             self.metrics.time_to_accept.observe(float(row["waited"]))
-        if accept:
+        if answer.incident_status is not None:
             await conn.execute(
-                "UPDATE incidents SET status = 'dispatched', updated_at = now()"
+                "UPDATE incidents SET status = $2, updated_at = now()"
                 " WHERE id = $1 AND status IN ('new', 'queued', 'offered')",
                 incident_id,
+                answer.incident_status,
             )
         else:
             await self.reopen(conn, incident_id, row["agency"])
@@ -693,16 +626,20 @@ class Dispatcher:
             incident_id=incident_id,
             unit_id=unit_id,
             # After a decline the incident's next status comes with the re-offer's events.
-            data={"assignment_id": assignment_id, "incident_status": "dispatched"}
-            if accept
+            data={"assignment_id": assignment_id, "incident_status": answer.incident_status}
+            if answer.incident_status is not None
             else {"assignment_id": assignment_id},
         )
         await self.unit_status_event(
-            conn, unit_id, "offered", unit_status, actor, assignment_id=assignment_id
+            conn, unit_id, "offered", answer.unit_status, actor, assignment_id=assignment_id
         )
-        if not accept:
+        if answer.reoffer:
             await self.reoffer(conn, incident_id, actor=actor)
-        return {"assignment_id": assignment_id, "incident_id": incident_id, "status": wanted}
+        return {
+            "assignment_id": assignment_id,
+            "incident_id": incident_id,
+            "status": answer.assignment_status,
+        }
 
     async def report_status(
         self, conn: asyncpg.Connection, *, unit_id: str, status: str, actor: str
@@ -715,7 +652,9 @@ class Dispatcher:
         current = await conn.fetchval("SELECT status FROM units WHERE id = $1 FOR UPDATE", unit_id)
         if current is None:
             raise NotFound("unit", unit_id)
-        check_crew_transition(unit_id, current, status)
+        change = crew_report(unit_id, current, status)
+        if isinstance(change, Refused):
+            raise change.error()
         await conn.execute(
             f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
             unit_id,
@@ -728,20 +667,17 @@ class Dispatcher:
         extra: dict[str, Any] = {}
         job_done = False
         if assignment is not None:
-            incident_status = INCIDENT_STATUS_FOR_UNIT.get(status)
-            if incident_status is not None:
-                # Only forward: on a multi-agency plan one crew on scene keeps the
-                # incident on scene while another is still driving.
+            if change.incident_status is not None:
                 moved = await conn.fetchval(
                     "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1"
                     " AND status = ANY($3::text[]) RETURNING status",
                     assignment["incident_id"],
-                    incident_status,
-                    _BEFORE[incident_status],
+                    change.incident_status,
+                    list(change.incident_moves_from),
                 )
                 if moved is not None:
-                    extra["incident_status"] = incident_status
-            if status in ENDS_ASSIGNMENT:
+                    extra["incident_status"] = change.incident_status
+            if change.ends_assignment:
                 await conn.execute(
                     "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]
                 )
@@ -797,7 +733,7 @@ class Dispatcher:
             unit["agency"],
             unit_id,
             *area,
-            self._position_stale_s,
+            self.rules.position_stale_s,
         )
         here = GeoPoint(lat=unit["lat"], lon=unit["lon"])
         post = posts.choose(
@@ -891,20 +827,15 @@ class Dispatcher:
         if facts is None:
             return
         failed = await self.failed_offers(conn, incident_id)
-        if failed >= self._max_offers:
-            await self.wait(conn, incident_id, actor=actor, reason="no unit accepted in time")
-            await self.escalate(
-                conn, incident_id, actor=actor, reason=f"{failed} offers were not accepted"
-            )
-            return
-        filled = await self.fill(conn, facts, actor=actor)
-        if filled.missing:
-            reason = no_unit_reason(filled.missing)
-            await self.wait(conn, incident_id, actor=actor, reason=reason)
+        verdict = after_refusals(failed, self.rules.max_offers)
+        if verdict is None:
+            filled = await self.fill(conn, facts, actor=actor)
             # An escalation the offer had answered holds again now that it was refused.
-            await self.escalate(conn, incident_id, actor=actor, reason=reason)
-        elif filled.held:
-            await self.wait(conn, incident_id, actor=actor, reason=held_reason(filled.held))
+            verdict = after_fill(filled.missing, filled.held)
+        if verdict.wait_reason is not None:
+            await self.wait(conn, incident_id, actor=actor, reason=verdict.wait_reason)
+        if verdict.escalate_reason is not None:
+            await self.escalate(conn, incident_id, actor=actor, reason=verdict.escalate_reason)
 
     async def refusals(self, conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
         """Units not to offer this incident to again: they declined, let the offer
@@ -1019,14 +950,3 @@ class Dispatcher:
             incident_id=incident_id,
             data=data,
         )
-
-
-def held_reason(agencies: list[str]) -> str:
-    """Why a low-priority incident waits (the policy's hold): no unit that can arrive in
-    time is free, and those farther away are kept for emergencies near them for a while."""
-    return f"held for a unit that can arrive in time ({', '.join(agencies)})"
-
-
-def no_unit_reason(agencies: list[str]) -> str:
-    """Why an incident waits, naming the agencies it still needs."""
-    return "no available unit in reach" + (f" ({', '.join(agencies)})" if agencies else "")

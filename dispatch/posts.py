@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.engine import TravelModel
+from dispatch.core.facts import TravelModel
 from dispatch.errors import ConfigurationError
 from dispatch.simulation.policies import (
     Demand,

@@ -16,7 +16,9 @@ import logging
 
 import asyncpg
 
-from dispatch.offers import Dispatcher, IncidentFacts, no_unit_reason
+from dispatch.core.facts import IncidentFacts
+from dispatch.core.plans import after_fill
+from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
 
 log = logging.getLogger(__name__)
@@ -100,11 +102,12 @@ class QueueWorker:
                 if facts is None:
                     continue
                 filled = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
-                if filled.missing:
+                verdict = after_fill(filled.missing, filled.held)
+                if verdict.escalate_reason is not None:
                     # E.g. a hold that ended with no unit left to take: operators are
                     # told (once per reason; already-escalated incidents stay quiet).
                     await self._dispatcher.escalate(
-                        conn, facts.id, actor=_ACTOR, reason=no_unit_reason(filled.missing)
+                        conn, facts.id, actor=_ACTOR, reason=verdict.escalate_reason
                     )
                 offers += len(filled.offers)
                 claimed = {offer.unit_id for offer in filled.offers}

@@ -7,9 +7,10 @@ import math
 import pytest
 from geopy.distance import geodesic
 
+from dispatch.core.facts import IncidentFacts
 from dispatch.engine import Need, TravelModel, UnitSnapshot, closest_idle
 from dispatch.errors import ConfigurationError
-from dispatch.offers import Dispatcher, IncidentFacts
+from dispatch.offers import Dispatcher
 from dispatch.simulation.offline import OfflineSimulator
 from dispatch.simulation.policies import CoverageAware, policy_named
 from dispatch.simulation.report import summarise

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.engine import Candidate, Need, Policy, TravelModel, UnitSnapshot, closest_idle
+from dispatch.core.facts import Need, TravelModel, UnitSnapshot
+from dispatch.core.rank import Candidate, Policy, closest_idle
 from dispatch.errors import ConfigurationError
 from geo.zones import ZoneIndex
 
