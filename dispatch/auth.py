@@ -42,7 +42,10 @@ class Principal:
 async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> Principal:
     """The operator or unit owning ``token``; Unauthorized otherwise."""
     if not token:
-        raise Unauthorized("a bearer token is required (Authorization header or ?token=)")
+        raise Unauthorized(
+            "a bearer token is required: an Authorization: Bearer header (REST and"
+            ' sockets), or on a socket a first message {"type": "auth", "token": ...}'
+        )
     if kind == "operator":
         query = "SELECT name, zones FROM operators WHERE token_hash = $1"
     else:
