@@ -1,10 +1,11 @@
 """Mutation testing of the pure modules with mutmut: does breaking the code fail a test?
 
 Each group mutates its modules and runs only the tests that exercise them, in a copy of
-the committed tree (``git archive HEAD``) under a temporary folder, so the working tree
-is never touched. mutmut writes each mutant (an operator flipped, a constant changed, an
-argument dropped, ...) and runs the tests that cover the mutated function; a mutant that
-no test fails "survived". The score is killed / (killed + survived + timeouts).
+the committed tree (``git archive HEAD``, or ``--tree REV``) under a temporary folder,
+so the working tree is never touched. mutmut writes each mutant (an operator flipped, a
+constant changed, an argument dropped, ...) and runs the tests that cover the mutated
+function; a mutant that no test fails "survived". The score is killed / (killed +
+survived + timeouts + mutants no test reaches).
 
 Run: .venv/bin/python bench/mutation.py [GROUP ...] [--max-children 2] [--json out.json]
 Groups: see GROUPS (default: all). Needs mutmut (dev extras) and, for the groups whose
@@ -90,10 +91,11 @@ def _mutmut(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _copy(folder: Path, tree: str) -> None:
-    """The committed tree (``head``), or the working tree as it is (``worktree``)."""
-    if tree == "head":
+    """A committed tree (a revision: HEAD, a commit), or the working tree as it is
+    (``worktree``)."""
+    if tree != "worktree":
         archive = subprocess.run(
-            ["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True
+            ["git", "archive", tree], cwd=ROOT, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
         return
@@ -156,9 +158,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument(
         "--tree",
-        choices=["head", "worktree"],
-        default="head",
-        help="mutate the committed tree (default) or the working tree as it is",
+        default="HEAD",
+        help="a revision to mutate (default HEAD), or 'worktree' for the working tree",
     )
     args = parser.parse_args()
     results = []
