@@ -59,11 +59,16 @@ async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> P
 
 @dataclass(frozen=True, slots=True)
 class Gateway:
-    """A registered gateway: the endpoint it may post to and its valid secrets."""
+    """A registered gateway: the endpoint it may post to and its valid secrets.
+
+    ``aml_keys``: for an SMS gateway, the keys its AML-over-HTTPS bodies' own ``hmac``
+    is checked with (none configured: not checked).
+    """
 
     id: str
     channel: str
     secrets: tuple[str, ...]
+    aml_keys: tuple[str, ...] = ()
 
 
 class GatewaySecrets:
@@ -82,9 +87,10 @@ class GatewaySecrets:
         # An unknown id reloads at most once a second, so a flood of forged gateway ids
         # cannot turn into a flood of queries.
         if stale or (gateway_id not in self._cache and now - self._loaded_at > 1.0):
-            rows = await self._pool.fetch("SELECT id, channel, secrets FROM gateways")
+            rows = await self._pool.fetch("SELECT id, channel, secrets, aml_keys FROM gateways")
             self._cache = {
-                r["id"]: Gateway(r["id"], r["channel"], tuple(r["secrets"])) for r in rows
+                r["id"]: Gateway(r["id"], r["channel"], tuple(r["secrets"]), tuple(r["aml_keys"]))
+                for r in rows
             }
             self._loaded_at = now
         return self._cache.get(gateway_id)
@@ -93,9 +99,10 @@ class GatewaySecrets:
 async def register_gateways(conn: asyncpg.Connection, gateways: list[Gateway]) -> None:
     """Insert or replace gateways and their secrets (the configured list is the truth)."""
     await conn.executemany(
-        "INSERT INTO gateways (id, channel, secrets) VALUES ($1, $2, $3)"
-        " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, secrets = excluded.secrets",
-        [(g.id, g.channel, list(g.secrets)) for g in gateways],
+        "INSERT INTO gateways (id, channel, secrets, aml_keys) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO UPDATE SET channel = excluded.channel, secrets = excluded.secrets,"
+        " aml_keys = excluded.aml_keys",
+        [(g.id, g.channel, list(g.secrets), list(g.aml_keys)) for g in gateways],
     )
 
 
@@ -124,5 +131,15 @@ def load_gateways_file(path: Path) -> list[Gateway]:
                 f"gateways file {path}: {gateway_id!r} needs a list of secrets of 16 or"
                 " more characters"
             )
-        gateways.append(Gateway(gateway_id, channel, tuple(secrets)))
+        aml_keys = spec.get("aml_keys", [])
+        if not isinstance(aml_keys, list) or not all(isinstance(k, str) and k for k in aml_keys):
+            raise ConfigurationError(
+                f"gateways file {path}: {gateway_id!r} aml_keys must be a list of keys"
+            )
+        if aml_keys and channel != "sms":
+            raise ConfigurationError(
+                f"gateways file {path}: {gateway_id!r} has aml_keys, but only an sms gateway"
+                " receives AML over HTTPS"
+            )
+        gateways.append(Gateway(gateway_id, channel, tuple(secrets), tuple(aml_keys)))
     return gateways

@@ -146,7 +146,8 @@ class Settings(BaseSettings):
         default=None,
         description='JSON file of gateways loaded at start-up: {"<id>": {"channel": '
         '"telecom|sms|panic", "secrets": ["<old>", "<new>"]}}. Every listed '
-        "secret is valid, so a secret is rotated by listing both for a while.",
+        "secret is valid, so a secret is rotated by listing both for a while. An sms"
+        ' gateway may add "aml_keys": ["<key>"] to check AML-over-HTTPS bodies\' own hmac.',
     )
     same_sender_window_s: float = Field(
         default=900.0,

@@ -44,6 +44,8 @@ class SignedDelivery:
     body: bytes
     idempotency_key: str
     content_type: str | None = None
+    # For the AML-over-HTTPS route: the keys its body's own hmac is checked with.
+    aml_keys: tuple[str, ...] = ()
 
     @property
     def body_sha256(self) -> str:
@@ -96,7 +98,12 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
             ]
         )
     return SignedDelivery(
-        x_erss_gateway, channel, body, idempotency_key, request.headers.get("content-type")
+        x_erss_gateway,
+        channel,
+        body,
+        idempotency_key,
+        request.headers.get("content-type"),
+        gateway.aml_keys,
     )
 
 

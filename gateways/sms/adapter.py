@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from dispatch.correlate import tel_key
 from dispatch.intake import IncidentReport
 from dispatch.triage import suggest
-from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms
+from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms, verify_aml_https_hmac
 from gateways.numbers import number_warning
 from gateways.sms.schema import SmsMessage
 
@@ -89,3 +90,19 @@ def aml_https_to_report(aml: AmlMessage, *, gateway_id: str, delivery_id: str) -
         warnings=tuple(warnings),
         sender_keys=tuple(k for k in (tel_key(sender),) if k),
     )
+
+
+def with_hmac_check(report: IncidentReport, body: bytes, keys: tuple[str, ...]) -> IncidentReport:
+    """The AML HTTPS report with its body's own ``hmac`` checked against the gateway's
+    AML keys: ``hmac_verified`` in the payload (None: no key configured, not checked);
+    a mismatch warns operators, and the report is kept, location and all."""
+    if not keys:
+        return replace(report, payload={**report.payload, "hmac_verified": None})
+    verified = any(verify_aml_https_hmac(body, key) for key in keys)
+    warnings = report.warnings
+    if not verified:
+        warnings += (
+            "hmac: the AML body's own HMAC is missing or does not match the configured AML"
+            " key; the location may not come from the handset's AML service",
+        )
+    return replace(report, payload={**report.payload, "hmac_verified": verified}, warnings=warnings)

@@ -11,7 +11,7 @@ from dispatch.errors import MalformedRequest
 from dispatch.intake import IncidentReport
 from gateways.aml.parse import AmlError, parse_aml_https
 from gateways.openapi import ANSWERS, form_body, json_body
-from gateways.sms.adapter import aml_https_to_report, to_report
+from gateways.sms.adapter import aml_https_to_report, to_report, with_hmac_check
 from gateways.sms.schema import SmsMessage
 from gateways.webhook import SignedDelivery, accept, delivery_for, json_report
 
@@ -45,7 +45,8 @@ async def post_sms(
             "location_source": "gps, wifi, cell or unknown",
             "location_time": "Unix milliseconds of the fix",
             "location_certainty": "Percent",
-            "hmac": "The handset's HMAC (not checked: the gateway's signature is)",
+            "hmac": "HMAC-SHA1 of the body before &hmac=, with the AML key: checked when the"
+            " gateway has aml_keys configured; a mismatch is a warning, never a refusal",
         }
     ),
 )
@@ -80,6 +81,7 @@ def _aml_https_report(delivery: SignedDelivery) -> IncidentReport:
             ]
         )
     # The HTTPS form has no message id: the same body is the same delivery.
-    return aml_https_to_report(
+    report = aml_https_to_report(
         aml, gateway_id=delivery.gateway_id, delivery_id=f"sha256:{delivery.body_sha256}"
     )
+    return with_hmac_check(report, delivery.body, delivery.aml_keys)
