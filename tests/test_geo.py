@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
 from dispatch.demo import demo_fleet, demo_zones
 from dispatch.engine import Need, Tier, TravelModel, UnitSnapshot, closest_idle
-from geo.location import InvalidLocation, location_from_fix
+from geo.location import InvalidLocation, Location, location_from_fix
 from geo.points import GeoPoint, InvalidCoordinate
 from geo.zones import ZoneError, ZoneIndex, zones_from_geojson
 from tests.conftest import FIXTURES
@@ -230,3 +234,86 @@ def test_real_station_points_against_their_jurisdictions(index: ZoneIndex) -> No
     assert khandagiri.id == "khandagiri"
     assert nandankanan is not None
     assert nandankanan.id == "infocity"
+
+
+# The value objects, exactly: each refusal says which value and why (mutation testing
+# found these only checked loosely).
+@pytest.mark.parametrize(
+    ("lat", "lon", "reason"),
+    [
+        ("20.3", 85.8, "lat is not a number"),
+        (20.3, None, "lon is not a number"),
+        (True, 85.8, "lat is not a number"),
+        (20.3, False, "lon is not a number"),
+        (float("nan"), 85.8, "lat is not finite"),
+        (20.3, float("inf"), "lon is not finite"),
+        (90.000001, 85.8, "latitude outside -90..90"),
+        (-90.000001, 85.8, "latitude outside -90..90"),
+        (20.3, 180.000001, "longitude outside -180..180"),
+        (20.3, -180.000001, "longitude outside -180..180"),
+    ],
+)
+def test_a_point_refuses_what_is_not_a_place(lat: Any, lon: Any, reason: str) -> None:
+    with pytest.raises(InvalidCoordinate) as caught:
+        GeoPoint(lat=lat, lon=lon)
+    assert caught.value.reason == reason
+    assert repr((caught.value.lat, caught.value.lon)) == repr((lat, lon))
+    assert str(caught.value) == f"invalid coordinate lat={lat!r} lon={lon!r}: {reason}"
+
+
+@pytest.mark.parametrize(("lat", "lon"), [(90, 180), (-90, -180), (0, 0), (20, 85.5)])
+def test_a_point_takes_the_edges_and_integers(lat: float, lon: float) -> None:
+    point = GeoPoint(lat=lat, lon=lon)
+    assert (point.lat, point.lon) == (lat, lon)
+    assert GeoPoint.from_shapely(point.to_shapely()) == point
+    assert (point.to_shapely().x, point.to_shapely().y) == (lon, lat)
+
+
+def test_a_fix_becomes_a_location_or_says_why_not() -> None:
+    when = datetime(2025, 1, 1, 10, 30, tzinfo=UTC)
+    fix = location_from_fix(lat=20.3, lon=85.8, radius_m=0.0, method="gps", time=when)
+    assert fix == Location(
+        point=GeoPoint(lat=20.3, lon=85.8), radius_m=0.0, method="gps", time=when
+    )
+    assert location_from_fix(lat=20.3, lon=85.8, radius_m=None, method="cell").radius_m is None
+    assert location_from_fix(lat=0.0, lon=85.8, radius_m=5, method="gps").point.lat == 0.0
+    assert location_from_fix(lat=20.3, lon=0.0, radius_m=5, method="gps").point.lon == 0.0
+    refused = {
+        (95.0, 85.8, 5.0): "latitude outside -90..90 (lat=95.0, lon=85.8)",
+        (0.0, 0.0, 5.0): "position 0,0 is a placeholder, not a fix",
+        (20.3, 85.8, -1.0): "uncertainty radius -1.0 m is not a distance",
+        (20.3, 85.8, float("nan")): "uncertainty radius nan m is not a distance",
+        (20.3, 85.8, float("inf")): "uncertainty radius inf m is not a distance",
+    }
+    for (lat, lon, radius), reason in refused.items():
+        with pytest.raises(InvalidLocation) as caught:
+            location_from_fix(lat=lat, lon=lon, radius_m=radius, method="gps")
+        assert str(caught.value) == reason
+
+
+def test_travel_time_is_the_stretched_distance_at_the_speed() -> None:
+    from geo.distance import distance_m, travel_time_s
+
+    a, b = GeoPoint(lat=20.2961, lon=85.8245), GeoPoint(lat=20.35, lon=85.82)
+    metres = distance_m(a, b)
+    assert travel_time_s(a, b) == pytest.approx(metres * 1.4 / (30 / 3.6))
+    assert travel_time_s(a, b, road_factor=1.0, speed_kmh=36.0) == pytest.approx(metres / 10)
+    assert travel_time_s(a, a) == 0.0
+    for bad in ({"road_factor": 0.0}, {"speed_kmh": 0.0}, {"road_factor": -1.0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            travel_time_s(a, b, **bad)
+
+
+def test_great_circle_distance_against_known_values() -> None:
+    """A degree of latitude is 111.195 km on the mean sphere (R = 6,371,008.8 m); half
+    the globe is pi R; the distance is symmetric."""
+    from geo.distance import distance_m
+
+    assert distance_m(GeoPoint(lat=20, lon=85), GeoPoint(lat=21, lon=85)) == pytest.approx(
+        111_195.08, abs=0.5
+    )
+    assert distance_m(GeoPoint(lat=0, lon=0), GeoPoint(lat=0, lon=180)) == pytest.approx(
+        math.pi * 6_371_008.8
+    )
+    a, b = GeoPoint(lat=20.2961, lon=85.8245), GeoPoint(lat=20.10, lon=85.95)
+    assert distance_m(a, b) == distance_m(b, a)
