@@ -19,8 +19,9 @@ it, the 2xx, the other answers by code (``conn``: no answer at all), and the tim
 restart to both instances' ``/readyz`` saying ready. At the end every refused delivery is
 sent again with its Idempotency-Key (a gateway's retry), and the database is checked:
 lost (answered 2xx, no report row), duplicated (one delivery, two reports), double-
-assigned units (sampled twice a second: two active assignments of one unit) and
-incidents never offered a unit. See docs/benchmarks.md.
+assigned units (sampled twice a second: two active assignments of one unit), reports
+whose incident was never offered a unit (``no unit``) and never accepted by an MDT
+(``untaken``: an offer that did not reach a socket, say). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -288,17 +289,17 @@ async def drain(pg_url: str, within: float = 30.0) -> None:
 
 
 async def check_store(cluster: Cluster, deliveries: list[Delivery]) -> dict[str, Any]:
-    """Lost and duplicated deliveries, and incidents never offered, from PostgreSQL."""
+    """Lost and duplicated deliveries, incidents never offered a unit or never taken by
+    one, from PostgreSQL."""
     conn = await asyncpg.connect(cluster.pg.url)
     try:
         await conn.execute(f"SET search_path TO {SCHEMA}")
-        triggers = [d.trigger for d in deliveries]
         counts = {
             r["external_id"]: r["n"]
             for r in await conn.fetch(
                 "SELECT external_id, count(*) AS n FROM reports"
                 " WHERE external_id = ANY($1::text[]) GROUP BY external_id",
-                triggers,
+                [d.trigger for d in deliveries],
             )
         }
         never_offered = {
@@ -311,19 +312,27 @@ async def check_store(cluster: Cluster, deliveries: list[Delivery]) -> dict[str,
             )
         }
         unpublished = await conn.fetchval("SELECT count(*) FROM events WHERE NOT published")
-        unserved = {
-            r["external_id"]
-            for r in await conn.fetch(
-                "SELECT r.external_id FROM reports r JOIN incidents i ON i.id = r.incident_id"
-                " WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id)"
+
+        async def reports_without(statuses: str) -> set[str]:
+            rows = await conn.fetch(
+                "SELECT r.external_id FROM reports r WHERE NOT EXISTS (SELECT 1 FROM"
+                " assignments a WHERE a.incident_id = r.incident_id"
+                f" AND a.status IN ({statuses}))"
             )
-        }
+            return {r["external_id"] for r in rows}
+
+        unserved = await reports_without(
+            "'offered', 'accepted', 'declined', 'expired', 'cancelled', 'completed'"
+        )
+        # Offers an MDT never took: e.g. events that stopped reaching its socket.
+        untaken = await reports_without("'accepted', 'completed'")
     finally:
         await conn.close()
     return {
         "counts": counts,
         "never_offered": never_offered,
         "unserved": unserved,
+        "untaken": untaken,
         "unpublished": unpublished,
     }
 
@@ -333,7 +342,7 @@ def summarise(phases: list[Phase], deliveries: list[Delivery], store: dict[str, 
     counts: dict[str, int] = store["counts"]
     unserved: set[str] = store["unserved"]
     print(f"\n{'fault':<10}{'sent':>6}{'2xx':>6}  {'non-2xx (first answer)':<26}{'lost':>6}"
-          f"{'dup':>5}{'no unit':>8}{'ready s':>9}")  # fmt: skip
+          f"{'dup':>5}{'no unit':>8}{'untaken':>8}{'ready s':>9}")  # fmt: skip
     for phase in phases:
         mine = [d for d in deliveries if phase.start <= d.sent_at < phase.end]
         ok = sum(1 for d in mine if d.first.startswith("2"))
@@ -341,9 +350,10 @@ def summarise(phases: list[Phase], deliveries: list[Delivery], store: dict[str, 
         lost = sum(1 for d in mine if d.accepted and counts.get(d.trigger, 0) == 0)
         dup = sum(1 for d in mine if counts.get(d.trigger, 0) > 1)
         alone = sum(1 for d in mine if d.trigger in unserved)
+        untaken = sum(1 for d in mine if d.trigger in store["untaken"])
         refused = " ".join(f"{c}:{n}" for c, n in sorted(codes.items())) or "-"
         print(f"{phase.name:<10}{len(mine):>6}{ok:>6}  {refused:<26}{lost:>6}{dup:>5}"
-              f"{alone:>8}{phase.ready_s:>9.2f}")  # fmt: skip
+              f"{alone:>8}{untaken:>8}{phase.ready_s:>9.2f}")  # fmt: skip
     accepted = [d for d in deliveries if d.accepted]
     print(
         f"\nall: {len(deliveries)} sent, {len(accepted)} accepted in the end "
@@ -358,7 +368,8 @@ def summarise(phases: list[Phase], deliveries: list[Delivery], store: dict[str, 
 async def chaos(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="erss-chaos-"))
     pg, redis = PrivatePostgres(), PrivateRedis()
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # the stream and the sampler
+    fleet_stop = asyncio.Event()  # the MDTs stay until the retries are served
     cluster: Cluster | None = None
     try:
         await asyncio.to_thread(pg.start)
@@ -375,7 +386,7 @@ async def chaos(args: argparse.Namespace) -> int:
         gateway = Gateway(cluster, args.rate)
         doubles: set[str] = set()
         background = [
-            asyncio.create_task(mdt_fleet(cluster, mdt_log, stop)),
+            asyncio.create_task(mdt_fleet(cluster, mdt_log, fleet_stop)),
             asyncio.create_task(gateway.run(stop)),
             asyncio.create_task(sample_double_assignments(pg.url, stop, doubles)),
         ]
@@ -410,10 +421,12 @@ async def chaos(args: argparse.Namespace) -> int:
             ),
         ]  # fmt: skip
         stop.set()
-        await asyncio.gather(*background)
         retried_ok = await gateway.retry_refused()
         await gateway.close()
         await drain(cluster.pg.url)
+        fleet_stop.set()
+        await asyncio.gather(*background)
+        await drain(cluster.pg.url)  # the MDTs' last status changes
         store = await check_store(cluster, gateway.deliveries)
         summarise(phases, gateway.deliveries, store)
         print(
@@ -423,6 +436,7 @@ async def chaos(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop.set()
+        fleet_stop.set()
         if cluster is not None:
             for proc in cluster.procs:
                 proc.stop()

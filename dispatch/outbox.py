@@ -98,8 +98,12 @@ class OutboxRelay:
             )
             if not got:
                 # Standing by proves PostgreSQL answers, not Redis: a Redis outage that
-                # ended another instance's lead is not over because this one stood by.
+                # ended this instance's lead is over only once Redis answers too.
                 self._outage.succeeded(proves=("postgres",))
+                if self._outage.in_outage:
+                    with contextlib.suppress(Exception):
+                        await self._redis.ping()
+                        self._outage.succeeded()
                 return
             channel = notify_channel(self._schema)
             # Everything after the lock is inside the try: a Redis outage that fails the

@@ -29,7 +29,7 @@ from dispatch.transient import OutageLog
 log = logging.getLogger(__name__)
 
 # Longest a report waits for its rate check before going through unlimited.
-CHECK_BUDGET_S = 0.25
+CHECK_BUDGET_S = 0.5
 
 
 class RateLimited(DispatchError):

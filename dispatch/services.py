@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Seconds the database pool gets to close gracefully when the instance stops.
 _POOL_CLOSE_S = 5.0
+# Pause before a background task that died is started again.
+_RESTART_S = 1.0
 # Redis connections: see redis_client.
 _REDIS_RETRIES = 2
 _REDIS_HEALTH_CHECK_S = 15
@@ -103,6 +105,29 @@ def redis_client(url: str, *, connections: int) -> aioredis.Redis:
     )
     # from_pool: the client owns the pool and closes it with itself.
     return aioredis.Redis.from_pool(pool)
+
+
+def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """Run a background loop as a task that is started again if it ever ends.
+
+    Each loop retries outages itself; this is for what it does not expect (a bug, an
+    error type its ``except`` does not list). Without it the task would end silently
+    and, say, offers would stop expiring or events stop reaching sockets on this
+    instance while ``/readyz`` still said ready.
+    """
+
+    async def supervised() -> None:
+        while True:
+            try:
+                await run()
+                log.error("background task %s returned; starting it again", name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s died; starting it again", name)
+            await asyncio.sleep(_RESTART_S)
+
+    return asyncio.create_task(supervised(), name=name)
 
 
 @contextlib.asynccontextmanager
@@ -243,14 +268,17 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             pool=pool, schema=schema, dispatcher=dispatcher, poll_s=settings.expiry_poll_s
         )
         services.tasks = [
-            asyncio.create_task(services.queue.run(), name="queue"),
-            asyncio.create_task(zones.run(settings.zone_refresh_s), name="zones"),
-            asyncio.create_task(services.positions.run(), name="positions"),
-            asyncio.create_task(services.positions.run_publisher(), name="positions-publish"),
-            asyncio.create_task(hub.run_positions(), name="positions-hub"),
-            asyncio.create_task(relay.run(), name="outbox-relay"),
-            asyncio.create_task(expiry.run(), name="offer-expiry"),
-            asyncio.create_task(hub.run(), name="event-hub"),
+            _supervise(name, run)
+            for name, run in (
+                ("queue", services.queue.run),
+                ("zones", lambda: zones.run(settings.zone_refresh_s)),
+                ("positions", services.positions.run),
+                ("positions-publish", services.positions.run_publisher),
+                ("positions-hub", hub.run_positions),
+                ("outbox-relay", relay.run),
+                ("offer-expiry", expiry.run),
+                ("event-hub", hub.run),
+            )
         ]
         try:
             yield services
