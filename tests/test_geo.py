@@ -317,3 +317,115 @@ def test_great_circle_distance_against_known_values() -> None:
     )
     a, b = GeoPoint(lat=20.2961, lon=85.8245), GeoPoint(lat=20.10, lon=85.95)
     assert distance_m(a, b) == distance_m(b, a)
+
+
+# A ring that crosses itself at (0.5, 0.5).
+BOWTIE = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+
+
+def _square(lon: float, lat: float, size: float = 0.01) -> dict[str, Any]:
+    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size]]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+def _feature(name: str | None, geometry: Any, **extra: Any) -> dict[str, Any]:
+    props = {"name": name} if name else {}
+    return {"type": "Feature", "properties": props, "geometry": geometry, **extra}
+
+
+def _collection(*features: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
+@pytest.mark.parametrize(
+    ("collection", "message"),
+    [
+        ({"type": "Feature"}, "zone feature <root>: expected a GeoJSON FeatureCollection"),
+        (_collection(), "zone feature <root>: the collection has no features"),
+        (
+            _collection(_feature(None, _square(85.8, 20.3))),
+            "zone feature #0 (unnamed): has no name property",
+        ),
+        (
+            _collection(
+                _feature("Capital Police Station", _square(85.8, 20.3)),
+                _feature("Capital police station", _square(85.9, 20.3)),
+            ),
+            "zone feature #1 (Capital police station): duplicate zone id 'capital'",
+        ),
+        (
+            _collection(_feature("A", {"type": "Point", "coordinates": [85.8, 20.3]})),
+            "zone feature #0 (A): geometry is Point, not a polygon",
+        ),
+        (
+            _collection({"type": "Feature", "properties": {"name": "A"}}),
+            "zone feature #0 (A): unreadable geometry: 'geometry'",
+        ),
+        (
+            _collection(
+                _feature(
+                    "Bow",
+                    {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+                        ],
+                    },
+                )
+            ),
+            "zone feature #0 (Bow): invalid polygon: Self-intersection[0.5 0.5]",
+        ),
+    ],
+)
+def test_zone_errors_name_the_feature_and_the_reason(
+    collection: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ZoneError) as caught:
+        zones_from_geojson(collection)
+    assert str(caught.value) == message
+    feature, _, reason = message.removeprefix("zone feature ").partition(": ")
+    assert (caught.value.feature, caught.value.reason) == (feature, reason)
+
+
+def test_zone_ids_come_from_the_feature_then_its_properties_then_its_name() -> None:
+    multi = {
+        "type": "MultiPolygon",
+        "coordinates": [_square(85.0, 20.0)["coordinates"], _square(85.5, 20.0)["coordinates"]],
+    }
+    zones = zones_from_geojson(
+        _collection(
+            _feature("Kharavel Nagar Police Station", _square(85.8, 20.3)),
+            _feature("B", _square(85.9, 20.3), id="zone-b"),
+            {"type": "Feature", "properties": {"Name": "C", "id": "zone-c"}, "geometry": multi},
+            _feature("D", _square(86.0, 20.3), id="zone-d"),
+        )
+    )
+    assert [(z.id, z.name) for z in zones] == [
+        ("kharavel-nagar", "Kharavel Nagar Police Station"),
+        ("zone-b", "B"),
+        ("zone-c", "C"),
+        ("zone-d", "D"),
+    ]
+    assert zones[2].contains(GeoPoint(lat=20.005, lon=85.505))
+
+
+def test_zone_of_with_a_tolerance_and_zones_within_a_radius() -> None:
+    """A point 500 m outside a square: no zone, the square within 600 m of tolerance,
+    none within 400; the circle of 600 m overlaps it, of 400 m not; a circle of 0 m only
+    the zone it is in."""
+    index = ZoneIndex(zones_from_geojson(_collection(_feature("S", _square(85.8, 20.3)))))
+    outside = GeoPoint(lat=20.3 - 500 / 111_195.08, lon=85.805)
+    assert index.zone_of(outside) is None
+    assert index.zone_of(outside, tolerance_m=400) is None
+    found = index.zone_of(outside, tolerance_m=600)
+    assert found is not None
+    assert found.id == "s"
+    assert index.distance_to(found, outside) == pytest.approx(500, abs=1)
+    assert [z.id for z in index.zones_within(outside, 600)] == ["s"]
+    assert index.zones_within(outside, 400) == []
+    inside = GeoPoint(lat=20.305, lon=85.805)
+    assert [z.id for z in index.zones_within(inside, 0)] == ["s"]
+    assert index.zone_of(GeoPoint(lat=85.805, lon=20.305)) is None
+    swapped = index.swapped(GeoPoint(lat=85.805, lon=20.305))
+    assert swapped is not None
+    assert swapped.id == "s"
