@@ -48,6 +48,7 @@ GROUPS = {
         (
             "tests/test_lifecycle_stateful.py::test_crew_transitions_are_the_documented_ones",
             "tests/test_lifecycle_stateful.py::test_a_crew_report_from_an_unknown_status_is_refused",
+            "tests/test_core_lifecycle.py",
         ),
     ),
     "signing": Group(
@@ -56,15 +57,16 @@ GROUPS = {
     ),
     "geo": Group(
         ("geo/distance.py", "geo/points.py", "geo/location.py", "geo/zones.py"),
-        ("tests/test_geo.py",),
+        ("tests/test_geo.py", "tests/test_aml.py", "tests/test_pidf_lo.py"),
+        ("-k", "not test_no_"),
     ),
     "ranking": Group(
         ("dispatch/core/rank.py|dispatch/engine.py",),
-        ("tests/test_simulation.py", "tests/test_hold.py", "tests/test_unit_index.py"),
+        ("tests/test_core_rank.py", "tests/test_simulation.py", "tests/test_geo.py"),
     ),
     "correlation": Group(
         ("dispatch/core/correlate.py|dispatch/correlate.py",),
-        ("tests/test_correlation.py",),
+        ("tests/test_core_dispatch.py", "tests/test_correlation.py"),
     ),
     "aml": Group(("gateways/aml/parse.py",), ("tests/test_aml.py",), ("-k", "not test_no_")),
     "pidf_lo": Group(
