@@ -1,0 +1,70 @@
+"""dispatch.core.lifecycle without I/O, pair by pair: every legal crew report or offer
+answer is applied with its change, every illegal one refused with a typed reason."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from dispatch.core.lifecycle import (
+    UNIT_STATUSES,
+    CrewChange,
+    OfferAnswer,
+    OfferExpired,
+    Refused,
+    answer_offer,
+    crew_report,
+)
+from dispatch.errors import InvalidTransition
+
+# The documented crew rule (docs/protocol.md), written out here, not imported.
+CREW_MAY = {
+    "off_duty": {"available"},
+    "available": {"off_duty", "out_of_service"},
+    "offered": set(),
+    "dispatched": {"en_route", "on_scene"},
+    "en_route": {"on_scene"},
+    "on_scene": {"returning", "available"},
+    "returning": {"available"},
+    "out_of_service": {"available", "off_duty"},
+}
+ASSIGNMENT_STATUSES = ("offered", "accepted", "declined", "expired", "cancelled", "completed")
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted"), list(itertools.product(UNIT_STATUSES, [*UNIT_STATUSES, "parked"]))
+)
+def test_crew_reports(current: str, wanted: str) -> None:
+    result = crew_report("u1", current, wanted)
+    if wanted in CREW_MAY[current]:
+        assert isinstance(result, CrewChange)
+        assert result.unit_status == wanted
+        assert result.ends_assignment == (wanted in {"returning", "available"})
+        assert result.incident_status == {"en_route": "dispatched", "on_scene": "on_scene"}.get(
+            wanted
+        )
+    else:
+        assert isinstance(result, Refused)
+        error = result.error()
+        assert type(error) is InvalidTransition
+        assert str(error) == f"unit u1 is {current.replace('_', ' ')}, so it cannot be " + (
+            wanted.replace("_", " ")
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "late", "accept"),
+    list(itertools.product(ASSIGNMENT_STATUSES, [False, True], [False, True])),
+)
+def test_offer_answers(status: str, late: bool, accept: bool) -> None:
+    result = answer_offer(7, status, late=late, accept=accept)
+    if status == "offered" and not late:
+        assert result == (
+            OfferAnswer("accepted", "dispatched", "dispatched", reoffer=False)
+            if accept
+            else OfferAnswer("declined", "available", None, reoffer=True)
+        )
+    else:
+        assert isinstance(result, Refused)
+        assert isinstance(result.error(), OfferExpired) == (status == "offered")
