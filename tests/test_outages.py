@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import signal
 import time
@@ -34,6 +35,8 @@ from tests.servers import PrivatePostgres, PrivateRedis, ServerUnavailable
 # Consecutive bursts of concurrent /readyz that must all say ready once it is ready again.
 _STEADY_CHECKS = 15
 _BURST = 8
+# Background loops that must log an outage once, not once per tick.
+_LOOPS = ("dispatch.outbox", "dispatch.queue", "dispatch.expiry")
 
 
 @pytest.fixture(scope="module")
@@ -305,9 +308,21 @@ async def ride_out(
     return [a for a in stream.since(down_at) if a.at < up_at], first
 
 
+def assert_logged_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """The background loops said the store was down once each, with no traceback."""
+    for name in _LOOPS:
+        records = [r for r in caplog.records if r.name == name]
+        assert not [r for r in records if r.levelno >= logging.ERROR], name
+        down = [r for r in records if "unreachable" in r.getMessage()]
+        assert len(down) <= 1, [r.getMessage() for r in down]
+
+
 async def test_postgresql_restart_loses_nothing_and_refuses_with_503(
-    stores: tuple[PrivatePostgres, PrivateRedis], instance: Instance
+    stores: tuple[PrivatePostgres, PrivateRedis],
+    instance: Instance,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING)
     pg, _redis = stores
     operator = {"Authorization": f"Bearer {instance.credentials['operators']['dispatcher']}"}
     probes: list[httpx.Response] = []
@@ -334,11 +349,15 @@ async def test_postgresql_restart_loses_nothing_and_refuses_with_503(
     await assert_steady(instance)
     retried = await retry_refused(instance, stream.answers)
     await assert_nothing_lost(instance, ok(stream.answers) + retried)
+    assert_logged_once_per_outage(caplog)
 
 
 async def test_redis_restart_refuses_no_emergency_and_readyz_recovers(
-    stores: tuple[PrivatePostgres, PrivateRedis], instance: Instance
+    stores: tuple[PrivatePostgres, PrivateRedis],
+    instance: Instance,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING)
     _pg, redis = stores
     # Several pooled Redis connections before the restart: each one is dead after it.
     assert_ready(await readyz_burst(instance), "before the restart")
@@ -355,6 +374,7 @@ async def test_redis_restart_refuses_no_emergency_and_readyz_recovers(
     await assert_steady(instance)
     retried = await retry_refused(instance, stream.answers)
     await assert_nothing_lost(instance, ok(stream.answers) + retried)
+    assert_logged_once_per_outage(caplog)
 
 
 async def test_readyz_one_slow_answer_does_not_flip_it_two_do(instance: Instance) -> None:
