@@ -16,12 +16,13 @@ alternating between the instances as a balancer would, open loop. Then, in turn:
 
 Per fault it prints the reports sent while the fault lasted and the settle time after
 it, the 2xx, the other answers by code (``conn``: no answer at all), and the time from the
-restart to both instances' ``/readyz`` saying ready. At the end every refused delivery is
-sent again with its Idempotency-Key (a gateway's retry), and the database is checked:
-lost (answered 2xx, no report row), duplicated (one delivery, two reports), double-
-assigned units (sampled twice a second: two active assignments of one unit), reports
-whose incident was never offered a unit (``no unit``) and never accepted by an MDT
-(``untaken``: an offer that did not reach a socket, say). See docs/benchmarks.md.
+restart to both instances' ``/readyz`` saying ready, and ``flaps``: the /readyz answers
+other than ready among 10 bursts of 8 concurrent checks right after that. At the end
+every refused delivery is sent again with its Idempotency-Key (a gateway's retry), and
+the database is checked: lost (answered 2xx, no report row), duplicated (one delivery,
+two reports), double-assigned units (sampled twice a second: two active assignments of
+one unit), reports whose incident was never offered a unit (``no unit``) and never
+accepted by an MDT (``untaken``: an offer that did not reach a socket, say). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Phase:
     start: float
     end: float = 0.0
     ready_s: float = float("nan")
+    flaps: int = 0  # /readyz checks not ready after the first ready answer
 
 
 @dataclass
@@ -232,6 +234,24 @@ async def both_ready(cluster: Cluster, since: float, within: float = 60.0) -> fl
     return time.monotonic() - since if not pending else float("nan")
 
 
+async def flaps(cluster: Cluster, bursts: int = 10, size: int = 8) -> int:
+    """/readyz answers other than 200 in bursts of concurrent checks of both instances
+    (each check takes its own pooled connection, so a dead one shows)."""
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+
+        async def one(n: int) -> bool:
+            try:
+                return (await client.get(cluster.url(n) + "/readyz")).status_code != 200
+            except httpx.HTTPError:
+                return True
+
+        bad = 0
+        for _ in range(bursts):
+            bad += sum(await asyncio.gather(*(one(k % 2) for k in range(size))))
+            await asyncio.sleep(0.1)
+        return bad
+
+
 async def sample_double_assignments(pg_url: str, stop: asyncio.Event, seen: set[str]) -> None:
     """Twice a second: units holding two active assignments (the store permitting)."""
     while not stop.is_set():
@@ -262,6 +282,7 @@ async def run_fault(
     await up()
     restarted = time.monotonic()
     phase.ready_s = await both_ready(cluster, restarted)
+    phase.flaps = await flaps(cluster)
     print(f"fault {name}: back, ready after {phase.ready_s:.2f} s", flush=True)
     await asyncio.sleep(args.settle_s)
     phase.end = time.monotonic()
@@ -342,7 +363,7 @@ def summarise(phases: list[Phase], deliveries: list[Delivery], store: dict[str, 
     counts: dict[str, int] = store["counts"]
     unserved: set[str] = store["unserved"]
     print(f"\n{'fault':<10}{'sent':>6}{'2xx':>6}  {'non-2xx (first answer)':<26}{'lost':>6}"
-          f"{'dup':>5}{'no unit':>8}{'untaken':>8}{'ready s':>9}")  # fmt: skip
+          f"{'dup':>5}{'no unit':>8}{'untaken':>8}{'ready s':>9}{'flaps':>6}")  # fmt: skip
     for phase in phases:
         mine = [d for d in deliveries if phase.start <= d.sent_at < phase.end]
         ok = sum(1 for d in mine if d.first.startswith("2"))
@@ -353,7 +374,7 @@ def summarise(phases: list[Phase], deliveries: list[Delivery], store: dict[str, 
         untaken = sum(1 for d in mine if d.trigger in store["untaken"])
         refused = " ".join(f"{c}:{n}" for c, n in sorted(codes.items())) or "-"
         print(f"{phase.name:<10}{len(mine):>6}{ok:>6}  {refused:<26}{lost:>6}{dup:>5}"
-              f"{alone:>8}{untaken:>8}{phase.ready_s:>9.2f}")  # fmt: skip
+              f"{alone:>8}{untaken:>8}{phase.ready_s:>9.2f}{phase.flaps:>6}")  # fmt: skip
     accepted = [d for d in deliveries if d.accepted]
     print(
         f"\nall: {len(deliveries)} sent, {len(accepted)} accepted in the end "
