@@ -12,7 +12,7 @@ from dispatch.demo import demo_fleet, demo_zones
 from dispatch.engine import Need, Tier, TravelModel, UnitSnapshot, closest_idle
 from geo.location import InvalidLocation, Location, location_from_fix
 from geo.points import GeoPoint, InvalidCoordinate
-from geo.zones import ZoneError, ZoneIndex, zones_from_geojson
+from geo.zones import ZoneError, ZoneIndex, slugify, zones_from_geojson
 from tests.conftest import FIXTURES
 
 OSM_POLICE_POINTS = FIXTURES / "geo" / "osm_police_points_bhubaneswar.geojson"
@@ -429,3 +429,32 @@ def test_zone_of_with_a_tolerance_and_zones_within_a_radius() -> None:
     swapped = index.swapped(GeoPoint(lat=85.805, lon=20.305))
     assert swapped is not None
     assert swapped.id == "s"
+
+
+def test_zone_lookups_by_id_name_and_a_circle_east_of_a_zone() -> None:
+    """An unknown id has no zone and no neighbours; a slug drops "Police Station" and
+    any punctuation at either end; a circle reaching a zone from the east finds it (the
+    box cut is wide enough in longitude at 20 degrees north)."""
+    index = ZoneIndex(zones_from_geojson(_collection(_feature("S", _square(85.8, 20.3)))))
+    s = index.get("s")
+    assert s is not None
+    assert s.name == "S"
+    assert index.get("elsewhere") is None
+    assert index.neighbours("elsewhere") == ()
+    assert index.neighbours("s") == ()
+    assert slugify("(Capital) Police Station ") == "capital"
+    assert slugify("Kharavel Nagar police station") == "kharavel-nagar"
+    east = GeoPoint(lat=20.305, lon=85.81 + 0.0048)  # about 500 m east of the square
+    gap = index.distance_to(s, east)
+    assert 490 < gap < 510
+    assert [z.id for z in index.zones_within(east, gap + 5)] == ["s"]
+    assert index.zones_within(east, gap - 5) == []
+
+
+def test_travel_time_takes_any_positive_speed() -> None:
+    from geo.distance import travel_time_s
+
+    a, b = GeoPoint(lat=20.2961, lon=85.8245), GeoPoint(lat=20.35, lon=85.82)
+    assert travel_time_s(a, b, speed_kmh=0.5) == pytest.approx(travel_time_s(a, b) * 60)
+    with pytest.raises(ValueError, match=r"^road_factor and speed_kmh must be positive$"):
+        travel_time_s(a, b, speed_kmh=-3)
