@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -61,6 +62,14 @@ class PrivatePostgres:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.running = False
         if self._as_root:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(self.root, ignore_errors=True)
+                raise ServerUnavailable(
+                    "running as root, PostgreSQL needs the 'postgres' system user (created by"
+                    " Debian's postgresql package): create it, or run the tests as a user"
+                ) from None
             shutil.chown(self.root, "postgres", "postgres")
         self._run(
             "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync",
