@@ -52,8 +52,14 @@ def _zones_param(zones: frozenset[str] | None) -> list[str] | None:
     return sorted(zones) if zones is not None else None
 
 
+# The caller's flags (repeat blank caller, hoax history) as they were when the incident
+# was reported: kept on its incident.created event, shown on the console's queue.
 _INCIDENT_SQL = (
-    "SELECT i.*, z.name AS zone_name FROM incidents i LEFT JOIN zones z ON z.id = i.zone_id"
+    "SELECT i.*, z.name AS zone_name,"
+    " (SELECT e.data -> 'caller_history' -> 'flags' FROM events e"
+    "  WHERE e.incident_id = i.id AND e.type = 'incident.created' ORDER BY e.id LIMIT 1)"
+    " AS caller_flags"
+    " FROM incidents i LEFT JOIN zones z ON z.id = i.zone_id"
 )
 
 
@@ -71,6 +77,7 @@ def _incident(row: asyncpg.Record) -> dict[str, Any]:
         "waiting_reason": row["waiting_reason"],
         "disposition": row["disposition"],
         "merged_into": row["merged_into"],
+        "caller_flags": row["caller_flags"] or [],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }

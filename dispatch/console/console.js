@@ -481,6 +481,10 @@
         String(a.created_at).localeCompare(String(b.created_at)) || a.id - b.id);
   }
 
+  function callerFlags(inc) {
+    return inc.caller_flags || (inc.caller_history && inc.caller_history.flags) || [];
+  }
+
   function renderQueue() {
     const list = $("queue");
     const items = openIncidents();
@@ -493,7 +497,8 @@
         onclick: () => select(inc.id),
       },
       el("span", { class: "prio", text: `P${inc.priority ?? "?"}` }),
-      el("span", {}, el("b", { text: `#${inc.id} ` }), `${inc.type ?? ""} `, el("span", { class: "status", "data-testid": "queue-status", text: inc.status })),
+      el("span", {}, el("b", { text: `#${inc.id} ` }), `${inc.type ?? ""} `, el("span", { class: "status", "data-testid": "queue-status", text: inc.status }),
+        ...callerFlags(inc).map((f) => el("span", { class: "flag", "data-testid": "queue-flag", text: f }))),
       el("span", { class: "age", text: age(inc.created_at) }),
       el("span", { class: "sub", text: inc.zone ? inc.zone.name : (inc.location ? "outside every zone" : "no location") },
         inc.status === "queued" && inc.waiting_reason ? el("span", { class: "waiting", "data-testid": "queue-waiting", text: ` · ${inc.waiting_reason}` }) : ""));
@@ -534,6 +539,7 @@
     $("map").style.setProperty("--f", String(state.proj.f));
     const layer = $("layer-zones");
     layer.replaceChildren();
+    state.zoneNames = new Map(fc.features.map((f) => [f.id, f.properties?.name ?? f.id]));
     const labels = [];
     for (const f of fc.features) {
       let d = "";
@@ -554,11 +560,29 @@
         for (const [lon, lat] of best) { const [x, y] = project(lon, lat); cx += x; cy += y; }
         const t = svg("text", { x: (cx / best.length).toFixed(2), y: (cy / best.length).toFixed(2), class: "zone-label" });
         t.textContent = f.properties?.name ?? f.id;
+        t.dataset.size = String(best.length);
         labels.push(t);
       }
     }
     layer.append(...labels);
+    declutter(labels);
   }
+
+  // In the dense centre zone names ran into each other. Larger zones place their name
+  // first; a name that would overlap one already placed is hidden (the zone's tooltip
+  // and the detail panel still name it).
+  function declutter(labels) {
+    const placed = [];
+    const bySize = [...labels].sort((a, b) => Number(b.dataset.size) - Number(a.dataset.size));
+    for (const t of bySize) {
+      const b = t.getBBox();
+      const clash = placed.some((p) => b.x < p.x + p.width && p.x < b.x + b.width && b.y < p.y + p.height && p.y < b.y + b.height);
+      t.classList.toggle("crowded", clash);
+      if (!clash) placed.push(b);
+    }
+  }
+
+  function zoneName(id) { return (state.zoneNames && state.zoneNames.get(id)) || id; }
 
   // Zoom with the wheel (around the pointer), pan by dragging, double-click to reset.
   function setView() {
@@ -774,7 +798,7 @@
     $("detail-summary").replaceChildren(kv([
       ["status", el("span", { class: "status", "data-testid": "detail-status", text: d.status })],
       ["zone", d.zone ? d.zone.name : "none"],
-      ["other zones", (d.other_zones || []).join(", ")],
+      ["other zones", (d.other_zones || []).map(zoneName).join(", ")],
       ["created", `${clock(d.created_at)} (${age(d.created_at)} ago)`],
       ["escalated", d.escalated ? (d.escalation_reason || "yes") : null],
       ["disposition", d.disposition],
