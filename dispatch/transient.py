@@ -29,6 +29,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,  # a replica promoted by failover is still read-only
 )
 
 
