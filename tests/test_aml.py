@@ -132,6 +132,10 @@ def test_sms_sample_is_read_and_its_length_field_checked(sample: dict[str, Any])
     """Every AML SMS is read; ``ml`` is compared with the real length."""
     message = parse_aml_sms(sample["text"])
     assert message.kind == "sms"
+    if "warnings" in sample:
+        # The fixtures carry the exact text an operator is shown (reviewed by hand).
+        assert message.warnings == sample["warnings"]
+        assert message.location_error == sample["location_error"]
     assert len(sample["text"]) == sample["actual_length"]
     assert message.length == sample["ml_attribute"]
     assert message.length_matches == sample["ml_matches_length"]
@@ -358,6 +362,8 @@ def test_https_sample_is_read(sample: dict[str, Any]) -> None:
     """The HTTPS AML form bodies: Unix-millisecond times, upper-case GPS, empty values."""
     message = parse_aml_https(sample["body"])
     assert message.kind == "https"
+    if "warnings" in sample:
+        assert (message.warnings, message.location_error) == ([], None)
     assert message.location_error is None
     assert message.warnings == []
     assert (message.lat, message.lon, message.radius_m) == _https_fix(sample)
@@ -416,6 +422,8 @@ def _query(sample: dict[str, Any]) -> bool:
 def test_query_response_picks_the_most_accurate_fix(sample: dict[str, Any]) -> None:
     best = sample["expected"]["best_fix"]
     message = parse_aml_query_response(sample["body"])
+    if "warnings" in sample:
+        assert message.warnings == sample["warnings"]
     assert (message.lat, message.lon, message.radius_m) == (
         best["lat"],
         best["lon"],
