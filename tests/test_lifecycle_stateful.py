@@ -28,7 +28,16 @@ from hypothesis.stateful import (
 )
 
 from dispatch.control import Control
-from dispatch.core.lifecycle import UNIT_STATUSES, check_crew_transition
+from dispatch.core.lifecycle import (
+    UNIT_STATUSES,
+    CrewChange,
+    OfferAnswer,
+    OfferExpired,
+    Refused,
+    answer_offer,
+    check_crew_transition,
+    crew_report,
+)
 from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, load_demo, point_inside
 from dispatch.engine import TravelModel
@@ -351,3 +360,53 @@ def test_a_crew_report_from_an_unknown_status_is_refused() -> None:
     with pytest.raises(InvalidTransition) as caught:
         check_crew_transition("u1", "teleported", "available")
     assert (caught.value.current, caught.value.wanted) == ("teleported", "available")
+
+
+# The pure decisions, against the test's own table of what each report does (the
+# incident follows its unit to the scene, only forward; a job ends when the crew is
+# returning or available).
+INCIDENT_FOLLOWS = {"en_route": "dispatched", "on_scene": "on_scene"}
+MOVES_FROM = {
+    "dispatched": ("new", "queued", "offered"),
+    "on_scene": ("new", "queued", "offered", "dispatched"),
+}
+
+
+@pytest.mark.parametrize("current", UNIT_STATUSES)
+def test_a_crew_report_says_what_it_moves(current: str) -> None:
+    for wanted in [*UNIT_STATUSES, "teleported"]:
+        change = crew_report("u1", current, wanted)
+        if wanted not in CREW_MAY[current]:
+            assert change == Refused("unit", "u1", current, wanted)
+            continue
+        follows = INCIDENT_FOLLOWS.get(wanted)
+        assert change == CrewChange(
+            unit_status=wanted,
+            incident_status=follows,
+            incident_moves_from=MOVES_FROM.get(follows or "", ()),
+            ends_assignment=wanted in ("returning", "available"),
+        )
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_an_offer_answer_says_what_it_moves(accept: bool) -> None:
+    wanted = "accepted" if accept else "declined"
+    taken = answer_offer(7, "offered", late=False, accept=accept)
+    if accept:
+        assert taken == OfferAnswer("accepted", "dispatched", "dispatched", reoffer=False)
+    else:
+        assert taken == OfferAnswer("declined", "available", None, reoffer=True)
+    for status in ("accepted", "declined", "expired", "cancelled"):
+        refused = answer_offer(7, status, late=False, accept=accept)
+        assert refused == Refused("assignment", 7, status, wanted)
+        assert refused.error().__class__ is InvalidTransition
+    late = answer_offer(7, "offered", late=True, accept=accept)
+    assert late == Refused("assignment", 7, "expired", wanted, expired=True)
+    error = late.error()
+    assert isinstance(error, OfferExpired)
+    assert (error.what, error.ident, error.current, error.wanted) == (
+        "assignment",
+        7,
+        "expired",
+        wanted,
+    )
