@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from dispatch.readiness import Readiness
 from dispatch.settings import Settings
 from dispatch.simulation.policies import policy_named
 from dispatch.simulation.scenario import load_sim_config
+from dispatch.transient import OutageLog, is_transient
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
@@ -130,6 +132,39 @@ def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[No
     return asyncio.create_task(supervised(), name=name)
 
 
+async def _reach_stores(
+    settings: Settings, database_url: str, redis: aioredis.Redis
+) -> asyncpg.Pool:
+    """The database pool, once PostgreSQL and Redis both answer.
+
+    An instance started while a store is down (a host booting before its database, a
+    restart during an outage) waits for it, up to ``startup_wait_s``, instead of
+    exiting with a traceback and leaving the retry to whatever supervises it.
+    """
+    outage = OutageLog(log, "start-up")
+    deadline = time.monotonic() + settings.startup_wait_s
+    while True:
+        pool: asyncpg.Pool | None = None
+        try:
+            pool = await create_pool(database_url, settings.db_schema, min_size=2, max_size=20)
+            await redis.ping()
+            outage.succeeded()
+            return pool
+        except Exception as err:
+            if pool is not None:
+                pool.terminate()
+            if not is_transient(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise ConfigurationError(
+                    f"PostgreSQL or Redis did not answer within {settings.startup_wait_s:.0f} s"
+                    f" of start ({type(err).__name__}: {err}); check that both run and that"
+                    " ERSS_DATABASE_URL and ERSS_REDIS_URL point at them"
+                ) from err
+            outage.failed(err)
+            await asyncio.sleep(_RESTART_S)
+
+
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
     """Connect, migrate, start the background tasks; undo it all on exit."""
@@ -139,12 +174,17 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             " (erss serve starts embedded servers when they are unset)"
         )
     schema = settings.db_schema
-    pool = await create_pool(settings.database_url, schema, min_size=2, max_size=20)
     # Blocking pools: redis-py's default pool raises once its connections are all in
     # use, and a burst of MDT pings did exactly that (bench/fanout.py). Pings get a pool
     # of their own so that they can never starve the outbox relay or the event reader.
     redis = redis_client(settings.redis_url, connections=64)
     pings_redis = redis_client(settings.redis_url, connections=64)
+    try:
+        pool = await _reach_stores(settings, settings.database_url, redis)
+    except BaseException:
+        await redis.aclose()
+        await pings_redis.aclose()
+        raise
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="erss:", description="Prefix of every Redis key this deployment uses."
     )
+    startup_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting instance waits for PostgreSQL and Redis to answer "
+        "before it gives up and exits.",
+    )
     offer_timeout_s: float = Field(
         default=30.0, gt=0, description="Seconds an MDT has to accept an offer."
     )

@@ -24,7 +24,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 
+from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, load_demo, point_inside
 from dispatch.settings import Settings
@@ -106,10 +108,9 @@ class Instance:
         return answer
 
 
-@pytest.fixture
-async def instance(stores: tuple[PrivatePostgres, PrivateRedis]) -> AsyncIterator[Instance]:
-    """The demo city served on the private stores, in a fresh schema and key prefix."""
-    pg, redis = stores
+async def prepare(pg: PrivatePostgres, redis: PrivateRedis) -> tuple[Settings, dict[str, Any]]:
+    """Settings for a fresh schema and key prefix on the private stores, with the demo
+    city loaded; returns them and the demo credentials."""
     tag = uuid.uuid4().hex[:12]
     settings = Settings(
         database_url=pg.url,
@@ -125,6 +126,14 @@ async def instance(stores: tuple[PrivatePostgres, PrivateRedis]) -> AsyncIterato
         await migrate(conn, settings.db_schema)
         credentials = await load_demo(conn, base_url="")
     await pool.close()
+    return settings, credentials
+
+
+@pytest.fixture
+async def instance(stores: tuple[PrivatePostgres, PrivateRedis]) -> AsyncIterator[Instance]:
+    """The demo city served on the private stores, in a fresh schema and key prefix."""
+    pg, redis = stores
+    settings, credentials = await prepare(pg, redis)
     server, task, port = await start_server(settings)
     try:
         yield Instance(f"http://127.0.0.1:{port}", settings, credentials)
@@ -398,3 +407,35 @@ async def test_readyz_one_slow_answer_does_not_flip_it_two_do(instance: Instance
             assert "warnings" not in back.json()
     finally:
         await blocker.close()
+
+
+async def test_an_instance_started_during_an_outage_comes_up_when_the_store_is_back(
+    stores: tuple[PrivatePostgres, PrivateRedis], caplog: pytest.LogCaptureFixture
+) -> None:
+    pg, redis = stores
+    caplog.set_level(logging.WARNING)
+    settings, _credentials = await prepare(pg, redis)
+    await asyncio.to_thread(pg.stop, "fast")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await until(
+            lambda: any(
+                "start-up: a store is unreachable" in r.getMessage() for r in caplog.records
+            ),
+            within=15,
+            what="the starting instance says it waits for PostgreSQL",
+        )
+        assert not task.done(), "the instance gave up while PostgreSQL was down"
+        await asyncio.to_thread(pg.start)
+        await until(lambda: server.started or task.done(), within=30, what="the instance started")
+        assert server.started, "the instance exited instead of starting"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert (await client.get("/readyz")).status_code == 200
+    finally:
+        await asyncio.to_thread(_ensure_running, pg, redis)
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
