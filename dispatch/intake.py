@@ -26,7 +26,7 @@ from dispatch.core.correlate import (
     sender_window_applies,
 )
 from dispatch.core.facts import IncidentFacts
-from dispatch.core.plans import held_reason, no_unit_reason
+from dispatch.core.plans import after_fill
 from dispatch.errors import DispatchError, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_types import IncidentType
@@ -513,16 +513,17 @@ class Intake:
             # Placed or confirmed later: it has waited since its report.
             facts = await self._dispatcher.load_facts(conn, incident_id) or facts
         filled = await self._dispatcher.fill(conn, facts, actor=actor, fresh=fresh)
-        if filled.missing:
-            reason = no_unit_reason(filled.missing)
-            status = await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
-            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
-            return status
-        if filled.held:
-            return await self._dispatcher.wait(
-                conn, incident_id, actor=actor, reason=held_reason(filled.held)
+        verdict = after_fill(filled.missing, filled.held)
+        if verdict.wait_reason is None:
+            return "offered"
+        status = await self._dispatcher.wait(
+            conn, incident_id, actor=actor, reason=verdict.wait_reason
+        )
+        if verdict.escalate_reason is not None:
+            await self._dispatcher.escalate(
+                conn, incident_id, actor=actor, reason=verdict.escalate_reason
             )
-        return "offered"
+        return status
 
     async def _attach(
         self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident

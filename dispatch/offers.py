@@ -1,5 +1,9 @@
 """Offers: claim the best available unit for an incident, and take the MDT's answer.
 
+The shell around dispatch.core: it reads the snapshot (PostgreSQL's rows, each unit's
+newest fix from Redis), asks the core what to do (decide_fill, answer_offer,
+crew_report, the plan's verdicts) and applies it (claims, offers, events).
+
 Claiming is a conditional UPDATE (``... WHERE status = 'available'``) inside the
 caller's transaction: when two transactions race for one unit, the second blocks on the
 row lock, re-checks the condition after the first commits, finds the unit taken and
@@ -328,12 +332,12 @@ class Dispatcher:
         units = []
         for r in rows:
             fix = fixes.get(r["id"])
-            if r["lat"] is None:
-                if fix is None:
-                    continue
-                stored = GeoPoint(lat=fix.point.lat, lon=fix.point.lon)
-            else:
+            if r["lat"] is not None:
                 stored = GeoPoint(lat=r["lat"], lon=r["lon"])
+            elif fix is not None:
+                stored = fix.point  # not flushed yet: the live fix alone places it
+            else:
+                continue  # never reported a position
             unit = with_live_fix(
                 UnitSnapshot(
                     id=r["id"],

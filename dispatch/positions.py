@@ -66,7 +66,6 @@ class PositionTracker:
         self._pending: dict[str, Fix] = {}
         self._publish_s = publish_s
         self._unpublished: dict[str, Fix] = {}
-        self._set_newer_fix = redis.register_script(SET_NEWER_FIX)
 
     async def record(self, unit_id: str, agency: str, location: Location) -> None:
         """Take one ping (already validated) of a unit of ``agency``."""
@@ -86,10 +85,15 @@ class PositionTracker:
                 (location.point.lon, location.point.lat, unit_id),
             )
             stamp = at.timestamp()
-            await self._set_newer_fix(
-                keys=[self._keys.unit_fixes],
-                args=[unit_id, encode_fix(LiveFix(location.point, stamp)), stamp],
-                client=pipe,
+            # EVAL, not a registered script: a pipeline with scripts asks SCRIPT EXISTS
+            # first, a second round trip per ping. Redis caches the compiled body.
+            pipe.eval(
+                SET_NEWER_FIX,
+                1,
+                self._keys.unit_fixes,
+                unit_id,
+                encode_fix(LiveFix(location.point, stamp)),
+                stamp,
             )
             await pipe.execute()
         except (OSError, RedisError):

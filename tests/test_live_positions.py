@@ -9,7 +9,7 @@ is ever flushed: whatever the ranking knows of the pings, it knew live.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -63,15 +63,17 @@ async def only_these_police_units(live: LiveServer, *, pinged_at_age_s: float = 
         )
 
 
-async def ping(mdt: Any, point: GeoPoint) -> None:
-    """One AVL fix; the pong of a ping sent after it says the fix was taken."""
-    await mdt.recv()  # the snapshot
+async def ping(mdt: Any, point: GeoPoint, *, age_s: float = 0.0, first: bool = True) -> None:
+    """One AVL fix taken ``age_s`` ago; the pong of a ping sent after it says the fix
+    was taken."""
+    if first:
+        await mdt.recv()  # the snapshot
     fix = {
         "type": "location",
         "lat": point.lat,
         "lon": point.lon,
         "accuracy_m": 5.0,
-        "time": datetime.now(UTC).isoformat(),
+        "time": (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(),
     }
     await mdt.send(json.dumps(fix))
     await mdt.send(json.dumps({"type": "ping"}))
@@ -110,6 +112,23 @@ async def test_a_fresh_ping_trusts_a_unit_stale_in_postgresql(live: LiveServer) 
         await ping(close, north_of(target, 15))
         unit = await offered_unit(live, target, "live-2")
     assert unit == PINGED_CLOSE
+
+
+async def test_a_replayed_older_fix_does_not_move_the_unit_back(live: LiveServer) -> None:
+    """An MDT that sends fixes it buffered in a tunnel after a newer one: the newest by
+    the time it was taken stays, whatever the order of arrival."""
+    target = zone_point(ZONE)
+    await only_these_police_units(live)
+    async with live.mdt(PINGED_CLOSE) as close:
+        await ping(close, north_of(target, 15))
+        await ping(close, north_of(target, 3_000), age_s=30.0, first=False)
+        unit = await offered_unit(live, target, "live-3")
+    assert unit == PINGED_CLOSE
+    fixes = await UnitIndex(redis=live.services.redis, keys=live.services.keys).fixes(
+        [PINGED_CLOSE]
+    )
+    assert fixes is not None
+    assert fixes[PINGED_CLOSE].point.lat == pytest.approx(north_of(target, 15).lat)
 
 
 async def test_without_redis_the_flushed_positions_rank(live: LiveServer) -> None:
