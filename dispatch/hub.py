@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from dispatch.keys import RedisKeys
 from dispatch.outbox import message_from_fields
+from dispatch.transient import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,12 @@ class Hub:
 
     async def run_positions(self) -> None:
         """Relay published position batches to this instance's consoles, forever."""
+        outage = OutageLog(log, "positions channel")
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._keys.positions_channel)
+                    outage.succeeded()
                     async for item in pubsub.listen():
                         try:
                             units = json.loads(item["data"])["units"]
@@ -180,8 +183,8 @@ class Hub:
                         self.deliver_positions(units)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # pushes must resume whatever broke them
-                log.exception("positions channel lost; resubscribing")
+            except Exception as err:  # pushes must resume whatever broke them
+                outage.failed(err)
                 await asyncio.sleep(0.5)
 
     async def start(self) -> None:
@@ -195,7 +198,8 @@ class Hub:
             self._last_id = _text(latest[0][0])
 
     async def run(self) -> None:
-        """Read the stream forever; survives Redis outages."""
+        """Read the stream forever; survives Redis outages (logged once each)."""
+        outage = OutageLog(log, "event stream reader")
         while True:
             try:
                 # RESP2 answer: [[stream, [(id, fields), ...]]]
@@ -207,10 +211,11 @@ class Hub:
                 )
             except asyncio.CancelledError:
                 raise
-            except (OSError, RedisError):
-                log.exception("event stream read failed; retrying")
+            except (OSError, RedisError) as err:
+                outage.failed(err)
                 await asyncio.sleep(0.5)
                 continue
+            outage.succeeded()
             for _stream, entries in batches or []:
                 for entry_id, fields in entries:
                     self._last_id = _text(entry_id)

@@ -126,11 +126,16 @@ class OutboxRelay:
                             await asyncio.wait_for(self._wake.wait(), self._poll_s)
             finally:
                 self.is_leader = False
-                with contextlib.suppress(Exception):
+                try:
                     await conn.remove_listener(channel, self._on_notify)
                     await conn.execute(
                         "SELECT pg_advisory_unlock(hashtext($1))", f"relay:{self._schema}"
                     )
+                except Exception:
+                    # The connection broke under us (a PostgreSQL restart): closed, it
+                    # goes back to the pool as dead, not as a connection still holding
+                    # a listener and the lock (asyncpg warns on that release).
+                    conn.terminate()
 
     async def _stream_top(self) -> int:
         """The highest position ever published to the stream (0 if none).

@@ -15,6 +15,7 @@ import asyncpg
 from shapely.geometry import mapping
 
 from dispatch import readmodels
+from dispatch.transient import OutageLog
 from geo.zones import Zone, ZoneIndex, zones_from_geojson
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,13 @@ class ZoneDirectory:
         return True
 
     async def run(self, refresh_s: float) -> None:
-        """Look for reloaded zones forever."""
+        """Look for reloaded zones forever; an outage is logged once, not every tick."""
+        outage = OutageLog(log, "zone refresh")
         while True:
             try:
                 if await self.refresh():
                     log.info("zone index reloaded: %d zones", len(self.index))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.exception("zone refresh failed; retrying")
+                outage.succeeded()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                outage.failed(err)
             await asyncio.sleep(refresh_s)
