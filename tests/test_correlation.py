@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from dispatch.core.correlate import is_better, may_join_nearby, sender_window_applies, tel_key
+from geo.location import Location
 from geo.points import GeoPoint
 from tests.conftest import LiveServer, event_of, receive_until, wait_for
 from tests.test_gateways_telecom_sms import CALLS, SMS, aml_sms_text, call, post, zone_point
@@ -206,3 +211,70 @@ async def test_a_report_racing_a_close_makes_a_new_incident(live: LiveServer) ->
     assert second["incident_id"] != first["incident_id"]
     assert second["duplicate_of"] is None
     assert second["status"] == "offered"
+
+
+# The pure rules (dispatch/core/correlate.py), against their documented meaning.
+def _fix(radius: float | None) -> Location:
+    return Location(point=GeoPoint(lat=20.3, lon=85.8), radius_m=radius, method="gps")
+
+
+T0 = datetime(2025, 1, 1, 10, 30, tzinfo=UTC)
+T1 = T0 + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("new", "current", "new_time", "current_time", "better"),
+    [
+        (None, _fix(50), T1, T0, False),  # nothing new
+        (_fix(50), None, None, None, True),  # anything beats no location
+        (_fix(10), _fix(20), None, T0, True),  # smaller uncertainty, whatever the time
+        (_fix(20), _fix(20), None, None, False),  # as good, not newer
+        (_fix(20), _fix(20), T0, T0, False),  # as good, same time
+        (_fix(40), _fix(20), T1, T0, True),  # newer, twice as uncertain: moving person
+        (_fix(41), _fix(20), T1, T0, False),  # newer, more than twice
+        (_fix(50), _fix(20), T1, T0, False),
+        (_fix(40), _fix(20), T0, T1, False),  # older
+        (_fix(40), _fix(20), None, T0, False),  # time unknown: not newer
+        (_fix(40), _fix(20), T1, None, True),  # the current one has no time
+        (_fix(None), _fix(50), T1, T0, False),  # unknown uncertainty never wins on time
+        (_fix(50), _fix(None), None, None, True),  # a known radius beats an unknown one
+    ],
+)
+def test_which_location_is_better(
+    new: Location | None,
+    current: Location | None,
+    new_time: datetime | None,
+    current_time: datetime | None,
+    better: bool,
+) -> None:
+    assert is_better(new, current, new_time=new_time, current_time=current_time) is better
+
+
+@pytest.mark.parametrize(
+    ("number", "key"),
+    [
+        ("+919437012345", "tel:9437012345"),
+        ("919437012345", "tel:9437012345"),
+        ("09437012345", "tel:9437012345"),
+        ("9437012345", "tel:9437012345"),
+        ("+91 94370-12345", "tel:9437012345"),
+        ("1234567", "tel:1234567"),
+        ("123456", "tel:123456"),
+        ("12345", None),
+        ("unknown", None),
+    ],
+)
+def test_a_phone_number_is_keyed_by_its_last_ten_digits(number: str, key: str | None) -> None:
+    assert tel_key(number) == key
+
+
+def test_which_keys_and_types_correlate() -> None:
+    """A device matches its open incident however old, a phone number only within the
+    window; personal emergencies never join a nearby incident by place alone."""
+    assert sender_window_applies("device:abc") is False
+    assert sender_window_applies("tel:9437012345") is True
+    assert sender_window_applies("device-abc") is True
+    assert may_join_nearby("panic") is False
+    assert may_join_nearby("women_in_distress") is False
+    assert may_join_nearby("fire") is True
+    assert may_join_nearby("accident_injuries") is True
