@@ -67,7 +67,12 @@ GROUPS = {
     ),
     "correlation": Group(
         ("dispatch/core/correlate.py|dispatch/correlate.py",),
-        ("tests/test_core_dispatch.py", "tests/test_correlation.py"),
+        (
+            "tests/test_core_dispatch.py",
+            "tests/test_correlation.py::test_which_location_is_better",
+            "tests/test_correlation.py::test_a_phone_number_is_keyed_by_its_last_ten_digits",
+            "tests/test_correlation.py::test_which_keys_and_types_correlate",
+        ),
     ),
     "aml": Group(("gateways/aml/parse.py",), ("tests/test_aml.py",), ("-k", "not test_no_")),
     "pidf_lo": Group(
