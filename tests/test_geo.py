@@ -458,3 +458,20 @@ def test_travel_time_takes_any_positive_speed() -> None:
     assert travel_time_s(a, b, speed_kmh=0.5) == pytest.approx(travel_time_s(a, b) * 60)
     with pytest.raises(ValueError, match=r"^road_factor and speed_kmh must be positive$"):
         travel_time_s(a, b, speed_kmh=-3)
+
+
+def test_closest_idle_uses_the_models_road_factor_and_breaks_ties_by_id() -> None:
+    """Two units on the same spot tie on time: the lower id goes first, on every
+    instance. The driving time is the model's (road factor 2, 36 km/h: 10 m/s straight
+    line at half speed), tiers aside."""
+    from geo.distance import distance_m
+
+    here = GeoPoint(lat=20.3, lon=85.8)
+    there = GeoPoint(lat=20.31, lon=85.8)
+    need = Need(here, "z", frozenset(), "police")
+    units = [UnitSnapshot(u, "police", "z", there) for u in ("u-b", "u-a", "u-c")]
+    model = TravelModel(road_factor=2.0, speed_kmh=36.0)
+    ranked = closest_idle(need, units, model)
+    assert [c.unit_id for c in ranked] == ["u-a", "u-b", "u-c"]
+    assert ranked[0].travel_time_s == pytest.approx(distance_m(here, there) * 2.0 / 10.0)
+    assert ranked[0].distance_m == pytest.approx(distance_m(here, there))
