@@ -17,10 +17,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 
+from dispatch.core import place
 from dispatch.core.decide import SlotDecision, decide_fill, decide_slot
 from dispatch.core.facts import (
     IncidentFacts,
@@ -139,23 +141,11 @@ class Dispatcher:
 
     def other_zones(self, location: Location, zone: Zone | None) -> list[str]:
         """Other zones the location's circle of uncertainty overlaps."""
-        if not location.radius_m:
-            return []
-        return [
-            z.id
-            for z in self.zones.zones_within(location.point, location.radius_m)
-            if zone is None or z.id != zone.id
-        ]
+        return place.other_zones(self.zones, location, zone)
 
     def outside_reason(self, point: GeoPoint) -> str:
         """Why a point has no zone, flagging coordinates that look exchanged."""
-        swapped = self.zones.swapped(point)
-        if swapped is None:
-            return "location outside every jurisdiction"
-        return (
-            "location outside every jurisdiction; with latitude and longitude exchanged it"
-            f" would be in {swapped.name}: the sender may have swapped them (not plotted there)"
-        )
+        return place.outside_reason(self.zones, point)
 
     @property
     def policy(self) -> Policy:
@@ -323,12 +313,7 @@ class Dispatcher:
         if self._unit_index is not None:
             fixes = await self._unit_index.fixes([r["id"] for r in rows])
         fixes = fixes or {}
-        index = self.zones
-
-        def zone_of(point: GeoPoint) -> str | None:
-            zone = index.zone_of(point)
-            return zone.id if zone is not None else None
-
+        zone_of = partial(place.zone_id_of, self.zones)
         units = []
         for r in rows:
             fix = fixes.get(r["id"])

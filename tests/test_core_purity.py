@@ -30,7 +30,7 @@ CLOCKS = {
 
 
 def test_every_core_module_is_checked() -> None:
-    assert {"facts", "rank", "plans", "decide", "lifecycle", "correlate"} <= {
+    assert {"facts", "place", "rank", "plans", "decide", "lifecycle", "correlate"} <= {
         m.rsplit(".", 1)[1] for m in MODULES
     }
 
