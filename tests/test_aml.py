@@ -347,7 +347,7 @@ def test_every_https_sample_is_replayed() -> None:
 
 
 def _form(sample: dict[str, Any]) -> bool:
-    return sample["body"].startswith("v=")
+    return sample["body"].startswith("v=") and sample.get("kind") != "broken"
 
 
 def _https_fix(sample: dict[str, Any]) -> tuple[float, float, float]:
@@ -415,7 +415,37 @@ def test_https_body_without_aml_fields_raises() -> None:
 
 
 def _query(sample: dict[str, Any]) -> bool:
-    return sample["body"].startswith("[")
+    return sample["body"].startswith("[") and sample.get("kind") != "broken"
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [pytest.param(s, id=s["id"]) for s in LOCAL_HTTPS if s.get("kind") == "broken"],
+)
+def test_broken_https_body_keeps_what_it_can_and_names_the_rest(sample: dict[str, Any]) -> None:
+    """A broken HTTPS body or query answer: the broken values named, the rest kept, the
+    location all or nothing; only what is not AML at all raises."""
+    parse = parse_aml_query_response if sample["id"].startswith("query") else parse_aml_https
+    if "raises" in sample:
+        with pytest.raises(AmlError) as caught:
+            parse(sample["body"])
+        assert (caught.value.field, caught.value.reason) == (
+            sample["raises"]["field"],
+            sample["raises"]["reason"],
+        )
+        return
+    message = parse(sample["body"])
+    expect = sample["expect"]
+    fix = expect["fix"]
+    assert (message.lat, message.lon, message.radius_m) == (tuple(fix) if fix else (None,) * 3)
+    assert (message.location is None) == (fix is None)
+    assert message.warnings == sample["warnings"]
+    assert message.location_error == sample["location_error"]
+    for name in expect["names"]:
+        assert _names(message, name), (name, message.warnings, message.location_error)
+    assert message.time == (_utc(expect["time_utc"]) if expect["time_utc"] else None)
+    assert message.confidence == expect["confidence"]
+    assert message.positioning_method == expect["method"]
 
 
 @pytest.mark.parametrize("sample", _samples(LOCAL_HTTPS, HTTPS_SAMPLES, _query))
