@@ -128,7 +128,9 @@ def _copy(folder: Path, tree: str) -> None:
             target.write_bytes(source.read_bytes())
 
 
-def run_group(name: str, group: Group, max_children: int, tree: str) -> dict[str, object]:
+def run_group(
+    name: str, group: Group, max_children: int, tree: str, diffs: bool = True
+) -> dict[str, object]:
     """Mutate one group in a fresh copy of the tree; returns its counts and survivors."""
     with tempfile.TemporaryDirectory(prefix=f"erss-mutation-{name}-") as tmp:
         folder = Path(tmp)
@@ -150,8 +152,10 @@ def run_group(name: str, group: Group, max_children: int, tree: str) -> dict[str
         for line in _mutmut(folder, "results").stdout.splitlines():
             mutant, _, status = line.strip().rpartition(": ")
             if mutant and status in ("survived", "timeout", "no tests"):
-                diff = _mutmut(folder, "show", mutant).stdout
-                changed = [d for d in diff.splitlines() if d[:2] in ("- ", "+ ")]
+                # One `mutmut show` per survivor: about a second each.
+                diff = _mutmut(folder, "show", mutant).stdout if diffs else ""
+                changed = [d for d in diff.splitlines() if d[:1] in ("-", "+")]
+                changed = [d for d in changed if not d.startswith(("---", "+++"))]
                 survivors.append({"mutant": mutant, "status": status, "diff": changed})
         killed = stats["killed"]
         counted = killed + stats["survived"] + stats["timeout"] + stats["no_tests"]
@@ -172,6 +176,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument(
+        "--no-diffs", action="store_true", help="list survivors by name only (faster)"
+    )
+    parser.add_argument(
         "--tree",
         default="HEAD",
         help="a revision to mutate (default HEAD), or 'worktree' for the working tree",
@@ -179,7 +186,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for name in args.groups or list(GROUPS):
-        result = run_group(name, GROUPS[name], args.max_children, args.tree)
+        result = run_group(name, GROUPS[name], args.max_children, args.tree, not args.no_diffs)
         results.append(result)
         if "error" in result:
             print(f"{name:12} ERROR {result['error']}", flush=True)
