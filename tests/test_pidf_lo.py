@@ -7,6 +7,7 @@ Samples: the suite's own in tests/fixtures/pidf_lo (written from RFC 4119, 5491,
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -547,3 +548,26 @@ def test_no_circle_content_makes_the_parser_raise(
         assert result.warnings
     else:
         assert (result.location.point.lat, result.location.point.lon) != (0.0, 0.0)
+
+
+# Broken and unusual shapes (tests/fixtures/pidf_lo/broken_shapes.json): what is still
+# read, and the exact warnings an operator sees, each read against RFC 5491 and reviewed
+# by hand (mutation testing found the shapes' refusals unchecked).
+BROKEN_SHAPES = json.loads((LOCAL / "broken_shapes.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_SHAPES))
+def test_broken_or_unusual_shape(name: str) -> None:
+    case = BROKEN_SHAPES[name]
+    result = parse_pidf_lo(_presence(case["location_info"]))
+    assert result.warnings == case["warnings"]
+    assert result.shape == case["shape"]
+    if case["fix"] is None:
+        assert result.location is None
+        return
+    location = result.location
+    assert location is not None
+    assert location.radius_m is not None
+    reading = (location.point.lat, location.point.lon, location.radius_m)
+    assert reading == pytest.approx(tuple(case["fix"]), abs=0.05)
+    assert abs(reading[0] - case["fix"][0]) < 1e-6
