@@ -159,15 +159,9 @@ class Intake:
         body_sha256: str,
         error: str,
     ) -> IntakeResult:
-        earlier = await idempotency.reserve(
-            conn,
-            gateway_id=report.gateway_id,
-            key=idempotency_key,
-            body_sha256=body_sha256,
-            delivery_id=report.delivery_id,
-        )
+        earlier = await _reserve(conn, report, idempotency_key, body_sha256)
         if earlier is not None:
-            return IntakeResult.from_json(earlier)
+            return earlier
         try:
             kind = self._dispatcher.incident_type(report.incident_type)
         except DispatchError:
@@ -218,15 +212,9 @@ class Intake:
         body_sha256: str,
     ) -> IntakeResult:
         """The submission, inside its transaction (rerun whole if PostgreSQL aborts it)."""
-        earlier = await idempotency.reserve(
-            conn,
-            gateway_id=report.gateway_id,
-            key=idempotency_key,
-            body_sha256=body_sha256,
-            delivery_id=report.delivery_id,
-        )
+        earlier = await _reserve(conn, report, idempotency_key, body_sha256)
         if earlier is not None:
-            return IntakeResult.from_json(earlier)
+            return earlier
         # One sender's burst (a panic button places five calls and sends an SMS at
         # once) must become one incident: reports of a sender are taken one at a time.
         for key in sorted(set(report.sender_keys)):
@@ -696,6 +684,21 @@ class Intake:
                 **({"reason": reason} if reason is not None else {}),
             },
         )
+
+
+async def _reserve(
+    conn: asyncpg.Connection, report: IncidentReport, key: str, body_sha256: str
+) -> IntakeResult | None:
+    """The answer an earlier delivery of this report got (same key, or the same delivery
+    under another key), or None when this one is the first and now holds both."""
+    earlier = await idempotency.reserve(
+        conn,
+        gateway_id=report.gateway_id,
+        key=key,
+        body_sha256=body_sha256,
+        delivery_id=report.delivery_id,
+    )
+    return IntakeResult.from_json(earlier) if earlier is not None else None
 
 
 async def _insert_incident(
