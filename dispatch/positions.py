@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from dispatch.engine import LiveFix
 from dispatch.events import EventType, append_event
 from dispatch.keys import RedisKeys
+from dispatch.transient import OutageLog
 from dispatch.unit_index import SET_NEWER_FIX, UnitIndex, encode_fix
 from dispatch.zonestore import ZoneDirectory
 from geo.geofence import Crossing, crossing
@@ -66,6 +67,11 @@ class PositionTracker:
         self._pending: dict[str, Fix] = {}
         self._publish_s = publish_s
         self._unpublished: dict[str, Fix] = {}
+        # Pings arrive by the thousand: an outage is one line when it starts and one
+        # when it ends, per path, not one per ping or tick.
+        self._index_outage = OutageLog(log, "position index")
+        self._flush_outage = OutageLog(log, "position flush")
+        self._publish_outage = OutageLog(log, "position publisher")
 
     async def record(self, unit_id: str, agency: str, location: Location) -> None:
         """Take one ping (already validated) of a unit of ``agency``."""
@@ -96,9 +102,11 @@ class PositionTracker:
                 stamp,
             )
             await pipe.execute()
-        except (OSError, RedisError):
+        except (OSError, RedisError) as err:
             # The index is rebuilt from the next ping; PostgreSQL still gets the flush.
-            log.warning("could not update the unit position index for %s", unit_id)
+            self._index_outage.failed(err)
+        else:
+            self._index_outage.succeeded()
         if self._unit_index is not None:
             await self._unit_index.moved(unit_id, agency, location.point)
 
@@ -109,8 +117,10 @@ class PositionTracker:
                 await asyncio.sleep(self._flush_s)
                 try:
                     await self.flush()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    log.exception("position flush failed; retrying")
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                    self._flush_outage.failed(err)
+                else:
+                    self._flush_outage.succeeded()
         finally:
             if self._pending:
                 try:
@@ -126,8 +136,10 @@ class PositionTracker:
                 await self.publish()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # consoles get the next batch; never stop publishing
-                log.exception("could not publish unit positions")
+            except Exception as err:  # consoles get the next batch; never stop publishing
+                self._publish_outage.failed(err)
+            else:
+                self._publish_outage.succeeded()
 
     async def publish(self) -> int:
         """Publish the latest fix of every unit that pinged since the last publish."""

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from dispatch.engine import LiveFix
 from dispatch.incident_types import AGENCIES
 from dispatch.keys import RedisKeys
+from dispatch.transient import OutageLog
 from geo.points import GeoPoint
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class UnitIndex:
     def __init__(self, *, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
+        # Every report and ping reads or writes here: during a Redis outage one line when
+        # it starts (PostgreSQL is scanned instead) and one when it ends, not one each.
+        self._outage = OutageLog(log, "unit index (falling back to PostgreSQL)")
 
     async def nearest(
         self, point: GeoPoint, agency: str, *, radius_m: float, count: int
@@ -92,9 +96,10 @@ class UnitIndex:
                 )
                 if len(found) >= count:
                     break
-        except (OSError, RedisError):
-            log.warning("unit index unreadable; scanning PostgreSQL instead")
+        except (OSError, RedisError) as err:
+            self._outage.failed(err)
             return None
+        self._outage.succeeded()
         return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
 
     async def fixes(self, unit_ids: Sequence[str]) -> dict[str, LiveFix] | None:
@@ -104,9 +109,10 @@ class UnitIndex:
             return {}
         try:
             values = await self._redis.hmget(self._keys.unit_fixes, list(unit_ids))
-        except (OSError, RedisError):
-            log.warning("live unit positions unreadable; ranking by PostgreSQL's")
+        except (OSError, RedisError) as err:
+            self._outage.failed(err)
             return None
+        self._outage.succeeded()
         found = {}
         for unit_id, value in zip(unit_ids, values, strict=True):
             fix = decode_fix(value) if value is not None else None
@@ -157,5 +163,5 @@ class UnitIndex:
             await self._redis.geoadd(
                 self._keys.available_units(agency), (point.lon, point.lat, unit_id), xx=True
             )
-        except (OSError, RedisError):
-            log.warning("could not move %s in the unit index", unit_id)
+        except (OSError, RedisError) as err:
+            self._outage.failed(err)

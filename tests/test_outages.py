@@ -39,6 +39,8 @@ _STEADY_CHECKS = 15
 _BURST = 8
 # Background loops that must log an outage once, not once per tick.
 _LOOPS = (
+    "dispatch.unit_index",
+    "dispatch.positions",
     "dispatch.outbox",
     "dispatch.queue",
     "dispatch.expiry",
