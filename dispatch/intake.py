@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import asyncpg
 
@@ -29,77 +28,28 @@ from dispatch.core.facts import IncidentFacts
 from dispatch.core.plans import after_fill
 from dispatch.errors import DispatchError, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
+from dispatch.incident_rows import (
+    aware,
+    created_data,
+    fix_time,
+    insert_incident,
+    location_columns,
+    location_json,
+    reserve_delivery,
+    row_location,
+)
 from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
+from dispatch.reports import IncidentReport, IntakeResult
 from dispatch.retry import in_transaction
-from dispatch.storable import clean_text, clean_tree
+from dispatch.storable import clean_text
 from geo.distance import distance_m
 from geo.location import Location
 from geo.points import GeoPoint
 from geo.zones import Zone
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentReport:
-    """One report of an emergency, as a gateway normalised it.
-
-    ``sender_keys`` identify who sent it (``tel:<last ten digits>``, ``device:<id>``):
-    reports sharing a key within the window join one incident. ``silent`` marks a call
-    on which nobody spoke (a pocket dial or a caller who cannot talk).
-    """
-
-    channel: str
-    gateway_id: str
-    external_id: str
-    sender: str
-    incident_type: str
-    location: Location | None
-    payload: dict[str, Any]
-    warnings: tuple[str, ...] = ()
-    sender_keys: tuple[str, ...] = ()
-    silent: bool = False
-    # The delivery as it came, kept byte for byte beside the cleaned ``payload``.
-    raw: bytes | None = None
-    raw_content_type: str | None = None
-
-    @property
-    def delivery_id(self) -> str:
-        """The delivery's own identity, whatever Idempotency-Key it came under."""
-        return f"{self.channel}:{self.external_id}"
-
-    def storable(self) -> IncidentReport:
-        """The report with nothing PostgreSQL cannot hold (see ``dispatch.storable``)."""
-        return replace(
-            self,
-            external_id=clean_text(self.external_id),
-            sender=clean_text(self.sender),
-            payload=clean_tree(self.payload),
-            warnings=tuple(clean_text(w) for w in self.warnings),
-            sender_keys=tuple(clean_text(k) for k in self.sender_keys),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeResult:
-    """The gateway's answer: which incident the report became or joined."""
-
-    incident_id: int
-    report_id: int
-    status: str
-    duplicate_of: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON body of the 202 answer."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IntakeResult:
-        """Rebuild a stored answer."""
-        return cls(**data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +109,7 @@ class Intake:
         body_sha256: str,
         error: str,
     ) -> IntakeResult:
-        earlier = await _reserve(conn, report, idempotency_key, body_sha256)
+        earlier = await reserve_delivery(conn, report, idempotency_key, body_sha256)
         if earlier is not None:
             return earlier
         try:
@@ -172,7 +122,7 @@ class Intake:
             f" {error}; its raw content is kept on the report"
         )
         warnings = [*report.warnings, f"intake failed ({error}); kept for operators"]
-        incident_id = await _insert_incident(conn, "awaiting_location", kind, None, None, [])
+        incident_id = await insert_incident(conn, "awaiting_location", kind, None, None, [])
         report_id = await self._insert_report(conn, incident_id, report, intake_error=error)
         actor = f"gateway:{report.gateway_id}"
         await append_event(
@@ -181,7 +131,7 @@ class Intake:
             EventType.INCIDENT_CREATED,
             actor=actor,
             incident_id=incident_id,
-            data=_created_data(
+            data=created_data(
                 "awaiting_location",
                 kind,
                 report.channel,
@@ -212,7 +162,7 @@ class Intake:
         body_sha256: str,
     ) -> IntakeResult:
         """The submission, inside its transaction (rerun whole if PostgreSQL aborts it)."""
-        earlier = await _reserve(conn, report, idempotency_key, body_sha256)
+        earlier = await reserve_delivery(conn, report, idempotency_key, body_sha256)
         if earlier is not None:
             return earlier
         # One sender's burst (a panic button places five calls and sends an SMS at
@@ -305,7 +255,7 @@ class Intake:
         )
         if row is None or row["status"] not in OPEN_STATUSES:
             return None
-        location = _row_location(row)
+        location = row_location(row)
         return _OpenIncident(
             row["id"],
             row["status"],
@@ -334,7 +284,7 @@ class Intake:
             report.gateway_id,
             report.external_id,
             report.sender,
-            *_location_columns(location),
+            *location_columns(location),
             location.time if location else None,
             report.payload,
             list(report.warnings),
@@ -378,11 +328,11 @@ class Intake:
                 "report", report_id, f"the only report of incident {old}", "split off"
             )
         kind = self._dispatcher.incident_type(row["type"])
-        location = _row_location(row)
+        location = row_location(row)
         zone = self._dispatcher.locate(location.point) if location else None
         status = "callback" if row["silent"] else "new" if location else "awaiting_location"
         other_zones = self._dispatcher.other_zones(location, zone) if location else []
-        new = await _insert_incident(conn, status, kind, location, zone, other_zones)
+        new = await insert_incident(conn, status, kind, location, zone, other_zones)
         await conn.execute("UPDATE reports SET incident_id = $2 WHERE id = $1", report_id, new)
         await append_event(
             conn,
@@ -398,7 +348,7 @@ class Intake:
             EventType.INCIDENT_CREATED,
             actor=actor,
             incident_id=new,
-            data=_created_data(
+            data=created_data(
                 status,
                 kind,
                 row["channel"],
@@ -436,7 +386,7 @@ class Intake:
             status = "new"
         else:
             status = "awaiting_location"
-        incident_id = await _insert_incident(conn, status, kind, location, zone, other_zones)
+        incident_id = await insert_incident(conn, status, kind, location, zone, other_zones)
         report_id = await self._insert_report(conn, incident_id, report)
         history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
         await append_event(
@@ -445,7 +395,7 @@ class Intake:
             EventType.INCIDENT_CREATED,
             actor=actor,
             incident_id=incident_id,
-            data=_created_data(
+            data=created_data(
                 status,
                 kind,
                 report.channel,
@@ -545,8 +495,8 @@ class Intake:
         if new is not None and is_better(
             new,
             incident.location,
-            new_time=_fix_time(new),
-            current_time=_aware(incident.location_time),
+            new_time=fix_time(new),
+            current_time=aware(incident.location_time),
         ):
             best = new
             await self._relocate(conn, incident, new, report_id, actor)
@@ -665,9 +615,9 @@ class Intake:
             " zone_id = $6, location_time = $7, other_zones = $8, updated_at = now()"
             " WHERE id = $1",
             incident.id,
-            *_location_columns(new),
+            *location_columns(new),
             zone.id if zone else None,
-            _fix_time(new),
+            fix_time(new),
             other_zones,
         )
         await append_event(
@@ -684,115 +634,3 @@ class Intake:
                 **({"reason": reason} if reason is not None else {}),
             },
         )
-
-
-async def _reserve(
-    conn: asyncpg.Connection, report: IncidentReport, key: str, body_sha256: str
-) -> IntakeResult | None:
-    """The answer an earlier delivery of this report got (same key, or the same delivery
-    under another key), or None when this one is the first and now holds both."""
-    earlier = await idempotency.reserve(
-        conn,
-        gateway_id=report.gateway_id,
-        key=key,
-        body_sha256=body_sha256,
-        delivery_id=report.delivery_id,
-    )
-    return IntakeResult.from_json(earlier) if earlier is not None else None
-
-
-async def _insert_incident(
-    conn: asyncpg.Connection,
-    status: str,
-    kind: IncidentType,
-    location: Location | None,
-    zone: Zone | None,
-    other_zones: list[str],
-) -> int:
-    incident_id: int = await conn.fetchval(
-        "INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
-        " location_method, zone_id, location_time, unfilled, other_zones)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        status,
-        kind.priority,
-        kind.name,
-        *_location_columns(location),
-        zone.id if zone else None,
-        _fix_time(location) if location else None,
-        list(kind.plan),
-        other_zones,
-    )
-    return incident_id
-
-
-def _created_data(
-    status: str,
-    kind: IncidentType,
-    channel: str,
-    report_id: int,
-    location: Location | None,
-    zone: Zone | None,
-    other_zones: list[str],
-    warnings: list[str],
-    **extra: Any,
-) -> dict[str, Any]:
-    """The data of an incident.created event (docs/protocol.md)."""
-    return {
-        "status": status,
-        "priority": kind.priority,
-        "type": kind.name,
-        "channel": channel,
-        "report_id": report_id,
-        "location": location_json(location),
-        "zone": {"id": zone.id, "name": zone.name} if zone else None,
-        "other_zones": other_zones,
-        "warnings": warnings,
-        **extra,
-    }
-
-
-def _row_location(row: asyncpg.Record) -> Location | None:
-    """The location stored in a row's lat/lon/radius_m/location_method/location_time."""
-    if row["lat"] is None:
-        return None
-    return Location(
-        point=GeoPoint(lat=row["lat"], lon=row["lon"]),
-        radius_m=row["radius_m"],
-        method=row["location_method"] or "unknown",
-        time=row["location_time"],
-    )
-
-
-def _location_columns(
-    location: Location | None,
-) -> tuple[float | None, float | None, float | None, str | None]:
-    if location is None:
-        return (None, None, None, None)
-    return (location.point.lat, location.point.lon, location.radius_m, location.method)
-
-
-def _fix_time(location: Location) -> datetime:
-    # A fix without its own time is as old as its arrival. One without a UTC offset
-    # cannot be compared with one that has it; gateways' schemas refuse such times, and
-    # a parser that let one through is read as UTC rather than fail the report.
-    if location.time is None:
-        return datetime.now(UTC)
-    if location.time.tzinfo is None:
-        return location.time.replace(tzinfo=UTC)
-    return location.time
-
-
-def _aware(time: datetime | None) -> datetime | None:
-    return time.replace(tzinfo=UTC) if time is not None and time.tzinfo is None else time
-
-
-def location_json(location: Location | None) -> dict[str, Any] | None:
-    """A location as the API shows it: never a made-up 0,0, null while unknown."""
-    if location is None:
-        return None
-    return {
-        "lat": location.point.lat,
-        "lon": location.point.lon,
-        "radius_m": location.radius_m,
-        "method": location.method,
-    }

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from dispatch.errors import IdempotencyConflict, MalformedRequest, PayloadTooLarge, Unauthorized
-from dispatch.intake import IncidentReport
+from dispatch.reports import IncidentReport
 from dispatch.services import Services
 from dispatch.transient import is_transient
 from gateways.content import parse_lenient

@@ -44,9 +44,10 @@ from dispatch.engine import TravelModel
 from dispatch.errors import DispatchError, InvalidTransition
 from dispatch.expiry import OfferExpiry
 from dispatch.incident_types import load_incident_types
-from dispatch.intake import IncidentReport, Intake
+from dispatch.intake import Intake
 from dispatch.offers import Dispatcher
 from dispatch.queue import QueueWorker
+from dispatch.reports import IncidentReport
 from dispatch.settings import Settings
 from dispatch.zonestore import ZoneDirectory
 from geo.location import Location

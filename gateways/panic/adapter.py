@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.correlate import tel_key
-from dispatch.intake import IncidentReport
+from dispatch.reports import IncidentReport
 from gateways.panic.schema import PanicTrigger
 from geo.location import InvalidLocation, Location, location_from_fix
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from dispatch.correlate import tel_key
-from dispatch.intake import IncidentReport
+from dispatch.reports import IncidentReport
 from dispatch.triage import suggest
 from gateways.aml.parse import AmlError, AmlMessage, parse_aml_sms, verify_aml_https_hmac
 from gateways.numbers import number_warning

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from dispatch.errors import MalformedRequest
-from dispatch.intake import IncidentReport
+from dispatch.reports import IncidentReport
 from gateways.aml.parse import AmlError, parse_aml_https
 from gateways.openapi import ANSWERS, form_body, json_body
 from gateways.sms.adapter import aml_https_to_report, to_report, with_hmac_check

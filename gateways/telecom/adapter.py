@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.correlate import tel_key
-from dispatch.intake import IncidentReport
+from dispatch.reports import IncidentReport
 from dispatch.triage import suggest
 from gateways.numbers import number_warning
 from gateways.telecom.pidf_lo import PidfLocation, PidfLoError, parse_pidf_lo
