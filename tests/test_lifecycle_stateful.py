@@ -397,10 +397,14 @@ def test_an_offer_answer_says_what_it_moves(accept: bool) -> None:
         assert taken == OfferAnswer("accepted", "dispatched", "dispatched", reoffer=False)
     else:
         assert taken == OfferAnswer("declined", "available", None, reoffer=True)
-    for status in ("accepted", "declined", "expired", "cancelled"):
+    for status in ("accepted", "declined", "cancelled"):
         refused = answer_offer(7, status, late=False, accept=accept)
         assert refused == Refused("assignment", 7, status, wanted)
         assert refused.error().__class__ is InvalidTransition
+    # Swept already: as late as an offer past its deadline (OfferExpired, documented).
+    swept = answer_offer(7, "expired", late=False, accept=accept)
+    assert swept == Refused("assignment", 7, "expired", wanted, expired=True)
+    assert isinstance(swept.error(), OfferExpired)
     late = answer_offer(7, "offered", late=True, accept=accept)
     assert late == Refused("assignment", 7, "expired", wanted, expired=True)
     error = late.error()

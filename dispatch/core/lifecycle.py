@@ -115,7 +115,9 @@ def answer_offer(
     still an open offer within its deadline."""
     wanted = "accepted" if accept else "declined"
     if status != "offered":
-        return Refused("assignment", assignment_id, status, wanted)
+        # Swept already (expired) is as late as not yet swept: the crew is told the offer
+        # expired (OfferExpired, docs/protocol.md), not that the state is wrong.
+        return Refused("assignment", assignment_id, status, wanted, expired=status == "expired")
     if late:
         return Refused("assignment", assignment_id, "expired", wanted, expired=True)
     if accept:
