@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -67,8 +67,9 @@ class Gateway:
 
     id: str
     channel: str
-    secrets: tuple[str, ...]
-    aml_keys: tuple[str, ...] = ()
+    # Out of the repr: a Gateway in a log line or a traceback must not carry its secrets.
+    secrets: tuple[str, ...] = field(repr=False)
+    aml_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 class GatewaySecrets:

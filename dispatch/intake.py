@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -84,7 +84,7 @@ class Intake:
 
         Raises IdempotencyConflict when the key was used for another body.
         """
-        report = report.storable()
+        report = report.storable(datetime.now(UTC))
         return await in_transaction(
             self._pool, lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
         )
@@ -95,7 +95,7 @@ class Intake:
         """The last line of defence: intake failed on this report for a reason that is
         not an outage (a bug). It is kept anyway, its raw bytes and the error with it,
         as an incident escalated to operators, with nothing else decided for it."""
-        report = replace(report.storable(), location=None, payload={})
+        report = replace(report.storable(datetime.now(UTC)), location=None, payload={})
         return await in_transaction(
             self._pool,
             lambda conn: self._keep_in(conn, report, idempotency_key, body_sha256, error),

@@ -134,8 +134,10 @@ class OutboxRelay:
                 except Exception:
                     # The connection broke under us (a PostgreSQL restart): closed, it
                     # goes back to the pool as dead, not as a connection still holding
-                    # a listener and the lock (asyncpg warns on that release).
-                    conn.terminate()
+                    # a listener and the lock (asyncpg warns on that release). The pool
+                    # may have taken it back already, and then refuses even this.
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
 
     async def _stream_top(self) -> int:
         """The highest position ever published to the stream (0 if none).

@@ -289,13 +289,17 @@ async def replay(
     """Events after a position, in position order.
 
     With ``unit_id``, only what that unit's MDT may see: its own events, and incident
-    events (with no unit) of incidents it was ever offered. With ``zones``, what a desk
+    events (with no unit) of incidents it holds or held an offer or job for (not one it
+    declined, let expire or was taken off). With ``zones``, what a desk
     sees: events of those zones and events of no zone.
     """
     rows = await conn.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"
         " AND ($2::text IS NULL OR unit_id = $2 OR (unit_id IS NULL AND incident_id IN"
-        " (SELECT incident_id FROM assignments WHERE unit_id = $2)))"
+        " (SELECT incident_id FROM assignments WHERE unit_id = $2"
+        # As the live scope: an incident the unit declined, let expire or was taken off
+        # is no longer its to follow (a desk's notes there are not for this crew).
+        "  AND status IN ('offered', 'accepted', 'completed'))))"
         f" AND {incident_on_desk_sql('zone_id', '$4')}"
         " ORDER BY position LIMIT $3",
         after,

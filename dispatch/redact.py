@@ -18,26 +18,39 @@ REDACTED = "[REDACTED]"
 # A parameter whose name ends in one of these words carries a secret (token, api_key,
 # client_secret, X-Signature...). Over-redacting an innocent "monkey=" costs nothing;
 # under-redacting a token costs the token.
-_SECRET_NAMES = "|".join(
-    (
-        r"token|secret|password|passwd|pwd|pass|api[_-]?key|apikey|key|signature|sig",
-        r"auth|authorization|credentials?|session(?:[_-]?id)?|jwt|otp",
+_SECRET_NAMES = (
+    "(?:"
+    + "|".join(
+        (
+            r"token|secret|password|passwd|pwd|pass|api[_-]?key|apikey|key|signature|sig",
+            r"auth|authorization|credentials?|session(?:[_-]?id)?|jwt|otp",
+        )
     )
-)
+    + ")s?"
+)  # plurals too: secrets=, "aml_keys": [...], tokens=
 _QUERY_PARAM = re.compile(
     rf"(?i)(?P<name>(?:^|(?<=[?&;\s\"'(,]))[\w.\-]*(?:{_SECRET_NAMES})(?:%3D|=))"
     r"(?P<value>[^&\s\"'#;,)]+)"
 )
 # "Authorization: Bearer abc", "bearer abc" in an error text.
 _BEARER = re.compile(r"(?i)(?P<name>\bbearer\s+)(?P<value>[\w\-.~+/=]+)")
-# {"token": "abc"} quoted in a message (an echoed client frame, a JSON body).
+# {"token": "abc"} quoted in a message (an echoed client frame, a JSON body); a list of
+# them ("secrets": ["a", "b"], secrets=('a',) in a repr) is masked whole.
 _JSON_FIELD = re.compile(
     rf"(?i)(?P<name>[\"'][\w\-]*(?:{_SECRET_NAMES})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)"
+)
+_LIST_FIELD = re.compile(
+    rf"(?i)(?P<name>\b[\w\-]*(?:{_SECRET_NAMES})[\"']?\s*[:=]\s*)(?P<value>[\[(][^\])]*[\])])"
+)
+# "Authorization: Token abc", "token: abc", "apiKey: abc": a header or a YAML-ish line.
+_HEADER = re.compile(
+    rf"(?i)(?P<name>\b[\w\-]*(?:{_SECRET_NAMES}):\s*(?:(?:bearer|token|basic|digest)\s+)?)"
+    r"(?P<value>[^\s\"',;]+)"
 )
 # postgresql://user:password@host, redis://:password@host
 _URL_PASSWORD = re.compile(r"(?P<name>\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<value>[^@\s/]+)(?=@)")
 
-_RULES = (_QUERY_PARAM, _BEARER, _JSON_FIELD, _URL_PASSWORD)
+_RULES = (_LIST_FIELD, _QUERY_PARAM, _BEARER, _JSON_FIELD, _HEADER, _URL_PASSWORD)
 
 
 def _mask(match: re.Match[str]) -> str:

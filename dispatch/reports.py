@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatch.storable import clean_text, clean_tree
 from geo.location import Location
+
+# A fix time outside these bounds is a wrong clock, not a fix (year 1, the GPS epoch,
+# year 2100): a "newer" one would win over every later real fix, and the oldest do not
+# fit PostgreSQL. An old but plausible time is kept: it is what tells an old fix.
+FIX_TIME_WINDOW = timedelta(days=365)
+FIX_TIME_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +44,27 @@ class IncidentReport:
         """The delivery's own identity, whatever Idempotency-Key it came under."""
         return f"{self.channel}:{self.external_id}"
 
-    def storable(self) -> IncidentReport:
-        """The report with nothing PostgreSQL cannot hold (see ``dispatch.storable``)."""
+    def storable(self, now: datetime) -> IncidentReport:
+        """The report with nothing PostgreSQL cannot hold (see ``dispatch.storable``), and
+        no fix time it cannot use: one from before ``FIX_TIME_WINDOW`` or from the future
+        (beyond a clock's skew) is dropped, and the fix counts as received ``now``."""
+        warnings = self.warnings
+        location = self.location
+        if location is not None and location.time is not None:
+            time = location.time if location.time.tzinfo else location.time.replace(tzinfo=UTC)
+            if not now - FIX_TIME_WINDOW <= time <= now + FIX_TIME_SKEW:
+                location = replace(location, time=None)
+                warnings += (
+                    f"location.time: {time.isoformat()} is not a time this fix"
+                    " was taken; dropped (the fix counts as received now)",
+                )
         return replace(
             self,
             external_id=clean_text(self.external_id),
             sender=clean_text(self.sender),
+            location=location,
             payload=clean_tree(self.payload),
-            warnings=tuple(clean_text(w) for w in self.warnings),
+            warnings=tuple(clean_text(w) for w in warnings),
             sender_keys=tuple(clean_text(k) for k in self.sender_keys),
         )
 

@@ -26,11 +26,23 @@ def clean_text(text: str) -> str:
     return text
 
 
-def clean_tree(value: Any, path: str = "", warnings: list[str] | None = None) -> Any:
-    """A JSON value made storable: strings cleaned, non-finite numbers dropped (None).
+# No report nests anywhere near this; deeper content is cut (null) with a warning, so
+# neither Python's recursion limit nor pydantic's (about 200 levels) fails the report.
+MAX_DEPTH = 32
 
-    ``warnings`` (when given) gets one line per number dropped, naming where it was.
+
+def clean_tree(
+    value: Any, path: str = "", warnings: list[str] | None = None, depth: int = 0
+) -> Any:
+    """A JSON value made storable: strings cleaned, non-finite numbers dropped (None),
+    anything nested deeper than ``MAX_DEPTH`` cut (None).
+
+    ``warnings`` (when given) gets one line per value dropped, naming where it was.
     """
+    if depth > MAX_DEPTH and isinstance(value, dict | list | tuple):
+        if warnings is not None:
+            warnings.append(f"{path}: nested deeper than {MAX_DEPTH} levels; dropped")
+        return None
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -39,11 +51,13 @@ def clean_tree(value: Any, path: str = "", warnings: list[str] | None = None) ->
         return None
     if isinstance(value, dict):
         return {
-            clean_text(str(k)): clean_tree(v, _join(path, str(k)), warnings)
+            clean_text(str(k)): clean_tree(v, _join(path, str(k)), warnings, depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [clean_tree(v, _join(path, str(i)), warnings) for i, v in enumerate(value)]
+        return [
+            clean_tree(v, _join(path, str(i)), warnings, depth + 1) for i, v in enumerate(value)
+        ]
     return value
 
 

@@ -18,11 +18,27 @@ from redis import exceptions as redis_errors
 # connection exception, 53 insufficient resources, 57 operator intervention (admin
 # shutdown, crash shutdown, cannot connect now), 58 system error.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+# And single states: a deadlock or serialization failure still there after the retries
+# (40P01, 40001: the same request later will pass), and a database that failed over to a
+# read-only replica (25006), as Redis's ReadOnlyError below.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "25006"})
+# asyncpg raises InterfaceError for a lost connection and for mistakes in our own use of
+# it ("the server expects 2 arguments", "another operation is in progress"): only the
+# first is an outage; the others would be answered 503 on every retry.
+# "released back to the pool": the pool took back a connection that broke mid-query
+# while a task still held it (seen in the relay during a PostgreSQL restart).
+_LOST_CONNECTION = (
+    "connection is closed",
+    "connection was closed",
+    "pool is closing",
+    "released back to the pool",
+)
+# OSErrors of the file system are bugs or configuration, not a store that went away.
+_LOCAL_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     ConnectionError,  # includes ConnectionRefusedError, ConnectionResetError
     TimeoutError,  # asyncio.TimeoutError is this class since 3.11
-    asyncpg.InterfaceError,  # "connection is closed", "pool is closing" (not ValueError)
     asyncpg.InternalClientError,  # a connection lost half-way through a protocol step
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -46,15 +62,13 @@ def is_transient(err: BaseException) -> bool:
         # content, not an outage.
         if isinstance(current, _TRANSIENT_TYPES) and not isinstance(current, ValueError):
             return True
-        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+        if isinstance(current, OSError) and not isinstance(current, _LOCAL_OS_ERRORS):
             return True
+        if isinstance(current, asyncpg.InterfaceError) and not isinstance(current, ValueError):
+            return any(words in str(current) for words in _LOST_CONNECTION)
         sqlstate = getattr(current, "sqlstate", None)
-        if (
-            isinstance(current, asyncpg.PostgresError)
-            and isinstance(sqlstate, str)
-            and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-        ):
-            return True
+        if isinstance(sqlstate, str) and isinstance(current, asyncpg.PostgresError):
+            return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
         # Only an explicit cause: a bug raised while handling an outage is still a bug.
         current = current.__cause__
     return False

@@ -42,6 +42,9 @@ def verify(
             f"X-ERSS-Timestamp is {int(skew)} s from the server clock (limit {max_skew_s} s);"
             " check the gateway's clock"
         )
+    if not signature.isascii():
+        # compare_digest refuses non-ASCII text (a TypeError, a 500); no valid one has it.
+        raise SignatureError("X-ERSS-Signature must be sha256= and 64 hex digits (ASCII only)")
     # Every secret is tried (no early exit) so timing does not tell which one matched.
     matches = [hmac.compare_digest(sign(secret, timestamp, body), signature) for secret in secrets]
     if not any(matches):

@@ -69,7 +69,8 @@ async def signed_delivery(request: Request, channel: str) -> SignedDelivery:
         )
     gateway = await services.gateway_secrets.lookup(x_erss_gateway)
     if gateway is None:
-        raise Unauthorized(f"unknown gateway {x_erss_gateway!r}")
+        # Not echoed back: what a caller sent is never repeated in an answer.
+        raise Unauthorized("unknown gateway: X-ERSS-Gateway names no registered gateway")
     if gateway.channel != channel:
         raise Unauthorized(f"gateway {x_erss_gateway!r} may not post to the {channel} endpoint")
     body = await _read_body(request, services.settings.gateway_max_body_bytes)

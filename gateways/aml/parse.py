@@ -469,7 +469,7 @@ def parse_aml_https(body: str | bytes) -> AmlMessage:
     ``location_time`` and ``time`` are Unix milliseconds. ``location_certainty`` is a
     percentage; ``location_confidence`` a fraction 0..1. The ``hmac`` field is not
     checked here: see `verify_aml_https_hmac`. Raises AmlError when the body is not
-    form-encoded text or has none of ``v``, ``location_latitude``,
+    form-encoded text or has none of ``v``, ``device_number``, ``location_latitude``,
     ``location_longitude``.
     """
     text = _text(body)
@@ -478,8 +478,11 @@ def parse_aml_https(body: str | bytes) -> AmlMessage:
     except ValueError as err:
         raise AmlError("body", f"not a form-encoded AML body: {err}") from err
     keys = {key for key, _ in pairs}
-    if not keys & {"v", "location_latitude", "location_longitude"}:
-        raise AmlError("body", "no AML fields (v, location_latitude, location_longitude)")
+    # The caller's number alone is a report to keep (its location then missing, warned).
+    if not keys & {"v", "location_latitude", "location_longitude", "device_number"}:
+        raise AmlError(
+            "body", "no AML fields (v, device_number, location_latitude, location_longitude)"
+        )
     warnings: list[str] = []
     r = _Reader([(k, v.strip()) for k, v in pairs], warnings)
     version = r.digits("v", 1, 3, "a version number")
