@@ -9,10 +9,11 @@ from typing import Any
 from dispatch.storable import clean_text, clean_tree
 from geo.location import Location
 
-# A fix time outside these bounds is a wrong clock, not a fix (year 1, the GPS epoch,
-# year 2100): a "newer" one would win over every later real fix, and the oldest do not
-# fit PostgreSQL. An old but plausible time is kept: it is what tells an old fix.
-FIX_TIME_WINDOW = timedelta(days=365)
+# A fix time outside these bounds is a wrong clock, not a fix (year 1, the GPS epoch of
+# 1980, a clock never set, year 2100): a "newer" one would win over every later real
+# fix, and the oldest do not fit PostgreSQL. An old but plausible time is kept: it is
+# what tells an old fix (and replayed samples keep theirs).
+FIX_TIME_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 FIX_TIME_SKEW = timedelta(minutes=5)
 
 
@@ -46,13 +47,13 @@ class IncidentReport:
 
     def storable(self, now: datetime) -> IncidentReport:
         """The report with nothing PostgreSQL cannot hold (see ``dispatch.storable``), and
-        no fix time it cannot use: one from before ``FIX_TIME_WINDOW`` or from the future
-        (beyond a clock's skew) is dropped, and the fix counts as received ``now``."""
+        no fix time it cannot use: one before ``FIX_TIME_FLOOR`` or from the future (beyond
+        a clock's skew) is dropped, and the fix counts as received ``now``."""
         warnings = self.warnings
         location = self.location
         if location is not None and location.time is not None:
             time = location.time if location.time.tzinfo else location.time.replace(tzinfo=UTC)
-            if not now - FIX_TIME_WINDOW <= time <= now + FIX_TIME_SKEW:
+            if not FIX_TIME_FLOOR <= time <= now + FIX_TIME_SKEW:
                 location = replace(location, time=None)
                 warnings += (
                     f"location.time: {time.isoformat()} is not a time this fix"
