@@ -123,7 +123,11 @@ class OutboxRelay:
                     self._outage.succeeded()
                     if published < _BATCH:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                            # asyncio.timeout, not wait_for: on 3.11 wait_for can
+                            # swallow a cancel that lands as the event is set, and the
+                            # loop then outlives its shutdown.
+                            async with asyncio.timeout(self._poll_s):
+                                await self._wake.wait()
             finally:
                 self.is_leader = False
                 try:

@@ -53,7 +53,10 @@ class QueueWorker:
                 self._outage.failed(err)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the event is set, and the loop then outlives its shutdown.
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
 
     async def sweep_once(self) -> int:
         """Offer waiting incidents to free units; returns how many offers were made."""
