@@ -6,6 +6,7 @@ hoaxing is recognised at once, and a genuine repeat victim too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -16,9 +17,18 @@ REPEAT_BLANK_CALLS = 3
 
 
 async def caller_history(
-    conn: asyncpg.Connection, keys: list[str], *, exclude_incident: int | None = None
+    conn: asyncpg.Connection,
+    keys: list[str],
+    *,
+    exclude_incident: int | None = None,
+    shows_id: Callable[[str | None], bool] = lambda _zone: True,
 ) -> dict[str, Any]:
     """Counts and the latest incidents of everyone identified by ``keys``.
+
+    Every viewer gets the counts, types and statuses (a hoax record matters wherever the
+    next call lands); an incident's ``id`` only where ``shows_id(its zone)`` says the
+    viewer may see that incident (``dispatch.access``): a desk must not learn another
+    zone's incident ids.
 
     One indexed lookup per key (an equality on report_keys' primary key, which a
     prepared statement's generic plan still serves by index), then the incidents by
@@ -40,7 +50,7 @@ async def caller_history(
             blank += row["silent"] and row["today"]
     incidents = (
         await conn.fetch(
-            "SELECT id, status, type, disposition, created_at FROM incidents"
+            "SELECT id, status, type, disposition, created_at, zone_id FROM incidents"
             " WHERE id = ANY($1::bigint[]) ORDER BY id DESC",
             sorted(incident_ids),
         )
@@ -59,7 +69,7 @@ async def caller_history(
         "hoaxes": hoaxes,
         "recent": [
             {
-                "id": r["id"],
+                "id": r["id"] if shows_id(r["zone_id"]) else None,
                 "status": r["status"],
                 "type": r["type"],
                 "disposition": r["disposition"],

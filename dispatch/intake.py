@@ -388,7 +388,15 @@ class Intake:
             status = "awaiting_location"
         incident_id = await insert_incident(conn, status, kind, location, zone, other_zones)
         report_id = await self._insert_report(conn, incident_id, report)
-        history = await caller_history(conn, list(report.sender_keys), exclude_incident=incident_id)
+        # The event reaches the desks of this incident's zone (all desks when it has
+        # none): they may see the ids of earlier incidents in that same zone only.
+        here = zone.id if zone else None
+        history = await caller_history(
+            conn,
+            list(report.sender_keys),
+            exclude_incident=incident_id,
+            shows_id=lambda there: there is None or there == here,
+        )
         await append_event(
             conn,
             self._schema,

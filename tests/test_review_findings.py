@@ -163,3 +163,36 @@ async def test_an_mdt_does_not_replay_an_incident_it_declined(live: LiveServer) 
     kinds = [m["event"]["type"] for m in replayed if m["type"] == "event"]
     assert "assignment.offered" in kinds  # its own offer, and its answer, it did see
     assert "incident.note_added" not in kinds, kinds
+
+
+async def test_a_desk_does_not_learn_other_zones_incident_ids_from_caller_history(
+    live: LiveServer,
+) -> None:
+    phone = "+919437055555"
+    south = (
+        await live.post_panic(panic(zone_point("capital"), "s-1", user={"phone": phone}))
+    ).json()
+    closed = await live.http.post(
+        f"/v1/incidents/{south['incident_id']}/close",
+        json={"disposition": "hoax"},
+        headers={"Authorization": f"Bearer {live.operator_token}"},
+    )
+    assert closed.status_code == 200, closed.text
+    desk = {"Authorization": f"Bearer {live.credentials['operators']['north-desk']}"}
+    city = {"Authorization": f"Bearer {live.operator_token}"}
+    as_desk = (await live.http.get(f"/v1/callers/{phone}", headers=desk)).json()
+    as_city = (await live.http.get(f"/v1/callers/{phone}", headers=city)).json()
+    assert as_desk["hoaxes"] == as_city["hoaxes"] == 1  # the record matters everywhere
+    assert [r["id"] for r in as_desk["recent"]] == [None]
+    assert [r["id"] for r in as_city["recent"]] == [south["incident_id"]]
+    # A new report in a north zone: its incident.created carries no south id either.
+    north = (
+        await live.post_panic(panic(zone_point("infocity"), "n-1", user={"phone": phone}))
+    ).json()
+    created = await live.db.fetchval(
+        "SELECT data FROM events WHERE incident_id = $1 AND type = 'incident.created'",
+        north["incident_id"],
+    )
+    recent = created["caller_history"]["recent"]
+    assert [r["id"] for r in recent] == [None]
+    assert recent[0]["disposition"] == "hoax"

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from dispatch import readmodels
+from dispatch.access import sees_incident_zone
 from dispatch.api import incidents, units
 from dispatch.api.deps import OperatorDep, ServicesDep
 from dispatch.api.errors import ERROR_RESPONSES
@@ -28,18 +29,22 @@ router.include_router(units.router)
 
 @router.get("/callers/{number}")
 async def get_caller(
-    number: PhoneNumber, services: ServicesDep, _operator: OperatorDep
+    number: PhoneNumber, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """A phone number's history with 112: incidents, blank calls, hoaxes, flags.
 
     Every desk sees a caller's whole history (counts, statuses, types: no location, no
-    content): a hoax record or a repeat caller matters wherever the next call lands.
+    content): a hoax record or a repeat caller matters wherever the next call lands. The
+    ids are only those of incidents the desk sees (null for another zone's).
     """
     key = tel_key(number)
     if key is None:
         raise NotFound("phone number", number)
     async with services.pool.acquire() as conn:
-        return {"number": number, **await caller_history(conn, [key])}
+        history = await caller_history(
+            conn, [key], shows_id=lambda zone: sees_incident_zone(operator, zone)
+        )
+    return {"number": number, **history}
 
 
 @router.get("/incident-types")

@@ -824,7 +824,7 @@
         ["previous incidents", history.incidents],
         ["blank calls 24 h", history.blank_calls_24h],
         ["hoaxes", history.hoaxes],
-        ["recent", (history.recent || []).map((r) => `#${r.id ?? r.incident_id} ${r.type ?? ""} ${r.status ?? ""}${r.disposition ? ` (${r.disposition})` : ""}`).join("; ")],
+        ["recent", (history.recent || []).map((r) => `${(r.id ?? r.incident_id) ? `#${r.id ?? r.incident_id} ` : ""}${r.type ?? ""} ${r.status ?? ""}${r.disposition ? ` (${r.disposition})` : ""}`).join("; ")],
       ]));
     } else {
       $("detail-caller").replaceChildren(el("span", { class: "muted", text: "no caller history (anonymous device or none recorded)" }));
