@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pythonjsonlogger.json import JsonFormatter
 
 from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
-from dispatch.logformat import TextFormatter, quiet_routine_loggers
+from dispatch.logformat import configure_logging
 from dispatch.posts import STANDBY_POLICIES
-from dispatch.redact import RedactingFilter
 from dispatch.settings import Settings
 from dispatch.simulation.policies import POLICY_NAMES
 from dispatch.zonestore import save_zones
@@ -236,23 +234,6 @@ def zones_command(args: argparse.Namespace) -> int:
         # Kept, not deleted: open incidents and units may still refer to them.
         print(f"erss: zones in the database but not in the file (kept): {', '.join(absent)}")
     return 0
-
-
-def configure_logging(log_format: str) -> None:
-    """Log to stderr, as text for people or JSON lines for log shippers; never a secret."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    if log_format == "json":
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
-    else:
-        handler.setFormatter(TextFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    quiet_routine_loggers()
 
 
 def simulate(args: argparse.Namespace) -> int:

@@ -129,3 +129,40 @@ def location_json(location: Location | None) -> dict[str, Any] | None:
         "radius_m": location.radius_m,
         "method": location.method,
     }
+
+
+async def insert_report(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    report: IncidentReport,
+    *,
+    intake_error: str | None = None,
+) -> int:
+    """Insert a report of an incident, with its sender keys; its id."""
+    location = report.location
+    report_id: int = await conn.fetchval(
+        "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
+        " radius_m, location_method, location_time, payload, warnings, silent, raw,"
+        " raw_content_type, intake_error)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        " RETURNING id",
+        incident_id,
+        report.channel,
+        report.gateway_id,
+        report.external_id,
+        report.sender,
+        *location_columns(location),
+        location.time if location else None,
+        report.payload,
+        list(report.warnings),
+        report.silent,
+        report.raw,
+        report.raw_content_type,
+        intake_error,
+    )
+    if report.sender_keys:
+        await conn.executemany(
+            "INSERT INTO report_keys (key, report_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(key, report_id) for key in set(report.sender_keys)],
+        )
+    return report_id

@@ -33,6 +33,7 @@ from dispatch.incident_rows import (
     created_data,
     fix_time,
     insert_incident,
+    insert_report,
     location_columns,
     location_json,
     reserve_delivery,
@@ -123,7 +124,7 @@ class Intake:
         )
         warnings = [*report.warnings, f"intake failed ({error}); kept for operators"]
         incident_id = await insert_incident(conn, "awaiting_location", kind, None, None, [])
-        report_id = await self._insert_report(conn, incident_id, report, intake_error=error)
+        report_id = await insert_report(conn, incident_id, report, intake_error=error)
         actor = f"gateway:{report.gateway_id}"
         await append_event(
             conn,
@@ -264,42 +265,6 @@ class Intake:
             row["location_time"],
         )
 
-    async def _insert_report(
-        self,
-        conn: asyncpg.Connection,
-        incident_id: int,
-        report: IncidentReport,
-        *,
-        intake_error: str | None = None,
-    ) -> int:
-        location = report.location
-        report_id: int = await conn.fetchval(
-            "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
-            " radius_m, location_method, location_time, payload, warnings, silent, raw,"
-            " raw_content_type, intake_error)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            " RETURNING id",
-            incident_id,
-            report.channel,
-            report.gateway_id,
-            report.external_id,
-            report.sender,
-            *location_columns(location),
-            location.time if location else None,
-            report.payload,
-            list(report.warnings),
-            report.silent,
-            report.raw,
-            report.raw_content_type,
-            intake_error,
-        )
-        if report.sender_keys:
-            await conn.executemany(
-                "INSERT INTO report_keys (key, report_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                [(key, report_id) for key in set(report.sender_keys)],
-            )
-        return report_id
-
     async def split(
         self, conn: asyncpg.Connection, report_id: int, *, actor: str, reason: str
     ) -> int:
@@ -387,7 +352,7 @@ class Intake:
         else:
             status = "awaiting_location"
         incident_id = await insert_incident(conn, status, kind, location, zone, other_zones)
-        report_id = await self._insert_report(conn, incident_id, report)
+        report_id = await insert_report(conn, incident_id, report)
         # The event reaches the desks of this incident's zone (all desks when it has
         # none): they may see the ids of earlier incidents in that same zone only.
         here = zone.id if zone else None
@@ -475,7 +440,7 @@ class Intake:
         self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident
     ) -> IntakeResult:
         actor = f"gateway:{report.gateway_id}"
-        report_id = await self._insert_report(conn, incident.id, report)
+        report_id = await insert_report(conn, incident.id, report)
         await append_event(
             conn,
             self._schema,

@@ -1,4 +1,5 @@
-"""How log lines read: the ids an operator searches by, in text logs too; no chatter.
+"""How log lines read: the ids an operator searches by, in text logs too; no chatter;
+no secret (``configure_logging`` sets it all up for ``erss``).
 
 The JSON format carries every ``extra`` field already; the text format showed only the
 message, so "offer expired unanswered" said nothing of which offer. Socket opens and
@@ -9,6 +10,10 @@ lines are routine: they go to DEBUG, not INFO.
 from __future__ import annotations
 
 import logging
+
+from pythonjsonlogger.json import JsonFormatter
+
+from dispatch.redact import RedactingFilter
 
 # The fields log calls pass as ``extra`` that identify what a line is about.
 ID_FIELDS = (
@@ -63,3 +68,20 @@ def quiet_routine_loggers() -> None:
     uvicorn_error = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, RoutineToDebug) for f in uvicorn_error.filters):
         uvicorn_error.addFilter(RoutineToDebug())
+
+
+def configure_logging(log_format: str) -> None:
+    """Log to stderr, as text for people or JSON lines for log shippers; never a secret."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(TextFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    quiet_routine_loggers()

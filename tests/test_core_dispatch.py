@@ -34,6 +34,7 @@ from dispatch.core.rank import closest_idle
 from dispatch.incident_types import IncidentType, load_incident_types
 from geo.distance import distance_m
 from geo.points import GeoPoint
+from tests.crew_rule import CREW_MAY
 
 TYPES = load_incident_types()
 ZONES = ("z0", "z1", "z2", "z3", "z4")
@@ -44,18 +45,6 @@ NEIGHBOURS = {
 CENTRE = GeoPoint(lat=20.30, lon=85.82)
 TRAVEL = TravelModel()
 RULES = Rules(position_stale_s=600.0)
-# What a crew may report from each status, as docs/protocol.md states it (this test's own
-# model of the rule, not the core's table).
-CREW_MAY = {
-    "off_duty": {"available"},
-    "available": {"off_duty", "out_of_service"},
-    "offered": set(),
-    "dispatched": {"en_route", "on_scene"},
-    "en_route": {"on_scene"},
-    "on_scene": {"returning", "available"},
-    "returning": {"available"},
-    "out_of_service": {"available", "off_duty"},
-}
 LIVE = ("offered", "accepted")
 
 zones = st.none() | st.sampled_from(ZONES)

@@ -17,18 +17,8 @@ from dispatch.core.lifecycle import (
     crew_report,
 )
 from dispatch.errors import InvalidTransition
+from tests.crew_rule import CREW_MAY
 
-# The documented crew rule (docs/protocol.md), written out here, not imported.
-CREW_MAY = {
-    "off_duty": {"available"},
-    "available": {"off_duty", "out_of_service"},
-    "offered": set(),
-    "dispatched": {"en_route", "on_scene"},
-    "en_route": {"on_scene"},
-    "on_scene": {"returning", "available"},
-    "returning": {"available"},
-    "out_of_service": {"available", "off_duty"},
-}
 ASSIGNMENT_STATUSES = ("offered", "accepted", "declined", "expired", "cancelled", "completed")
 
 

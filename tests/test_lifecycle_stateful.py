@@ -52,21 +52,9 @@ from dispatch.settings import Settings
 from dispatch.zonestore import ZoneDirectory
 from geo.location import Location
 from geo.zones import ZoneIndex
+from tests.crew_rule import CREW_MAY
 
 T = TypeVar("T")
-# What a crew may report from each status, as docs/protocol.md states it (the test's own
-# model of the rule, not the engine's table): offered is left only by answering, and
-# only the engine makes a unit offered or dispatched.
-CREW_MAY = {
-    "off_duty": {"available"},
-    "available": {"off_duty", "out_of_service"},
-    "offered": set(),
-    "dispatched": {"en_route", "on_scene"},
-    "en_route": {"on_scene"},
-    "on_scene": {"returning", "available"},
-    "returning": {"available"},
-    "out_of_service": {"available", "off_duty"},
-}
 ZONES = demo_zones()
 TYPES = ["panic", "medical", "accident_injuries", "other"]
 
