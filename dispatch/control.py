@@ -17,6 +17,9 @@ from dispatch.readmodels import OPEN_STATUSES
 # Statuses an operator may set directly, and only for a unit with no active job.
 OPERATOR_UNIT_STATUSES = frozenset({"available", "off_duty", "out_of_service"})
 _ENGAGED = frozenset({"offered", "dispatched", "en_route", "on_scene"})
+# Incidents whose plan is being served: not those awaiting a callback or a location,
+# which a new type alone does not release.
+_DISPATCHABLE = frozenset({"new", "queued", "offered", "dispatched", "on_scene"})
 
 
 class Control:
@@ -136,10 +139,16 @@ class Control:
     async def classify(
         self, conn: asyncpg.Connection, incident_id: int, type_name: str, *, actor: str, reason: str
     ) -> None:
-        """Set the incident's type as the call-taker judges it (priority and plan follow)."""
+        """Set the incident's type as the call-taker judges it (priority and plan follow).
+
+        The new plan's open slots are served in the same transaction, so the answer
+        shows their offers, and an agency with no unit at all waits and is escalated at
+        once (not when an unrelated offer expires)."""
         kind = self._dispatcher.known_type(type_name)
-        await self._open_incident(conn, incident_id)
+        status = await self._open_incident(conn, incident_id)
         await self._dispatcher.reclassify(conn, incident_id, kind, actor=actor, reason=reason)
+        if status in _DISPATCHABLE:
+            await self._dispatcher.reoffer(conn, incident_id, actor=actor)
 
     async def add_note(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, text: str

@@ -20,12 +20,12 @@ from dispatch import idempotency
 from dispatch.callers import caller_history
 from dispatch.core.correlate import (
     CorrelationPolicy,
+    best_fix,
     is_better,
     may_join_nearby,
     sender_window_applies,
 )
 from dispatch.core.facts import IncidentFacts
-from dispatch.core.plans import after_fill
 from dispatch.errors import DispatchError, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.incident_rows import (
@@ -276,7 +276,9 @@ class Intake:
         """
         row = await conn.fetchrow(
             "SELECT r.incident_id, r.channel, r.lat, r.lon, r.radius_m, r.location_method,"
-            " r.location_time, r.silent, r.warnings, i.status, i.type FROM reports r"
+            " r.location_time, r.silent, r.warnings, i.status, i.type,"
+            " (r.lat, r.lon, r.radius_m) IS NOT DISTINCT FROM (i.lat, i.lon, i.radius_m)"
+            " AS placed_it FROM reports r"
             " JOIN incidents i ON i.id = r.incident_id WHERE r.id = $1 FOR UPDATE OF i",
             report_id,
         )
@@ -326,6 +328,8 @@ class Intake:
                 reason=reason,
             ),
         )
+        if location is not None and row["placed_it"]:
+            await self._restore_location(conn, old, report_id, actor)
         if location is not None and status == "new":
             await self._dispatch_located(conn, new, kind, location, zone, actor, fresh=True)
         elif status == "awaiting_location":
@@ -333,6 +337,40 @@ class Intake:
                 conn, new, actor=actor, reason="no usable location in the report"
             )
         return new
+
+    async def _restore_location(
+        self, conn: asyncpg.Connection, incident_id: int, report_id: int, actor: str
+    ) -> None:
+        """The incident's location was the split-off report's: back to the best fix of
+        the reports it keeps, or, with none, operators are asked to place it."""
+        incident = await self._load_open(conn, incident_id)
+        if incident is None:
+            return
+        rows = await conn.fetch(
+            "SELECT lat, lon, radius_m, location_method, location_time FROM reports"
+            " WHERE incident_id = $1 AND lat IS NOT NULL ORDER BY received_at, id",
+            incident_id,
+        )
+        fixes = [(loc, aware(r["location_time"])) for r in rows if (loc := row_location(r))]
+        best = best_fix(fixes)
+        if best is None:
+            reason = (
+                f"its location came from report {report_id}, split off, and no other report"
+                " has one: place it from the caller"
+            )
+            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            return
+        current = incident.location
+        if current is not None and (best.point, best.radius_m) == (current.point, current.radius_m):
+            return  # its own reports put it where it is already
+        await self._relocate(
+            conn,
+            incident,
+            best,
+            None,
+            actor,
+            reason=f"report {report_id} was split off: the best fix of its own reports",
+        )
 
     async def _create_incident(
         self, conn: asyncpg.Connection, report: IncidentReport
@@ -424,7 +462,7 @@ class Intake:
             # Placed or confirmed later: it has waited since its report.
             facts = await self._dispatcher.load_facts(conn, incident_id) or facts
         filled = await self._dispatcher.fill(conn, facts, actor=actor, fresh=fresh)
-        verdict = after_fill(filled.missing, filled.held)
+        verdict = filled.verdict
         if verdict.wait_reason is None:
             return "offered"
         status = await self._dispatcher.wait(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -34,7 +34,13 @@ from dispatch.core.facts import (
     UnitSnapshot,
 )
 from dispatch.core.lifecycle import Refused, answer_offer, crew_report
-from dispatch.core.plans import after_fill, after_refusals, preempt_order, slots_in_order
+from dispatch.core.plans import (
+    Verdict,
+    after_fill,
+    after_refusals,
+    preempt_order,
+    slots_in_order,
+)
 from dispatch.core.rank import (
     Candidate,
     Policy,
@@ -49,6 +55,7 @@ from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.incident_types import IncidentType
 from dispatch.metrics import Metrics
 from dispatch.posts import CoveragePosts
+from dispatch.readmodels import READY_TO_CLOSE_SQL
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.location import Location
@@ -73,6 +80,12 @@ class Filled:
     offers: list[Offer]
     missing: list[str]  # agencies no unit could be offered for
     held: list[str]  # agencies the policy holds for a unit that can arrive in time
+    why: dict[str, str] = field(default_factory=dict)  # per missing agency, why
+
+    @property
+    def verdict(self) -> Verdict:
+        """What the incident's record says after this pass (wait, escalate, nothing)."""
+        return after_fill(self.missing, self.held, self.why)
 
 
 log = logging.getLogger(__name__)
@@ -222,24 +235,32 @@ class Dispatcher:
         filled = Filled([], [], [])
         for slot in decision.slots:
             offer = await self._claim_first(conn, incident, slot, actor)
-            held = slot.held
+            held, why = slot.held, slot.why
             if offer is None and slot.agency in nearest:
                 # None of the nearest could go: the rest of the agency's fleet.
-                rest = await self.available_units(conn, agency=slot.agency)
+                rest = await self.available_units(conn, agency=slot.agency, stale=True)
                 wider = replace(
-                    snapshot, units=tuple(u for u in rest if u.id not in nearest[slot.agency])
+                    snapshot,
+                    units=tuple(u for u in rest if u.id not in nearest[slot.agency]),
                 )
                 again = decide_slot(wider, slot.agency, self._policy, self._travel, self.rules)
                 offer = await self._claim_first(conn, incident, again, actor)
                 held = held or again.held
+                # Why, over the whole agency: the nearest and the rest together.
+                whole = replace(snapshot, units=(*snapshot.units, *wider.units))
+                why = decide_slot(whole, slot.agency, self._policy, self._travel, self.rules).why
             if offer is None and slot.preempt:
                 offer = await self._preempt(conn, incident, slot.need, actor=actor, exclude=refused)
             if offer is not None:
                 filled.offers.append(offer)
-            else:
+            elif held:
                 # Held only while a unit that could go is kept back by the hold; with none
                 # (all busy, refused, stale or out of reach) operators are told (missing).
-                (filled.held if held else filled.missing).append(slot.agency)
+                filled.held.append(slot.agency)
+            else:
+                filled.missing.append(slot.agency)
+                # A unit claimed by another instance since the read leaves no reason.
+                filled.why[slot.agency] = why or "the units ranked were taken meanwhile"
         return filled
 
     async def _candidates(
@@ -253,8 +274,9 @@ class Dispatcher:
                 incident.point, agency, radius_m=self._travel.max_radius_m, count=_NEAREST
             )
             if ids:
-                return await self.available_units(conn, agency=agency, among=ids), set(ids)
-        return await self.available_units(conn, agency=agency), None
+                found = await self.available_units(conn, agency=agency, among=ids, stale=True)
+                return found, set(ids)
+        return await self.available_units(conn, agency=agency, stale=True), None
 
     async def _claim_first(
         self, conn: asyncpg.Connection, incident: IncidentFacts, slot: SlotDecision, actor: str
@@ -272,13 +294,15 @@ class Dispatcher:
         *,
         agency: str | None = None,
         among: list[str] | None = None,
+        stale: bool = False,
     ) -> list[UnitSnapshot]:
         """Available units with a known and recent position, optionally of one agency.
 
         The position is the newest the MDT sent (the live fix in Redis, when it is newer
         than PostgreSQL's flushed copy). A unit whose MDT has not reported for
         ``position_stale_s`` may be anywhere (or its crew away from the vehicle): it is
-        not trusted as available.
+        not trusted as available. ``stale``: include such units too (the core passes
+        over them, and says so when nobody else could go).
         """
         # Two statements, not one with "$2 IS NULL OR id = ANY($2)": under a prepared
         # statement's generic plan that OR turns the primary-key lookup into a scan.
@@ -299,7 +323,7 @@ class Dispatcher:
                 agency,
                 among,
             )
-        return await self._placed(rows)
+        return await self._placed(rows, fresh_only=not stale)
 
     async def _placed(
         self, rows: list[asyncpg.Record], *, fresh_only: bool = True
@@ -522,9 +546,13 @@ class Dispatcher:
             conn,
             self._schema,
             [
+                # The incident it is offered, as every later status change of the job
+                # carries; so, like them, it reaches the incident's desks (a desk of the
+                # unit's zone must not learn another zone's incident id from it).
                 NewEvent(
                     EventType.UNIT_STATUS_CHANGED,
                     actor,
+                    incident_id=incident.id,
                     unit_id=offer.unit_id,
                     data={
                         "from": "available",
@@ -620,7 +648,13 @@ class Dispatcher:
             else {"assignment_id": assignment_id},
         )
         await self.unit_status_event(
-            conn, unit_id, "offered", answer.unit_status, actor, assignment_id=assignment_id
+            conn,
+            unit_id,
+            "offered",
+            answer.unit_status,
+            actor,
+            assignment_id=assignment_id,
+            incident_id=incident_id,
         )
         if answer.reoffer:
             await self.reoffer(conn, incident_id, actor=actor)
@@ -686,9 +720,34 @@ class Dispatcher:
             incident_id=assignment["incident_id"] if assignment else None,
             **extra,
         )
+        if job_done and assignment is not None:
+            await self._ready_to_close(conn, assignment["incident_id"], unit_id, status, actor)
         if job_done and self._posts is not None:
             await self._name_post(conn, unit_id, self._posts, actor=actor)
         return {"unit_id": unit_id, "status": status}
+
+    async def _ready_to_close(
+        self, conn: asyncpg.Connection, incident_id: int, unit_id: str, status: str, actor: str
+    ) -> None:
+        """Tell operators an incident is ready to close when the job a crew just finished
+        was its last: every slot had a unit, and none is offered or on its way. The
+        incident itself stays open (only an operator closes, with a disposition)."""
+        ready = await conn.fetchval(
+            f"SELECT {READY_TO_CLOSE_SQL} FROM incidents i WHERE i.id = $1", incident_id
+        )
+        if not ready:
+            return
+        await append_event(
+            conn,
+            self._schema,
+            EventType.INCIDENT_READY_TO_CLOSE,
+            actor=actor,
+            incident_id=incident_id,
+            data={
+                "reason": f"every unit has finished (last: {unit_id}, now {status}):"
+                " close it with a disposition",
+            },
+        )
 
     async def _name_post(
         self, conn: asyncpg.Connection, unit_id: str, posts: CoveragePosts, *, actor: str
@@ -820,7 +879,7 @@ class Dispatcher:
         if verdict is None:
             filled = await self.fill(conn, facts, actor=actor)
             # An escalation the offer had answered holds again now that it was refused.
-            verdict = after_fill(filled.missing, filled.held)
+            verdict = filled.verdict
         if verdict.wait_reason is not None:
             await self.wait(conn, incident_id, actor=actor, reason=verdict.wait_reason)
         if verdict.escalate_reason is not None:

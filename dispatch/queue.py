@@ -17,7 +17,6 @@ import logging
 import asyncpg
 
 from dispatch.core.facts import IncidentFacts
-from dispatch.core.plans import after_fill
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
 
@@ -79,7 +78,7 @@ class QueueWorker:
             )
             if not waiting:
                 return 0
-            units = await self._dispatcher.available_units(conn)
+            units = await self._dispatcher.available_units(conn, stale=True)
             if not units:
                 return 0
             # Waiting means some agency of the plan has no unit yet, whether or not
@@ -105,7 +104,7 @@ class QueueWorker:
                 if facts is None:
                     continue
                 filled = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
-                verdict = after_fill(filled.missing, filled.held)
+                verdict = filled.verdict
                 if verdict.escalate_reason is not None:
                     # E.g. a hold that ended with no unit left to take: operators are
                     # told (once per reason; already-escalated incidents stay quiet).
