@@ -12,6 +12,7 @@ import logging
 
 import asyncpg
 
+from dispatch import incident_log
 from dispatch.events import EventType, append_event
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
@@ -84,9 +85,15 @@ class OfferExpiry:
                 unit_id=row["unit_id"],
                 data={"assignment_id": row["id"]},
             )
-            await self._dispatcher.unit_status_event(
-                conn, row["unit_id"], "offered", "available", _ACTOR, assignment_id=row["id"]
+            await incident_log.unit_status_event(
+                conn,
+                self._schema,
+                row["unit_id"],
+                "offered",
+                "available",
+                _ACTOR,
+                assignment_id=row["id"],
             )
-            await self._dispatcher.reopen(conn, row["incident_id"], row["agency"])
+            await incident_log.reopen(conn, row["incident_id"], row["agency"])
             await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
             return 1

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from dispatch import idempotency
+from dispatch import idempotency, incident_log
 from dispatch.callers import caller_history
 from dispatch.core.correlate import (
     CorrelationPolicy,
@@ -144,7 +144,7 @@ class Intake:
                 unprocessable=True,
             ),
         )
-        await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+        await incident_log.escalate(conn, self._schema, incident_id, actor=actor, reason=reason)
         log.error(
             "kept an unprocessable report",
             extra={"incident_id": incident_id, "report_id": report_id, "channel": report.channel},
@@ -333,8 +333,8 @@ class Intake:
         if location is not None and status == "new":
             await self._dispatch_located(conn, new, kind, location, zone, actor, fresh=True)
         elif status == "awaiting_location":
-            await self._dispatcher.escalate(
-                conn, new, actor=actor, reason="no usable location in the report"
+            await incident_log.escalate(
+                conn, self._schema, new, actor=actor, reason="no usable location in the report"
             )
         return new
 
@@ -358,7 +358,7 @@ class Intake:
                 f"its location came from report {report_id}, split off, and no other report"
                 " has one: place it from the caller"
             )
-            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            await incident_log.escalate(conn, self._schema, incident_id, actor=actor, reason=reason)
             return
         current = incident.location
         if current is not None and (best.point, best.radius_m) == (current.point, current.radius_m):
@@ -430,8 +430,12 @@ class Intake:
                 data={"number": report.sender, "flags": history["flags"]},
             )
         elif location is None:
-            await self._dispatcher.escalate(
-                conn, incident_id, actor=actor, reason="no usable location in the report"
+            await incident_log.escalate(
+                conn,
+                self._schema,
+                incident_id,
+                actor=actor,
+                reason="no usable location in the report",
             )
         else:
             status = await self._dispatch_located(
@@ -454,8 +458,8 @@ class Intake:
         reported just now); returns its status afterwards."""
         if zone is None:
             reason = self._dispatcher.outside_reason(location.point)
-            await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
-            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+            await incident_log.wait(conn, self._schema, incident_id, actor=actor, reason=reason)
+            await incident_log.escalate(conn, self._schema, incident_id, actor=actor, reason=reason)
             return "queued"
         facts = IncidentFacts(incident_id, kind, location.point, zone.id)
         if not fresh:
@@ -465,12 +469,12 @@ class Intake:
         verdict = filled.verdict
         if verdict.wait_reason is None:
             return "offered"
-        status = await self._dispatcher.wait(
-            conn, incident_id, actor=actor, reason=verdict.wait_reason
+        status = await incident_log.wait(
+            conn, self._schema, incident_id, actor=actor, reason=verdict.wait_reason
         )
         if verdict.escalate_reason is not None:
-            await self._dispatcher.escalate(
-                conn, incident_id, actor=actor, reason=verdict.escalate_reason
+            await incident_log.escalate(
+                conn, self._schema, incident_id, actor=actor, reason=verdict.escalate_reason
             )
         return status
 
@@ -497,8 +501,8 @@ class Intake:
         kind = self._dispatcher.incident_type(report.incident_type)
         if kind.priority < incident.type.priority:
             # A panic joining a blank call makes it a priority-1 emergency.
-            await self._dispatcher.reclassify(
-                conn, incident.id, kind, actor=actor, reason=f"report {report_id}"
+            await incident_log.reclassify(
+                conn, self._schema, incident.id, kind, actor=actor, reason=f"report {report_id}"
             )
             incident = replace(incident, type=kind)
         best = incident.location
@@ -539,7 +543,9 @@ class Intake:
                 " WHERE id = $1",
                 incident.id,
             )
-            await self._dispatcher.escalate(conn, incident.id, actor=actor, reason=unlocated)
+            await incident_log.escalate(
+                conn, self._schema, incident.id, actor=actor, reason=unlocated
+            )
             return "awaiting_location"
         await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
         zone = self._dispatcher.locate(best.point)

@@ -16,6 +16,7 @@ import logging
 
 import asyncpg
 
+from dispatch import incident_log
 from dispatch.core.facts import IncidentFacts
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
@@ -108,8 +109,12 @@ class QueueWorker:
                 if verdict.escalate_reason is not None:
                     # E.g. a hold that ended with no unit left to take: operators are
                     # told (once per reason; already-escalated incidents stay quiet).
-                    await self._dispatcher.escalate(
-                        conn, facts.id, actor=_ACTOR, reason=verdict.escalate_reason
+                    await incident_log.escalate(
+                        conn,
+                        self._dispatcher.schema,
+                        facts.id,
+                        actor=_ACTOR,
+                        reason=verdict.escalate_reason,
                     )
                 offers += len(filled.offers)
                 claimed = {offer.unit_id for offer in filled.offers}
