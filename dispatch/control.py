@@ -13,7 +13,8 @@ from dispatch import incident_log
 from dispatch.crew import KEEP_POST
 from dispatch.errors import IncidentNotLocated, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
-from dispatch.offers import Dispatcher, Offer
+from dispatch.offer_rows import Offer
+from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
 
 # Statuses an operator may set directly, and only for a unit with no active job.

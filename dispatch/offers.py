@@ -1,8 +1,10 @@
-"""Offers: claim the best available unit for an incident, and take the MDT's answer.
+"""Offers: fill an incident's plan with the best available units.
 
-The shell around dispatch.core: it reads the snapshot (PostgreSQL's rows, each unit's
-newest fix from Redis), asks the core what to do (decide_fill, answer_offer,
-crew_report, the plan's verdicts) and applies it (claims, offers, events).
+The shell around dispatch.core: it reads the snapshot (the incident's open slots and
+refusals; the fleet, each unit where its newest fix puts it: dispatch.fleet), asks the
+core what to do (decide_fill, the plan's verdicts) and applies it (claims and offers:
+dispatch.offer_rows; pre-emption: dispatch.preempt; state: dispatch.incident_log). A
+crew's answers and reports are dispatch.crew's.
 
 Claiming is a conditional UPDATE (``... WHERE status = 'available'``) inside the
 caller's transaction: when two transactions race for one unit, the second blocks on the
@@ -12,11 +14,9 @@ moves on to its next candidate. PostgreSQL, not Redis, decides who wins.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -36,7 +36,6 @@ from dispatch.core.plans import (
     Verdict,
     after_fill,
     after_refusals,
-    preempt_order,
     slots_in_order,
 )
 from dispatch.core.rank import (
@@ -48,26 +47,17 @@ from dispatch.core.rank import (
 )
 from dispatch.crew import Crew
 from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
-from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.fleet import Fleet
 from dispatch.incident_types import IncidentType
 from dispatch.metrics import Metrics
+from dispatch.offer_rows import Offer, claim, write_offer
 from dispatch.posts import CoveragePosts
+from dispatch.preempt import preempt
 from dispatch.unit_index import UnitIndex
 from dispatch.zonestore import ZoneDirectory
 from geo.location import Location
 from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """An offer made to a unit."""
-
-    assignment_id: int
-    unit_id: str
-    expires_at: datetime
-    travel_time_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +73,6 @@ class Filled:
     def verdict(self) -> Verdict:
         """What the incident's record says after this pass (wait, escalate, nothing)."""
         return after_fill(self.missing, self.held, self.why)
-
-
-log = logging.getLogger(__name__)
 
 
 class Dispatcher:
@@ -269,7 +256,7 @@ class Dispatcher:
                 whole = replace(snapshot, units=(*snapshot.units, *wider.units))
                 why = decide_slot(whole, slot.agency, self._policy, self._travel, self.rules).why
             if offer is None and slot.preempt:
-                offer = await self._preempt(conn, incident, slot.need, actor=actor, exclude=refused)
+                offer = await preempt(self, conn, incident, slot.need, actor=actor, exclude=refused)
             if offer is not None:
                 filled.offers.append(offer)
             elif held:
@@ -288,8 +275,9 @@ class Dispatcher:
         """Offer the slot to its first candidate whose claim wins (another instance may
         have taken the better ones since the snapshot was read)."""
         for candidate in slot.ranked:
-            if await self._claim(conn, candidate.unit_id):
-                return await self._offer(conn, incident, candidate, slot.agency, actor=actor)
+            offer = await self.claim_and_offer(conn, incident, candidate, slot.agency, actor=actor)
+            if offer is not None:
+                return offer
         return None
 
     async def offer_unit(
@@ -310,99 +298,16 @@ class Dispatcher:
         )
         if row is None:
             raise NotFound("unit", unit_id)
-        if not await self._claim(conn, unit_id):
-            raise InvalidTransition("unit", unit_id, row["status"], "offered")
         position = GeoPoint(lat=row["lat"], lon=row["lon"]) if row["lat"] is not None else None
         candidate = manual(incident, unit_id, position, self._travel)
-        return await self._offer(
+        offer = await self.claim_and_offer(
             conn, incident, candidate, row["agency"], actor=actor, reason=reason
         )
+        if offer is None:
+            raise InvalidTransition("unit", unit_id, row["status"], "offered")
+        return offer
 
-    async def _preempt(
-        self,
-        conn: asyncpg.Connection,
-        incident: IncidentFacts,
-        need: Need,
-        *,
-        actor: str,
-        exclude: frozenset[str],
-    ) -> Offer | None:
-        """Take the best unit for ``need`` off a low-priority job for a priority-1
-        incident (``preempt_priority``: jobs of that priority or lower may lose their
-        unit). Crews already on scene are not pulled away."""
-        agency = need.agency
-        rows = await conn.fetch(
-            "SELECT u.id, u.agency, u.zone_id, u.lat, u.lon, u.capabilities, u.status,"
-            " extract(epoch FROM u.position_at)::float8 AS at,"
-            " extract(epoch FROM now())::float8 AS now,"
-            " a.id AS assignment_id, a.incident_id FROM assignments a"
-            " JOIN incidents i ON i.id = a.incident_id JOIN units u ON u.id = a.unit_id"
-            " WHERE a.status IN ('offered', 'accepted') AND a.agency = $1"
-            " AND i.priority >= $2 AND u.status IN ('offered', 'dispatched', 'en_route')"
-            " AND u.lat IS NOT NULL",
-            agency,
-            self.rules.preempt_priority,
-        )
-        busy = {r["id"]: r for r in rows}
-        snapshots = await self.fleet.placed(rows, fresh_only=False)
-        for candidate in preempt_order(need, snapshots, exclude, self._policy, self._travel):
-            row = busy[candidate.unit_id]
-            await conn.execute("SAVEPOINT preempt")
-            taken = await conn.fetchval(
-                "UPDATE assignments SET status = 'cancelled', responded_at = now()"
-                " WHERE id = $1 AND status IN ('offered', 'accepted') RETURNING incident_id",
-                row["assignment_id"],
-            )
-            freed = await conn.fetchval(
-                "UPDATE units SET status = 'available', updated_at = now()"
-                " WHERE id = $1 AND status = $2 RETURNING id",
-                candidate.unit_id,
-                row["status"],
-            )
-            if taken is None or freed is None:
-                # The crew answered or moved on since the read: not pre-emptible now.
-                # Both updates are undone with the savepoint, and the next unit is tried.
-                await conn.execute("ROLLBACK TO SAVEPOINT preempt")
-                continue
-            reason = f"pre-empted by incident {incident.id} (priority 1)"
-            await append_event(
-                conn,
-                self._schema,
-                EventType.ASSIGNMENT_CANCELLED,
-                actor=actor,
-                incident_id=taken,
-                unit_id=candidate.unit_id,
-                data={"assignment_id": row["assignment_id"], "reason": reason},
-            )
-            await incident_log.unit_status_event(
-                conn,
-                self._schema,
-                candidate.unit_id,
-                row["status"],
-                "available",
-                actor,
-                assignment_id=row["assignment_id"],
-                reason=reason,
-            )
-            await incident_log.reopen(conn, taken, agency)
-            await incident_log.wait(
-                conn, self._schema, taken, actor=actor, reason=f"its {agency} unit was {reason}"
-            )
-            if await self._claim(conn, candidate.unit_id):
-                return await self._offer(
-                    conn, incident, candidate, agency, actor=actor, reason=reason
-                )
-        return None
-
-    async def _claim(self, conn: asyncpg.Connection, unit_id: str) -> bool:
-        claimed = await conn.fetchval(
-            "UPDATE units SET status = 'offered', updated_at = now()"
-            " WHERE id = $1 AND status = 'available' RETURNING id",
-            unit_id,
-        )
-        return claimed is not None
-
-    async def _offer(
+    async def claim_and_offer(
         self,
         conn: asyncpg.Connection,
         incident: IncidentFacts,
@@ -411,108 +316,22 @@ class Dispatcher:
         *,
         actor: str,
         reason: str | None = None,
-    ) -> Offer:
-        row = await conn.fetchrow(
-            "INSERT INTO assignments"
-            " (incident_id, unit_id, agency, status, expires_at, travel_time_s)"
-            " VALUES ($1, $2, $3, 'offered', now() + make_interval(secs => $4), $5)"
-            " RETURNING id, expires_at",
-            incident.id,
-            candidate.unit_id,
-            agency,
-            self._offer_timeout_s,
-            candidate.travel_time_s,
-        )
-        offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-        # Units on their way for every slot of the plan answer whatever the incident was
-        # escalated for (no location, no unit in reach, offers refused): the flag goes,
-        # in the same statement. One slot still empty keeps it.
-        updated = await conn.fetchrow(
-            "UPDATE incidents i SET unfilled = array_remove(i.unfilled, $2), updated_at = now(),"
-            " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
-            " escalated = i.escalated AND cardinality(array_remove(i.unfilled, $2)) > 0,"
-            " escalation_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
-            " THEN i.escalation_reason END,"
-            " waiting_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
-            " THEN i.waiting_reason END"
-            " FROM (SELECT escalated, escalation_reason FROM incidents WHERE id = $1) AS before"
-            " WHERE i.id = $1 RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
-            " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers,"
-            " before.escalated AND NOT i.escalated AS cleared, before.escalation_reason AS was",
-            incident.id,
-            agency,
-        )
-        incident_status = updated["status"]
-        if self.metrics is not None and updated["offers"] == 1:
-            self.metrics.time_to_dispatch.observe(float(updated["age"]))
-        data: dict[str, Any] = {
-            "assignment_id": offer.assignment_id,
-            "expires_at": offer.expires_at.isoformat(),
-            "travel_time_s": round(offer.travel_time_s, 1),
-            "distance_m": round(candidate.distance_m, 1),
-            "tier": candidate.tier.name.lower() if candidate.tier is not None else "manual",
-            "agency": agency,
-            "incident_status": incident_status,
-            "incident": {
-                "type": incident.type.name,
-                "priority": incident.type.priority,
-                "location": {"lat": incident.point.lat, "lon": incident.point.lon},
-                "zone_id": incident.zone_id,
-            },
-        }
-        if reason is not None:
-            data["reason"] = reason
-        log.info(
-            "unit offered",
-            extra={
-                "incident_id": incident.id,
-                "unit_id": offer.unit_id,
-                "assignment_id": offer.assignment_id,
-                "agency": agency,
-                "tier": data["tier"],
-            },
-        )
-        # The unit's status change and the offer, in one statement (the intake's hot path).
-        await append_events(
+    ) -> Offer | None:
+        """Claim the candidate and offer it the slot; None if another transaction took
+        the unit first."""
+        if not await claim(conn, candidate.unit_id):
+            return None
+        return await write_offer(
             conn,
             self._schema,
-            [
-                # The incident it is offered, as every later status change of the job
-                # carries; so, like them, it reaches the incident's desks (a desk of the
-                # unit's zone must not learn another zone's incident id from it).
-                NewEvent(
-                    EventType.UNIT_STATUS_CHANGED,
-                    actor,
-                    incident_id=incident.id,
-                    unit_id=offer.unit_id,
-                    data={
-                        "from": "available",
-                        "to": "offered",
-                        "assignment_id": offer.assignment_id,
-                    },
-                ),
-                NewEvent(
-                    EventType.ASSIGNMENT_OFFERED,
-                    actor,
-                    incident_id=incident.id,
-                    unit_id=offer.unit_id,
-                    data=data,
-                ),
-            ],
+            incident,
+            candidate,
+            agency,
+            actor=actor,
+            timeout_s=self._offer_timeout_s,
+            metrics=self.metrics,
+            reason=reason,
         )
-        if updated["cleared"]:
-            await append_event(
-                conn,
-                self._schema,
-                EventType.INCIDENT_DEESCALATED,
-                actor=actor,
-                incident_id=incident.id,
-                data={
-                    "reason": f"every agency of the plan has a unit ({agency}: {offer.unit_id})",
-                    "was": updated["was"],
-                },
-            )
-        return offer
 
     async def reoffer(self, conn: asyncpg.Connection, incident_id: int, *, actor: str) -> None:
         """Offer the incident's open slots to the next units that have not turned it down.
