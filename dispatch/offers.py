@@ -23,7 +23,7 @@ import asyncpg
 
 from dispatch import incident_log
 from dispatch.core import place
-from dispatch.core.decide import SlotDecision, decide_fill, decide_slot
+from dispatch.core.decide import Decision, SlotDecision, decide_fill, decide_slot
 from dispatch.core.facts import (
     IncidentFacts,
     Need,
@@ -201,7 +201,11 @@ class Dispatcher:
         return need_of(incident, agency, self._neighbours(incident), self.rules)
 
     def _neighbours(self, incident: IncidentFacts) -> frozenset[str]:
-        return frozenset(self.zones.neighbours(incident.zone_id) if incident.zone_id else ())
+        return self.neighbour_zones(incident.zone_id)
+
+    def neighbour_zones(self, zone_id: str | None) -> frozenset[str]:
+        """The zones bordering ``zone_id`` (none for no zone)."""
+        return frozenset(self.zones.neighbours(zone_id) if zone_id else ())
 
     async def fill(
         self,
@@ -238,6 +242,23 @@ class Dispatcher:
             incident, unfilled, tuple(units), refused, self._neighbours(incident), time.time()
         )
         decision = decide_fill(snapshot, self._policy, self._travel, self.rules)
+        return await self.apply(conn, snapshot, decision, actor=actor, nearest=nearest)
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        snapshot: PlanSnapshot,
+        decision: Decision,
+        *,
+        actor: str,
+        nearest: Mapping[str, set[str]] | None = None,
+    ) -> Filled:
+        """Carry out the core's decision for an incident: claim each slot's candidates in
+        order; where ``nearest`` says only an agency's nearest units were read and none
+        could go, decide again over the rest of it; pre-empt where the decision allows.
+        Returns the offers made, and the agencies held or still without a unit (why)."""
+        incident, refused = snapshot.incident, snapshot.refused
+        nearest = nearest or {}
         filled = Filled([], [], [])
         for slot in decision.slots:
             offer = await self._claim_first(conn, incident, slot, actor)
