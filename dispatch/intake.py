@@ -26,6 +26,7 @@ from dispatch.core.correlate import (
 )
 from dispatch.errors import DispatchError
 from dispatch.events import EventType, append_event
+from dispatch.group_commit import GroupCommit
 from dispatch.incident_moves import IncidentMoves, OpenIncident
 from dispatch.incident_rows import (
     aware,
@@ -61,6 +62,11 @@ class Intake(IncidentMoves):
         super().__init__(schema=schema, dispatcher=dispatcher)
         self._pool = pool
         self._correlation = correlation or CorrelationPolicy()
+        # Reports arriving together are committed together (each in its own savepoint).
+        metrics = dispatcher.metrics
+        self._group = GroupCommit(
+            pool, observe=metrics.intake_group_size.observe if metrics is not None else None
+        )
 
     async def submit(
         self, report: IncidentReport, *, idempotency_key: str, body_sha256: str
@@ -70,8 +76,8 @@ class Intake(IncidentMoves):
         Raises IdempotencyConflict when the key was used for another body.
         """
         report = report.storable(datetime.now(UTC))
-        return await in_transaction(
-            self._pool, lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
+        return await self._group.run(
+            lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
         )
 
     async def keep_unprocessable(
