@@ -32,7 +32,7 @@ from dispatch.incident_rows import (
     aware,
     created_data,
     fix_time,
-    insert_incident,
+    insert_incident_with_report,
     insert_report,
     location_json,
     reserve_delivery,
@@ -113,8 +113,9 @@ class Intake(IncidentMoves):
             f" {error}; its raw content is kept on the report"
         )
         warnings = [*report.warnings, f"intake failed ({error}); kept for operators"]
-        incident_id = await insert_incident(conn, "awaiting_location", kind, None, None, [])
-        report_id = await insert_report(conn, incident_id, report, intake_error=error)
+        incident_id, report_id = await insert_incident_with_report(
+            conn, "awaiting_location", kind, None, None, [], report, intake_error=error
+        )
         actor = f"gateway:{report.gateway_id}"
         await append_event(
             conn,
@@ -252,16 +253,17 @@ class Intake(IncidentMoves):
             status = "new"
         else:
             status = "awaiting_location"
-        incident_id = await insert_incident(conn, status, kind, location, zone, other_zones)
-        report_id = await insert_report(conn, incident_id, report)
         # The event reaches the desks of this incident's zone (all desks when it has
-        # none): they may see the ids of earlier incidents in that same zone only.
+        # none): they may see the ids of earlier incidents in that same zone only. Read
+        # before this incident exists, so it is not its own history.
         here = zone.id if zone else None
         history = await caller_history(
             conn,
             list(report.sender_keys),
-            exclude_incident=incident_id,
             shows_id=lambda there: there is None or there == here,
+        )
+        incident_id, report_id = await insert_incident_with_report(
+            conn, status, kind, location, zone, other_zones, report
         )
         await append_event(
             conn,
