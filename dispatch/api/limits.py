@@ -87,3 +87,7 @@ SpokenPlace = Annotated[
 ]
 # A phone number as typed (normalised later).
 PhoneNumber = Annotated[str, StringConstraints(min_length=1, max_length=50), _SAFE, _DOC]
+# A vehicle's registration as written (spaces and dashes are dropped when stored) and a
+# tracking device's IMEI (15 digits from an AIS-140 device; a backend's other ids fit).
+Registration = Annotated[str, StringConstraints(min_length=1, max_length=32), _SAFE, _DOC]
+DeviceImei = Annotated[str, StringConstraints(min_length=1, max_length=32), _SAFE, _DOC]
