@@ -19,15 +19,21 @@ _PLACEHOLDERS = frozenset({"NA", "NULL", "NONE"})
 _COLUMNS = "id, registration, imei, operator, vehicle_type, updated_by, created_at, updated_at"
 
 
+def plate(text: str) -> str:
+    """A registration as the register keeps it: its letters and digits, upper case
+    (``od-02 ab 1234`` is ``OD02AB1234``)."""
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
 def normalise_registration(text: str) -> str | None:
-    """The registration as written on the plate, normalised (MH12AB1234); None for a
-    device's placeholder (NA00000000, N.A, zeros)."""
-    plate = re.sub(r"[^A-Z0-9]", "", text.upper())
-    if not plate or plate.upper() in _PLACEHOLDERS or set(plate) <= {"0"}:
+    """A registration a device or backend sent (``plate``); None for a device's
+    placeholder (NA00000000, N.A, zeros) or an IMEI in its place."""
+    value = plate(text)
+    if not value or value in _PLACEHOLDERS or set(value) <= {"0"}:
         return None
-    if plate.startswith("NA0") or re.fullmatch(r"[0-9]{15}", plate) or len(plate) > 20:
+    if value.startswith("NA0") or re.fullmatch(r"[0-9]{15}", value) or len(value) > 20:
         return None
-    return plate
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dispatch import vehicles
 from dispatch.api.deps import OperatorDep, ServicesDep
 from dispatch.api.errors import ACTION_RESPONSES
 from dispatch.api.limits import DeviceImei, Label, Registration
-from dispatch.errors import MalformedRequest, NotFound
+from dispatch.errors import NotFound
 from dispatch.retry import in_transaction
 
 router = APIRouter()
@@ -29,7 +29,7 @@ async def list_vehicles(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """Registered vehicles, the latest changed first; by registration or IMEI."""
-    plate = _plate(registration, "query") if registration is not None else None
+    plate = vehicles.plate(registration) if registration is not None else None
     async with services.pool.acquire() as conn:
         return await vehicles.list_vehicles(conn, registration=plate, imei=imei, limit=limit)
 
@@ -38,8 +38,8 @@ async def list_vehicles(
 async def get_vehicle(
     registration: Registration, services: ServicesDep, _operator: OperatorDep
 ) -> dict[str, Any]:
-    """One vehicle by its registration (spaces and dashes do not matter)."""
-    plate = _plate(registration, "path")
+    """One vehicle by its registration (only its letters and digits count)."""
+    plate = vehicles.plate(registration)
     async with services.pool.acquire() as conn:
         found = await vehicles.list_vehicles(conn, registration=plate, imei=None, limit=1)
     if not found:
@@ -63,7 +63,7 @@ async def put_vehicle(
 ) -> dict[str, Any]:
     """Record a vehicle: its operator (owner), type and tracking device. An IMEI that
     another vehicle had moves here (``imei_moved_from`` names that vehicle)."""
-    plate = _plate(registration, "path")
+    plate = vehicles.plate(registration)
 
     async def action(conn: asyncpg.Connection) -> dict[str, Any]:
         return await vehicles.put_vehicle(
@@ -76,19 +76,3 @@ async def put_vehicle(
         )
 
     return await in_transaction(services.pool, action)
-
-
-def _plate(registration: str, where: str) -> str:
-    plate = vehicles.normalise_registration(registration)
-    if plate is None:
-        raise MalformedRequest(
-            [
-                {
-                    "loc": [where, "registration"],
-                    "msg": "not a registration: letters and digits as on the plate"
-                    " (e.g. OD02AB1234)",
-                    "type": "value_error",
-                }
-            ]
-        )
-    return plate
