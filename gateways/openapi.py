@@ -64,6 +64,11 @@ class GatewayAnswer(BaseModel):
     warnings: list[str] = Field(
         description="Content that could not be used and was dropped, each naming the field"
     )
+    moved_incident: int | None = Field(
+        default=None,
+        description="Vehicle packets that are no emergency only: the vehicle's open incident"
+        " its fix moved, or null",
+    )
 
 
 def _error(description: str) -> dict[str, Any]:
