@@ -250,3 +250,11 @@ def test_the_register_rule() -> None:
     other = VehicleRow(8, "OD02AB1234", "999", None, None)
     mine = VehicleRow(9, None, IMEI, "Mo Bus", "bus")
     assert merge_device(says, mine, other) is None
+
+
+def test_a_stored_packet_sent_late_says_so() -> None:
+    reading = read_packet(tracking("EA", "10", live="H"), gateway_id="v", delivery_id="d")
+    assert reading.action == "dispatch"
+    assert any("stored packet" in w for w in reading.report.warnings)
+    live = read_packet(tracking("EA", "10"), gateway_id="v", delivery_id="d")
+    assert not any("stored packet" in w for w in live.report.warnings)

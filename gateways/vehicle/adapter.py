@@ -134,6 +134,9 @@ def read_packet(text: str, *, gateway_id: str, delivery_id: str) -> VehicleReadi
     except PacketError as err:
         raise MalformedRequest([{"loc": ["body"], "msg": str(err), "type": "ais140"}]) from err
     warnings = list(packet.warnings)
+    if packet.stored:
+        # A device out of network coverage stores its packets and sends them later.
+        warnings.append("stored packet: the device sent it late; its fix is as old as its time")
     location = _packet_location(packet, warnings) if packet.fix is not None else None
     vehicle = DeviceSays(packet.imei, packet.registration, None, None) if packet.imei else None
     payload: dict[str, Any] = {
