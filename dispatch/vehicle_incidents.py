@@ -66,6 +66,11 @@ class VehicleIncidents:
             result = await self._attach(conn, open_id, report, actor)
         else:
             result = await self._create_held(conn, report, actor, reason)
+        metrics = self.dispatcher.metrics
+        if metrics is not None:
+            metrics.reports.labels(report.channel, "new" if open_id is None else "attached").inc()
+            if open_id is None:
+                metrics.incidents.labels(report.channel, result.status).inc()
         await idempotency.complete(
             conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
         )
