@@ -9,14 +9,20 @@ from typing import Any
 
 import asyncpg
 
+from dispatch import incident_log
+from dispatch.crew import KEEP_POST
 from dispatch.errors import IncidentNotLocated, InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
-from dispatch.offers import KEEP_POST, Dispatcher, Offer
+from dispatch.offer_rows import Offer
+from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
 
 # Statuses an operator may set directly, and only for a unit with no active job.
 OPERATOR_UNIT_STATUSES = frozenset({"available", "off_duty", "out_of_service"})
 _ENGAGED = frozenset({"offered", "dispatched", "en_route", "on_scene"})
+# Incidents whose plan is being served: not those awaiting a callback or a location,
+# which a new type alone does not release.
+_DISPATCHABLE = frozenset({"new", "queued", "offered", "dispatched", "on_scene"})
 
 
 class Control:
@@ -80,10 +86,10 @@ class Control:
                 unit_id=row["unit_id"],
                 data={"assignment_id": row["id"], "reason": reason},
             )
-            await self._dispatcher.unit_status_event(
-                conn, row["unit_id"], old, "available", actor, assignment_id=row["id"]
+            await incident_log.unit_status_event(
+                conn, self._schema, row["unit_id"], old, "available", actor, assignment_id=row["id"]
             )
-            await self._dispatcher.reopen(conn, incident_id, row["agency"])
+            await incident_log.reopen(conn, incident_id, row["agency"])
             freed.append(row["unit_id"])
         return freed
 
@@ -128,18 +134,26 @@ class Control:
         await self._release_assignments(
             conn, incident_id, actor=actor, reason=reason, assignment_id=assignment_id
         )
-        await self._dispatcher.wait(
-            conn, incident_id, actor=actor, reason=f"assignment cancelled: {reason}"
+        await incident_log.wait(
+            conn, self._schema, incident_id, actor=actor, reason=f"assignment cancelled: {reason}"
         )
         return incident_id
 
     async def classify(
         self, conn: asyncpg.Connection, incident_id: int, type_name: str, *, actor: str, reason: str
     ) -> None:
-        """Set the incident's type as the call-taker judges it (priority and plan follow)."""
+        """Set the incident's type as the call-taker judges it (priority and plan follow).
+
+        The new plan's open slots are served in the same transaction, so the answer
+        shows their offers, and an agency with no unit at all waits and is escalated at
+        once (not when an unrelated offer expires)."""
         kind = self._dispatcher.known_type(type_name)
-        await self._open_incident(conn, incident_id)
-        await self._dispatcher.reclassify(conn, incident_id, kind, actor=actor, reason=reason)
+        status = await self._open_incident(conn, incident_id)
+        await incident_log.reclassify(
+            conn, self._schema, incident_id, kind, actor=actor, reason=reason
+        )
+        if status in _DISPATCHABLE:
+            await self._dispatcher.reoffer(conn, incident_id, actor=actor)
 
     async def add_note(
         self, conn: asyncpg.Connection, incident_id: int, *, actor: str, text: str
@@ -239,7 +253,7 @@ class Control:
             unit_id,
             status,
         )
-        await self._dispatcher.unit_status_event(
-            conn, unit_id, current, status, actor, reason=reason
+        await incident_log.unit_status_event(
+            conn, self._schema, unit_id, current, status, actor, reason=reason
         )
         return {"unit_id": unit_id, "status": status}

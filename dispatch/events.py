@@ -28,6 +28,7 @@ class EventType(StrEnum):
     INCIDENT_REPRIORITISED = "incident.reprioritised"
     INCIDENT_CALLBACK_REQUESTED = "incident.callback_requested"
     INCIDENT_CONFIRMED = "incident.confirmed"
+    INCIDENT_READY_TO_CLOSE = "incident.ready_to_close"
     ASSIGNMENT_OFFERED = "assignment.offered"
     ASSIGNMENT_ACCEPTED = "assignment.accepted"
     ASSIGNMENT_DECLINED = "assignment.declined"

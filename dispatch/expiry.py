@@ -12,6 +12,8 @@ import logging
 
 import asyncpg
 
+from dispatch import incident_log
+from dispatch.core.lifecycle import expire_offer
 from dispatch.events import EventType, append_event
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
@@ -50,15 +52,19 @@ class OfferExpiry:
         """Expire one due offer, in its own transaction; returns how many (0 or 1)."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT id, incident_id, unit_id, agency FROM assignments"
-                " WHERE status = 'offered' AND expires_at <= now()"
+                "SELECT id, incident_id, unit_id, agency, status, expires_at <= now() AS late"
+                " FROM assignments WHERE status = 'offered' AND expires_at <= now()"
                 " ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED"
             )
             if row is None:
                 return 0
+            answer = expire_offer(row["status"], late=row["late"])
+            if answer is None:
+                return 0
             await conn.execute(
-                "UPDATE assignments SET status = 'expired', responded_at = now() WHERE id = $1",
+                "UPDATE assignments SET status = $2, responded_at = now() WHERE id = $1",
                 row["id"],
+                answer.assignment_status,
             )
             if self._dispatcher.metrics is not None:
                 self._dispatcher.metrics.offer_expiries.inc()
@@ -71,9 +77,10 @@ class OfferExpiry:
                 },
             )
             await conn.execute(
-                "UPDATE units SET status = 'available', updated_at = now()"
+                "UPDATE units SET status = $2, updated_at = now()"
                 " WHERE id = $1 AND status = 'offered'",
                 row["unit_id"],
+                answer.unit_status,
             )
             await append_event(
                 conn,
@@ -84,9 +91,17 @@ class OfferExpiry:
                 unit_id=row["unit_id"],
                 data={"assignment_id": row["id"]},
             )
-            await self._dispatcher.unit_status_event(
-                conn, row["unit_id"], "offered", "available", _ACTOR, assignment_id=row["id"]
+            await incident_log.unit_status_event(
+                conn,
+                self._schema,
+                row["unit_id"],
+                "offered",
+                answer.unit_status,
+                _ACTOR,
+                assignment_id=row["id"],
+                incident_id=row["incident_id"],
             )
-            await self._dispatcher.reopen(conn, row["incident_id"], row["agency"])
-            await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
+            await incident_log.reopen(conn, row["incident_id"], row["agency"])
+            if answer.reoffer:
+                await self._dispatcher.reoffer(conn, row["incident_id"], actor=_ACTOR)
             return 1

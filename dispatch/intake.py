@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 
-from dispatch import idempotency
+from dispatch import idempotency, incident_log
 from dispatch.callers import caller_history
 from dispatch.core.correlate import (
     CorrelationPolicy,
@@ -24,45 +24,30 @@ from dispatch.core.correlate import (
     may_join_nearby,
     sender_window_applies,
 )
-from dispatch.core.facts import IncidentFacts
-from dispatch.core.plans import after_fill
-from dispatch.errors import DispatchError, InvalidTransition, NotFound
+from dispatch.errors import DispatchError
 from dispatch.events import EventType, append_event
+from dispatch.incident_moves import IncidentMoves, OpenIncident
 from dispatch.incident_rows import (
     aware,
     created_data,
     fix_time,
     insert_incident,
     insert_report,
-    location_columns,
     location_json,
     reserve_delivery,
-    row_location,
 )
-from dispatch.incident_types import IncidentType
 from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
 from dispatch.reports import IncidentReport, IntakeResult
 from dispatch.retry import in_transaction
 from dispatch.storable import clean_text
 from geo.distance import distance_m
-from geo.location import Location
 from geo.points import GeoPoint
-from geo.zones import Zone
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class _OpenIncident:
-    id: int
-    status: str
-    type: IncidentType
-    location: Location | None
-    location_time: datetime | None
-
-
-class Intake:
+class Intake(IncidentMoves):
     """Turns reports into incidents."""
 
     def __init__(
@@ -73,9 +58,8 @@ class Intake:
         dispatcher: Dispatcher,
         correlation: CorrelationPolicy | None = None,
     ) -> None:
+        super().__init__(schema=schema, dispatcher=dispatcher)
         self._pool = pool
-        self._schema = schema
-        self._dispatcher = dispatcher
         self._correlation = correlation or CorrelationPolicy()
 
     async def submit(
@@ -144,7 +128,7 @@ class Intake:
                 unprocessable=True,
             ),
         )
-        await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+        await incident_log.escalate(conn, self._schema, incident_id, actor=actor, reason=reason)
         log.error(
             "kept an unprocessable report",
             extra={"incident_id": incident_id, "report_id": report_id, "channel": report.channel},
@@ -201,7 +185,7 @@ class Intake:
 
     async def _find_open_incident(
         self, conn: asyncpg.Connection, report: IncidentReport
-    ) -> _OpenIncident | None:
+    ) -> OpenIncident | None:
         policy = self._correlation
         for key in report.sender_keys:
             incident_id = await conn.fetchval(
@@ -216,7 +200,7 @@ class Intake:
                 policy.same_sender_window_s if sender_window_applies(key) else None,
             )
             if incident_id is not None:
-                found = await self._load_open(conn, incident_id)
+                found = await self.load_open(conn, incident_id)
                 if found is not None:
                     return found
         kind = self._dispatcher.incident_type(report.incident_type)
@@ -243,96 +227,7 @@ class Intake:
         near = [n for n in near if n[0] <= policy.nearby_radius_m]
         if not near:
             return None
-        return await self._load_open(conn, min(near)[1])
-
-    async def _load_open(self, conn: asyncpg.Connection, incident_id: int) -> _OpenIncident | None:
-        # The lookup ran without a lock; an operator may have closed or merged the
-        # incident since. Under the row lock its status is final: only an open incident
-        # may take the report.
-        row = await conn.fetchrow(
-            "SELECT id, status, type, lat, lon, radius_m, location_method, location_time"
-            " FROM incidents WHERE id = $1 FOR UPDATE",
-            incident_id,
-        )
-        if row is None or row["status"] not in OPEN_STATUSES:
-            return None
-        location = row_location(row)
-        return _OpenIncident(
-            row["id"],
-            row["status"],
-            self._dispatcher.incident_type(row["type"]),
-            location,
-            row["location_time"],
-        )
-
-    async def split(
-        self, conn: asyncpg.Connection, report_id: int, *, actor: str, reason: str
-    ) -> int:
-        """Take a wrongly attached report out of its incident into a new incident of
-        its own, dispatched like any new one; returns the new incident's id.
-
-        NotFound for an unknown report; InvalidTransition when its incident is no
-        longer open or the report is its only one.
-        """
-        row = await conn.fetchrow(
-            "SELECT r.incident_id, r.channel, r.lat, r.lon, r.radius_m, r.location_method,"
-            " r.location_time, r.silent, r.warnings, i.status, i.type FROM reports r"
-            " JOIN incidents i ON i.id = r.incident_id WHERE r.id = $1 FOR UPDATE OF i",
-            report_id,
-        )
-        if row is None:
-            raise NotFound("report", report_id)
-        old: int = row["incident_id"]
-        if row["status"] not in OPEN_STATUSES:
-            raise InvalidTransition("incident", old, row["status"], "split")
-        others = await conn.fetchval(
-            "SELECT count(*) FROM reports WHERE incident_id = $1 AND id <> $2", old, report_id
-        )
-        if others == 0:
-            raise InvalidTransition(
-                "report", report_id, f"the only report of incident {old}", "split off"
-            )
-        kind = self._dispatcher.incident_type(row["type"])
-        location = row_location(row)
-        zone = self._dispatcher.locate(location.point) if location else None
-        status = "callback" if row["silent"] else "new" if location else "awaiting_location"
-        other_zones = self._dispatcher.other_zones(location, zone) if location else []
-        new = await insert_incident(conn, status, kind, location, zone, other_zones)
-        await conn.execute("UPDATE reports SET incident_id = $2 WHERE id = $1", report_id, new)
-        await append_event(
-            conn,
-            self._schema,
-            EventType.INCIDENT_REPORT_DETACHED,
-            actor=actor,
-            incident_id=old,
-            data={"report_id": report_id, "to": new, "reason": reason},
-        )
-        await append_event(
-            conn,
-            self._schema,
-            EventType.INCIDENT_CREATED,
-            actor=actor,
-            incident_id=new,
-            data=created_data(
-                status,
-                kind,
-                row["channel"],
-                report_id,
-                location,
-                zone,
-                other_zones,
-                row["warnings"],
-                split_from=old,
-                reason=reason,
-            ),
-        )
-        if location is not None and status == "new":
-            await self._dispatch_located(conn, new, kind, location, zone, actor, fresh=True)
-        elif status == "awaiting_location":
-            await self._dispatcher.escalate(
-                conn, new, actor=actor, reason="no usable location in the report"
-            )
-        return new
+        return await self.load_open(conn, min(near)[1])
 
     async def _create_incident(
         self, conn: asyncpg.Connection, report: IncidentReport
@@ -392,52 +287,21 @@ class Intake:
                 data={"number": report.sender, "flags": history["flags"]},
             )
         elif location is None:
-            await self._dispatcher.escalate(
-                conn, incident_id, actor=actor, reason="no usable location in the report"
+            await incident_log.escalate(
+                conn,
+                self._schema,
+                incident_id,
+                actor=actor,
+                reason="no usable location in the report",
             )
         else:
-            status = await self._dispatch_located(
+            status = await self.dispatch_located(
                 conn, incident_id, kind, location, zone, actor, fresh=True
             )
         return IntakeResult(incident_id, report_id, status, None, list(report.warnings))
 
-    async def _dispatch_located(
-        self,
-        conn: asyncpg.Connection,
-        incident_id: int,
-        kind: IncidentType,
-        location: Location,
-        zone: Zone | None,
-        actor: str,
-        *,
-        fresh: bool = False,
-    ) -> str:
-        """Offer a newly located incident a unit for each agency of its plan (``fresh``:
-        reported just now); returns its status afterwards."""
-        if zone is None:
-            reason = self._dispatcher.outside_reason(location.point)
-            await self._dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
-            await self._dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
-            return "queued"
-        facts = IncidentFacts(incident_id, kind, location.point, zone.id)
-        if not fresh:
-            # Placed or confirmed later: it has waited since its report.
-            facts = await self._dispatcher.load_facts(conn, incident_id) or facts
-        filled = await self._dispatcher.fill(conn, facts, actor=actor, fresh=fresh)
-        verdict = after_fill(filled.missing, filled.held)
-        if verdict.wait_reason is None:
-            return "offered"
-        status = await self._dispatcher.wait(
-            conn, incident_id, actor=actor, reason=verdict.wait_reason
-        )
-        if verdict.escalate_reason is not None:
-            await self._dispatcher.escalate(
-                conn, incident_id, actor=actor, reason=verdict.escalate_reason
-            )
-        return status
-
     async def _attach(
-        self, conn: asyncpg.Connection, report: IncidentReport, incident: _OpenIncident
+        self, conn: asyncpg.Connection, report: IncidentReport, incident: OpenIncident
     ) -> IntakeResult:
         actor = f"gateway:{report.gateway_id}"
         report_id = await insert_report(conn, incident.id, report)
@@ -459,8 +323,8 @@ class Intake:
         kind = self._dispatcher.incident_type(report.incident_type)
         if kind.priority < incident.type.priority:
             # A panic joining a blank call makes it a priority-1 emergency.
-            await self._dispatcher.reclassify(
-                conn, incident.id, kind, actor=actor, reason=f"report {report_id}"
+            await incident_log.reclassify(
+                conn, self._schema, incident.id, kind, actor=actor, reason=f"report {report_id}"
             )
             incident = replace(incident, type=kind)
         best = incident.location
@@ -472,138 +336,14 @@ class Intake:
             current_time=aware(incident.location_time),
         ):
             best = new
-            await self._relocate(conn, incident, new, report_id, actor)
+            await self.relocate(conn, incident, new, report_id, actor)
         # Someone did reach 112 after a blank call (a spoken call, a panic, an SMS):
         # no more a callback but an emergency. A waiting incident that got its first
         # location can now be dispatched.
         genuine = status == "callback" and not report.silent
         located = status == "awaiting_location" and best is not None
         if genuine or located:
-            status = await self._release(
+            status = await self.release(
                 conn, incident, best, actor, unlocated="no usable location in the report"
             )
         return IntakeResult(incident.id, report_id, status, incident.id, list(report.warnings))
-
-    async def _release(
-        self,
-        conn: asyncpg.Connection,
-        incident: _OpenIncident,
-        best: Location | None,
-        actor: str,
-        *,
-        unlocated: str,
-    ) -> str:
-        """A callback confirmed, or a waiting incident located: dispatch it where it is,
-        or leave it escalated for a location (``unlocated`` says why); its new status."""
-        if best is None:
-            await conn.execute(
-                "UPDATE incidents SET status = 'awaiting_location', updated_at = now()"
-                " WHERE id = $1",
-                incident.id,
-            )
-            await self._dispatcher.escalate(conn, incident.id, actor=actor, reason=unlocated)
-            return "awaiting_location"
-        await conn.execute("UPDATE incidents SET status = 'new' WHERE id = $1", incident.id)
-        zone = self._dispatcher.locate(best.point)
-        return await self._dispatch_located(conn, incident.id, incident.type, best, zone, actor)
-
-    async def place(
-        self,
-        conn: asyncpg.Connection,
-        incident_id: int,
-        location: Location,
-        *,
-        actor: str,
-        reason: str,
-    ) -> str:
-        """An operator's location for the incident (a caller's words, geocoded): it
-        replaces the current one (a report's later fix replaces it in turn by the rule
-        between reports: less uncertain, or newer and at most twice as uncertain); an
-        incident that waited for a location, or for a
-        unit (e.g. it was placed outside every jurisdiction), is dispatched at once.
-        Returns its status. NotFound, or InvalidTransition when closed."""
-        incident = await self._open_or_raise(conn, incident_id, "placed")
-        await self._relocate(conn, incident, location, None, actor, reason=reason)
-        if incident.status == "awaiting_location":
-            return await self._release(conn, incident, location, actor, unlocated="")
-        if incident.status == "queued":
-            zone = self._dispatcher.locate(location.point)
-            return await self._dispatch_located(
-                conn, incident.id, incident.type, location, zone, actor
-            )
-        return incident.status
-
-    async def confirm(
-        self, conn: asyncpg.Connection, incident_id: int, *, actor: str, reason: str
-    ) -> str:
-        """The call-taker called a silent call back and found an emergency: it is
-        dispatched like a spoken report, or waits escalated for a location. Returns its
-        status. InvalidTransition unless it awaits a callback."""
-        incident = await self._open_or_raise(conn, incident_id, "confirmed")
-        if incident.status != "callback":
-            raise InvalidTransition("incident", incident_id, incident.status, "confirmed")
-        await append_event(
-            conn,
-            self._schema,
-            EventType.INCIDENT_CONFIRMED,
-            actor=actor,
-            incident_id=incident_id,
-            data={"reason": reason},
-        )
-        return await self._release(
-            conn,
-            incident,
-            incident.location,
-            actor,
-            unlocated="confirmed after a callback, with no location: place it from the caller",
-        )
-
-    async def _open_or_raise(
-        self, conn: asyncpg.Connection, incident_id: int, change: str
-    ) -> _OpenIncident:
-        incident = await self._load_open(conn, incident_id)
-        if incident is not None:
-            return incident
-        status = await conn.fetchval("SELECT status FROM incidents WHERE id = $1", incident_id)
-        if status is None:
-            raise NotFound("incident", incident_id)
-        raise InvalidTransition("incident", incident_id, status, change)
-
-    async def _relocate(
-        self,
-        conn: asyncpg.Connection,
-        incident: _OpenIncident,
-        new: Location,
-        report_id: int | None,
-        actor: str,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        """Move the incident to a better fix (and maybe another zone), as an event: a
-        report's (``report_id``), or an operator's (no report, a ``reason``)."""
-        zone = self._dispatcher.locate(new.point)
-        other_zones = self._dispatcher.other_zones(new, zone)
-        await conn.execute(
-            "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
-            " zone_id = $6, location_time = $7, other_zones = $8, updated_at = now()"
-            " WHERE id = $1",
-            incident.id,
-            *location_columns(new),
-            zone.id if zone else None,
-            fix_time(new),
-            other_zones,
-        )
-        await append_event(
-            conn,
-            self._schema,
-            EventType.INCIDENT_LOCATION_UPDATED,
-            actor=actor,
-            incident_id=incident.id,
-            data={
-                "report_id": report_id,
-                "location": location_json(new),
-                "zone": {"id": zone.id, "name": zone.name} if zone else None,
-                "previous": location_json(incident.location),
-                **({"reason": reason} if reason is not None else {}),
-            },
-        )

@@ -1,9 +1,10 @@
 """The waiting queue: incidents with no unit yet get one as soon as one is free.
 
 Every instance runs a worker. Each sweep locks the waiting incidents it looks at with
-FOR UPDATE SKIP LOCKED (so two workers never serve the same incident), reads the free
-fleet once, and walks the incidents by priority then age, offering each the best unit
-still unclaimed. Incidents whose offers were refused too often are left to operators.
+FOR UPDATE SKIP LOCKED (so two workers never serve the same incident), reading them and
+the free fleet once; the core (dispatch.core.queue) walks them by priority then age and
+proposes each the best units still unproposed; this claims and offers. Incidents whose
+offers were refused too often are left to operators.
 A unit freed on this instance wakes the worker at once; units freed elsewhere are found
 on the next periodic sweep.
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 
+from dispatch import incident_log
 from dispatch.core.facts import IncidentFacts
-from dispatch.core.plans import after_fill
+from dispatch.core.queue import Waiting, sweep
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
+from geo.points import GeoPoint
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +83,23 @@ class QueueWorker:
             )
             if not waiting:
                 return 0
-            units = await self._dispatcher.available_units(conn)
+            units = await self._dispatcher.available_units(conn, stale=True)
             if not units:
                 return 0
             # Waiting means some agency of the plan has no unit yet, whether or not
-            # other agencies' units are already on their way. Only incidents that a
-            # free unit's agency could serve, and that operators have not been left to
-            # decide, are worth a look: others must not crowd them out of the batch.
+            # other agencies' units are already on their way. The query narrows the
+            # queue to what a free unit could serve and operators were not left to
+            # decide (the core's worth_serving), so others cannot crowd the batch out;
+            # it reads each incident's facts, open slots and refusals in one round trip.
             agencies = sorted({u.agency for u in units})
             rows = await conn.fetch(
-                "SELECT i.id FROM incidents i WHERE cardinality(i.unfilled) > 0"
+                "SELECT i.id, i.type, i.lat, i.lon, i.zone_id, i.unfilled,"
+                " extract(epoch FROM now() - i.created_at)::float8 AS waited,"
+                " ARRAY(SELECT a.unit_id FROM assignments a WHERE a.incident_id = i.id"
+                " AND a.status IN ('declined', 'expired', 'cancelled')) AS refused,"
+                " (SELECT count(*) FROM assignments a WHERE a.incident_id = i.id"
+                " AND a.status IN ('declined', 'expired')) AS failed"
+                " FROM incidents i WHERE cardinality(i.unfilled) > 0"
                 " AND i.unfilled && $1::text[]"
                 " AND i.status IN ('queued', 'offered', 'dispatched', 'on_scene')"
                 " AND i.lat IS NOT NULL AND i.zone_id IS NOT NULL"
@@ -99,22 +110,44 @@ class QueueWorker:
                 agencies,
                 self._dispatcher.max_offers,
             )
+            dispatcher = self._dispatcher
+            waiting_now = [
+                Waiting(
+                    facts=IncidentFacts(
+                        r["id"],
+                        dispatcher.incident_type(r["type"]),
+                        GeoPoint(lat=r["lat"], lon=r["lon"]),
+                        r["zone_id"],
+                        r["waited"],
+                    ),
+                    unfilled=tuple(r["unfilled"]),
+                    refused=frozenset(r["refused"]),
+                    neighbour_zone_ids=dispatcher.neighbour_zones(r["zone_id"]),
+                    failed_offers=r["failed"],
+                )
+                for r in rows
+            ]
+            plans = sweep(
+                waiting_now,
+                units,
+                dispatcher.policy,
+                dispatcher.travel,
+                dispatcher.rules,
+                now=time.time(),
+            )
             offers = 0
-            for row in rows:
-                facts: IncidentFacts | None = await self._dispatcher.load_facts(conn, row["id"])
-                if facts is None:
-                    continue
-                filled = await self._dispatcher.fill(conn, facts, actor=_ACTOR, units=units)
-                verdict = after_fill(filled.missing, filled.held)
+            for snapshot, decision in plans:
+                filled = await dispatcher.apply(conn, snapshot, decision, actor=_ACTOR)
+                verdict = filled.verdict
                 if verdict.escalate_reason is not None:
                     # E.g. a hold that ended with no unit left to take: operators are
                     # told (once per reason; already-escalated incidents stay quiet).
-                    await self._dispatcher.escalate(
-                        conn, facts.id, actor=_ACTOR, reason=verdict.escalate_reason
+                    await incident_log.escalate(
+                        conn,
+                        dispatcher.schema,
+                        snapshot.incident.id,
+                        actor=_ACTOR,
+                        reason=verdict.escalate_reason,
                     )
                 offers += len(filled.offers)
-                claimed = {offer.unit_id for offer in filled.offers}
-                units = [u for u in units if u.id not in claimed]
-                if not units:
-                    break
             return offers

@@ -53,10 +53,20 @@ def _zones_param(zones: frozenset[str] | None) -> list[str] | None:
     return sorted(zones) if zones is not None else None
 
 
+# An open incident whose units have all finished: every slot of its plan had a unit,
+# none is offered or on its way now, and at least one did the job. Operators close it.
+READY_TO_CLOSE_SQL = (
+    "(i.status IN ('dispatched', 'on_scene') AND cardinality(i.unfilled) = 0"
+    " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id"
+    " AND a.status IN ('offered', 'accepted'))"
+    " AND EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id"
+    " AND a.status = 'completed'))"
+)
+
 # The caller's flags (repeat blank caller, hoax history) as they were when the incident
 # was reported: kept on its incident.created event, shown on the console's queue.
 _INCIDENT_SQL = (
-    "SELECT i.*, z.name AS zone_name,"
+    f"SELECT i.*, z.name AS zone_name, {READY_TO_CLOSE_SQL} AS ready_to_close,"
     " (SELECT e.data -> 'caller_history' -> 'flags' FROM events e"
     "  WHERE e.incident_id = i.id AND e.type = 'incident.created' ORDER BY e.id LIMIT 1)"
     " AS caller_flags"
@@ -79,6 +89,7 @@ def _incident(row: asyncpg.Record) -> dict[str, Any]:
         "disposition": row["disposition"],
         "merged_into": row["merged_into"],
         "caller_flags": row["caller_flags"] or [],
+        "ready_to_close": row["ready_to_close"],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
@@ -89,6 +100,7 @@ def _assignment(row: asyncpg.Record) -> dict[str, Any]:
         "id": row["id"],
         "incident_id": row["incident_id"],
         "unit_id": row["unit_id"],
+        "agency": row["agency"],
         "status": row["status"],
         "offered_at": _iso(row["offered_at"]),
         "expires_at": _iso(row["expires_at"]),

@@ -13,19 +13,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from dispatch import idempotency
+from dispatch import idempotency, incident_log
 from dispatch.core.correlate import is_better
 from dispatch.events import EventType, append_event
+from dispatch.incident_moves import IncidentMoves
 from dispatch.incident_rows import (
     aware,
     created_data,
     fix_time,
     insert_incident,
     insert_report,
-    location_columns,
     location_json,
     reserve_delivery,
-    row_location,
 )
 from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
@@ -87,44 +86,19 @@ class VehicleIncidents:
         incident_id = await self._open_incident(conn, (device_key,), _FOLLOWED_STATUSES)
         if incident_id is None:
             return None
-        row = await conn.fetchrow(
-            "SELECT lat, lon, radius_m, location_method, location_time FROM incidents"
-            " WHERE id = $1 FOR UPDATE",
-            incident_id,
-        )
-        current = row_location(row)
+        moves = IncidentMoves(schema=self.schema, dispatcher=self.dispatcher)
+        incident = await moves.load_open(conn, incident_id)
+        if incident is None or incident.status not in _FOLLOWED_STATUSES:
+            return None
         if not is_better(
             location,
-            current,
+            incident.location,
             new_time=fix_time(location),
-            current_time=aware(row["location_time"]),
+            current_time=aware(incident.location_time),
         ):
             return None
-        zone = self.dispatcher.locate(location.point)
-        other_zones = self.dispatcher.other_zones(location, zone)
-        await conn.execute(
-            "UPDATE incidents SET lat = $2, lon = $3, radius_m = $4, location_method = $5,"
-            " zone_id = $6, location_time = $7, other_zones = $8, updated_at = now()"
-            " WHERE id = $1",
-            incident_id,
-            *location_columns(location),
-            zone.id if zone else None,
-            fix_time(location),
-            other_zones,
-        )
-        await append_event(
-            conn,
-            self.schema,
-            EventType.INCIDENT_LOCATION_UPDATED,
-            actor=actor,
-            incident_id=incident_id,
-            data={
-                "report_id": None,
-                "location": location_json(location),
-                "zone": {"id": zone.id, "name": zone.name} if zone else None,
-                "previous": location_json(current),
-                "reason": "the vehicle moved (its tracker's fix)",
-            },
+        await moves.relocate(
+            conn, incident, location, None, actor, reason="the vehicle moved (its tracker's fix)"
         )
         return incident_id
 
@@ -202,6 +176,6 @@ class VehicleIncidents:
                 held=reason,
             ),
         )
-        await self.dispatcher.wait(conn, incident_id, actor=actor, reason=reason)
-        await self.dispatcher.escalate(conn, incident_id, actor=actor, reason=reason)
+        await incident_log.wait(conn, self.schema, incident_id, actor=actor, reason=reason)
+        await incident_log.escalate(conn, self.schema, incident_id, actor=actor, reason=reason)
         return IntakeResult(incident_id, report_id, "queued", None, list(report.warnings))

@@ -15,6 +15,7 @@ from dispatch.core.lifecycle import (
     Refused,
     answer_offer,
     crew_report,
+    expire_offer,
 )
 from dispatch.errors import InvalidTransition
 from tests.crew_rule import CREW_MAY
@@ -59,3 +60,15 @@ def test_offer_answers(status: str, late: bool, accept: bool) -> None:
         assert isinstance(result, Refused)
         # Late, whether the sweep has marked it expired yet or not.
         assert isinstance(result.error(), OfferExpired) == (status in ("offered", "expired"))
+
+
+@pytest.mark.parametrize(
+    ("status", "late"), list(itertools.product(ASSIGNMENT_STATUSES, [False, True]))
+)
+def test_the_deadline_expires_only_an_open_offer_past_it(status: str, late: bool) -> None:
+    result = expire_offer(status, late=late)
+    if status == "offered" and late:
+        # As a decline: the unit is free and the incident goes to the next one.
+        assert result == OfferAnswer("expired", "available", None, reoffer=True)
+    else:
+        assert result is None

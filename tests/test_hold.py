@@ -166,7 +166,7 @@ async def test_live_with_no_unit_free_at_all_a_low_priority_call_is_escalated(
     assert answer.json()["status"] == "queued"
     row = await live.db.fetchrow("SELECT escalated, escalation_reason FROM incidents")
     assert row["escalated"] is True
-    assert row["escalation_reason"] == "no available unit in reach (police)"
+    assert row["escalation_reason"] == "no available unit in reach (police: none free)"
 
 
 async def test_live_a_declined_low_priority_call_with_no_other_unit_is_escalated(
@@ -186,7 +186,7 @@ async def test_live_a_declined_low_priority_call_with_no_other_unit_is_escalated
         await receive_until(mdt, lambda m: m["type"] == "ack")
     row = await live.db.fetchrow("SELECT status, escalated, escalation_reason FROM incidents")
     assert (row["status"], row["escalated"]) == ("queued", True)
-    assert row["escalation_reason"] == "no available unit in reach (police)"
+    assert row["escalation_reason"] == "no available unit in reach (police: 1 unit refused it)"
     reasons = await live.db.fetch(
         "SELECT data->>'reason' AS reason FROM events WHERE type = 'incident.queued'"
     )

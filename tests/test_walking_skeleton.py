@@ -104,10 +104,13 @@ async def test_panic_is_offered_to_nearest_unit_and_accept_is_stored(live: LiveS
     assert detail["assignments"] == [
         {**detail["assignments"][0], "unit_id": nearest, "status": "accepted"}
     ]
-    assert [e["type"] for e in detail["events"]] == [
-        "incident.created",
-        "assignment.offered",
-        "assignment.accepted",
+    # The unit's status changes of the job are on the incident's timeline too.
+    assert [(e["type"], e["data"].get("to")) for e in detail["events"]] == [
+        ("incident.created", None),
+        ("unit.status_changed", "offered"),
+        ("assignment.offered", None),
+        ("assignment.accepted", None),
+        ("unit.status_changed", "dispatched"),
     ]
 
 

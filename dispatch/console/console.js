@@ -324,6 +324,9 @@
         case "incident.callback_requested":
           inc.callback = d;
           break;
+        case "incident.ready_to_close":
+          inc.ready_to_close = true; // every unit has finished: the operator closes it
+          break;
         default:
           break;
       }
@@ -337,6 +340,7 @@
         "assignment.declined": "declined", "assignment.expired": "expired",
         "assignment.cancelled": "cancelled" }[ev.type];
       if (status) a.status = status;
+      if (ev.type === "assignment.offered" && inc) inc.ready_to_close = false;
       if (ev.type === "assignment.offered") {
         a.offered_at = ev.at;
         a.expires_at = d.expires_at;
@@ -498,7 +502,8 @@
       },
       el("span", { class: "prio", text: `P${inc.priority ?? "?"}` }),
       el("span", {}, el("b", { text: `#${inc.id} ` }), `${inc.type ?? ""} `, el("span", { class: "status", "data-testid": "queue-status", text: inc.status }),
-        ...callerFlags(inc).map((f) => el("span", { class: "flag", "data-testid": "queue-flag", text: f }))),
+        ...callerFlags(inc).map((f) => el("span", { class: "flag", "data-testid": "queue-flag", text: f })),
+        inc.ready_to_close ? el("span", { class: "flag ready", "data-testid": "queue-ready", text: "ready to close" }) : ""),
       el("span", { class: "age", text: age(inc.created_at) }),
       el("span", { class: "sub", text: inc.zone ? inc.zone.name : (inc.location ? "outside every zone" : "no location") },
         inc.status === "queued" && inc.waiting_reason ? el("span", { class: "waiting", "data-testid": "queue-waiting", text: ` · ${inc.waiting_reason}` }) : ""));

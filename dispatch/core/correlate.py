@@ -7,6 +7,7 @@ these rules match, or create one).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +63,17 @@ def is_better(
         return True
     newer = new_time is not None and (current_time is None or new_time > current_time)
     return newer and _radius(new) <= 2 * _radius(current)
+
+
+def best_fix(fixes: Iterable[tuple[Location, datetime | None]]) -> Location | None:
+    """The location an incident's reports give it, taken in arrival order by the rule
+    between reports (``is_better``): what it would have had without the ones left out."""
+    best: Location | None = None
+    best_time: datetime | None = None
+    for location, time in fixes:
+        if is_better(location, best, new_time=time, current_time=best_time):
+            best, best_time = location, time
+    return best
 
 
 def tel_key(number: str) -> str | None:

@@ -9,8 +9,9 @@ slots, nor a unit that refused the incident. Pure, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from dispatch.core.explain import why_none
 from dispatch.core.facts import Need, PlanSnapshot, Rules, TravelModel
 from dispatch.core.plans import Verdict, after_fill, may_preempt, slots_in_order
 from dispatch.core.rank import Candidate, Policy, choose, eligible, need_of
@@ -25,6 +26,7 @@ class SlotDecision:
     ranked: tuple[Candidate, ...]
     held: bool  # nobody ranked only because the policy holds the need
     preempt: bool  # with nobody free, a unit may be taken off a lesser job
+    why: str | None = None  # nobody ranked and not held: why (for operators)
 
     @property
     def first(self) -> Candidate | None:
@@ -48,7 +50,8 @@ class Decision:
         """Why the incident waits, were no pre-emption to free a unit."""
         missing = [s.agency for s in self.slots if s.first is None and not s.held]
         held = [s.agency for s in self.slots if s.first is None and s.held]
-        return after_fill(missing, held)
+        why = {s.agency: s.why for s in self.slots if s.why is not None}
+        return after_fill(missing, held, why)
 
 
 def decide_slot(
@@ -60,12 +63,23 @@ def decide_slot(
         need, snapshot.units, snapshot.refused, now=snapshot.now, stale_s=rules.position_stale_s
     )
     choice = choose(need, units, policy, travel)
+    why = None
+    if not choice.ranked and not choice.held:
+        why = why_none(
+            need,
+            snapshot.units,
+            snapshot.refused,
+            now=snapshot.now,
+            stale_s=rules.position_stale_s,
+            travel=travel,
+        )
     return SlotDecision(
         agency=agency,
         need=need,
         ranked=choice.ranked,
         held=choice.held,
         preempt=may_preempt(snapshot.incident.type.priority, rules.preempt_priority),
+        why=why,
     )
 
 
@@ -79,7 +93,7 @@ def decide_fill(
     for agency in slots_in_order(snapshot.incident.type.plan, snapshot.unfilled):
         slot = decide_slot(snapshot, agency, policy, travel, rules)
         ranked = tuple(c for c in slot.ranked if c.unit_id not in taken)
-        slot = SlotDecision(slot.agency, slot.need, ranked, slot.held, slot.preempt)
+        slot = replace(slot, ranked=ranked)
         if slot.first is not None:
             taken.add(slot.first.unit_id)
         slots.append(slot)

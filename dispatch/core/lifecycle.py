@@ -82,7 +82,7 @@ class CrewChange:
 class OfferAnswer:
     """An MDT's legal answer to an offer and what it moves."""
 
-    assignment_status: str  # accepted or declined
+    assignment_status: str  # accepted, declined or expired
     unit_status: str  # dispatched or available
     incident_status: str | None  # dispatched on accept; None: the slot reopens
     reoffer: bool  # a decline: the incident goes to the next unit
@@ -123,3 +123,12 @@ def answer_offer(
     if accept:
         return OfferAnswer("accepted", "dispatched", "dispatched", reoffer=False)
     return OfferAnswer("declined", "available", None, reoffer=True)
+
+
+def expire_offer(status: str, *, late: bool) -> OfferAnswer | None:
+    """What the deadline does to an offer in ``status``: an open offer past it expires
+    (the unit is free again and the incident goes to the next unit, as after a decline);
+    anything else (answered, or not yet due) is left alone (None)."""
+    if status != "offered" or not late:
+        return None
+    return OfferAnswer("expired", "available", None, reoffer=True)

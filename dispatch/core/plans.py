@@ -9,7 +9,7 @@ escalated to operators, with the reason they are shown. Pure, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dispatch.core.facts import Need, TravelModel, UnitSnapshot
@@ -56,16 +56,20 @@ def held_reason(agencies: list[str]) -> str:
     return f"held for a unit that can arrive in time ({', '.join(agencies)})"
 
 
-def no_unit_reason(agencies: list[str]) -> str:
-    """Why an incident waits, naming the agencies it still needs."""
-    return "no available unit in reach" + (f" ({', '.join(agencies)})" if agencies else "")
+def no_unit_reason(agencies: list[str], why: Mapping[str, str] | None = None) -> str:
+    """Why an incident waits, naming the agencies it still needs and, where known, why
+    each got nobody (``why``: per agency, e.g. "2 units sent no position for over 300 s")."""
+    named = [f"{a}: {why[a]}" if why and a in why else a for a in agencies]
+    return "no available unit in reach" + (f" ({'; '.join(named)})" if named else "")
 
 
-def after_fill(missing: list[str], held: list[str]) -> Verdict:
+def after_fill(
+    missing: list[str], held: list[str], why: Mapping[str, str] | None = None
+) -> Verdict:
     """After a pass: an agency with no unit at all waits and is escalated (operators may
     find one); one only held waits quietly; otherwise nothing to record."""
     if missing:
-        reason = no_unit_reason(missing)
+        reason = no_unit_reason(missing, why)
         return Verdict(reason, reason)
     if held:
         return Verdict(held_reason(held), None)

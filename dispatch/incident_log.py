@@ -1,0 +1,198 @@
+"""An incident's state changes that every part of dispatch records the same way: it
+waits (and why), it is escalated to operators (once per reason), a slot of its plan
+reopens, it gets another type, a unit's status changes, its last crew finished.
+
+Each writes its row and appends its event in the caller's transaction; the decisions
+of when to call them are the core's (dispatch.core.plans) and the shell's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dispatch.errors import NotFound
+from dispatch.events import EventType, append_event
+from dispatch.incident_types import IncidentType
+from dispatch.readmodels import READY_TO_CLOSE_SQL
+
+
+async def wait(
+    conn: asyncpg.Connection, schema: str, incident_id: int, *, actor: str, reason: str
+) -> str:
+    """Record that the incident waits for units (queued if it has none at all)."""
+    row = await conn.fetchrow(
+        "UPDATE incidents SET updated_at = now(), waiting_reason = $2,"
+        " status = CASE WHEN EXISTS"
+        " (SELECT 1 FROM assignments WHERE incident_id = $1"
+        " AND status IN ('offered', 'accepted')) THEN status ELSE 'queued' END"
+        " WHERE id = $1 RETURNING status, unfilled",
+        incident_id,
+        reason,
+    )
+    await append_event(
+        conn,
+        schema,
+        EventType.INCIDENT_QUEUED,
+        actor=actor,
+        incident_id=incident_id,
+        data={
+            "incident_status": row["status"],
+            "reason": reason,
+            "waiting_for": row["unfilled"],
+        },
+    )
+    status: str = row["status"]
+    return status
+
+
+async def escalate(
+    conn: asyncpg.Connection, schema: str, incident_id: int, *, actor: str, reason: str
+) -> None:
+    """Flag the incident for operators' attention, with the reason: once per reason
+    (a new reason is news to operators; the same one again is not)."""
+    first = await conn.fetchval(
+        "UPDATE incidents SET escalated = true, escalation_reason = $2, updated_at = now()"
+        " WHERE id = $1 AND (NOT escalated OR escalation_reason IS DISTINCT FROM $2)"
+        " RETURNING id",
+        incident_id,
+        reason,
+    )
+    if first is None:
+        return
+    await append_event(
+        conn,
+        schema,
+        EventType.INCIDENT_ESCALATED,
+        actor=actor,
+        incident_id=incident_id,
+        data={"reason": reason},
+    )
+
+
+async def reopen(conn: asyncpg.Connection, incident_id: int, agency: str) -> None:
+    """Mark the plan's slot for ``agency`` as needing a unit again."""
+    await conn.execute(
+        "UPDATE incidents SET unfilled = array_append(unfilled, $2), updated_at = now()"
+        " WHERE id = $1 AND NOT ($2 = ANY(unfilled))",
+        incident_id,
+        agency,
+    )
+
+
+async def reclassify(
+    conn: asyncpg.Connection,
+    schema: str,
+    incident_id: int,
+    kind: IncidentType,
+    *,
+    actor: str,
+    reason: str,
+) -> None:
+    """Give the incident another type (and so priority and response plan).
+
+    The plan's agencies not yet covered by a unit become unfilled; agencies the new
+    plan does not list are no longer waited for.
+    """
+    previous = await conn.fetchrow(
+        "SELECT type, priority FROM incidents WHERE id = $1 FOR UPDATE", incident_id
+    )
+    if previous is None:
+        raise NotFound("incident", incident_id)
+    await conn.execute(
+        "UPDATE incidents SET type = $2, priority = $3, updated_at = now(),"
+        " unfilled = ARRAY(SELECT unnest($4::text[]) EXCEPT"
+        " SELECT agency FROM assignments WHERE incident_id = $1"
+        " AND status IN ('offered', 'accepted', 'completed'))"
+        " WHERE id = $1",
+        incident_id,
+        kind.name,
+        kind.priority,
+        list(kind.plan),
+    )
+    await append_event(
+        conn,
+        schema,
+        EventType.INCIDENT_REPRIORITISED,
+        actor=actor,
+        incident_id=incident_id,
+        data={
+            "type": kind.name,
+            "priority": kind.priority,
+            "previous": {"type": previous["type"], "priority": previous["priority"]},
+            "reason": reason,
+        },
+    )
+
+
+async def refusals(conn: asyncpg.Connection, incident_id: int) -> frozenset[str]:
+    """Units not to offer this incident to again: they declined, let the offer
+    expire, or an operator took it off them."""
+    rows = await conn.fetch(
+        "SELECT unit_id FROM assignments WHERE incident_id = $1"
+        " AND status IN ('declined', 'expired', 'cancelled')",
+        incident_id,
+    )
+    return frozenset(r["unit_id"] for r in rows)
+
+
+async def failed_offers(conn: asyncpg.Connection, incident_id: int) -> int:
+    """Offers of this incident that units declined or let expire."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM assignments WHERE incident_id = $1"
+        " AND status IN ('declined', 'expired')",
+        incident_id,
+    )
+    return count
+
+
+async def unit_status_event(
+    conn: asyncpg.Connection,
+    schema: str,
+    unit_id: str,
+    old: str,
+    new: str,
+    actor: str,
+    *,
+    assignment_id: int | None = None,
+    incident_id: int | None = None,
+    **extra: Any,
+) -> None:
+    """Record a unit's status change."""
+    data: dict[str, Any] = {"from": old, "to": new, **extra}
+    if assignment_id is not None:
+        data["assignment_id"] = assignment_id
+    await append_event(
+        conn,
+        schema,
+        EventType.UNIT_STATUS_CHANGED,
+        actor=actor,
+        unit_id=unit_id,
+        incident_id=incident_id,
+        data=data,
+    )
+
+
+async def ready_to_close(
+    conn: asyncpg.Connection, schema: str, incident_id: int, unit_id: str, status: str, actor: str
+) -> None:
+    """Tell operators an incident is ready to close when the job a crew just finished
+    was its last: every slot had a unit, and none is offered or on its way. The
+    incident itself stays open (only an operator closes, with a disposition)."""
+    ready = await conn.fetchval(
+        f"SELECT {READY_TO_CLOSE_SQL} FROM incidents i WHERE i.id = $1", incident_id
+    )
+    if not ready:
+        return
+    await append_event(
+        conn,
+        schema,
+        EventType.INCIDENT_READY_TO_CLOSE,
+        actor=actor,
+        incident_id=incident_id,
+        data={
+            "reason": f"every unit has finished (last: {unit_id}, now {status}):"
+            " close it with a disposition",
+        },
+    )
