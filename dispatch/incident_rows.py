@@ -131,22 +131,15 @@ def location_json(location: Location | None) -> dict[str, Any] | None:
     }
 
 
-async def insert_report(
-    conn: asyncpg.Connection,
-    incident_id: int,
-    report: IncidentReport,
-    *,
-    intake_error: str | None = None,
-) -> int:
-    """Insert a report of an incident, with its sender keys; its id."""
+_REPORT_COLUMNS = (
+    "channel, gateway_id, external_id, sender, lat, lon, radius_m, location_method,"
+    " location_time, payload, warnings, silent, raw, raw_content_type, intake_error"
+)
+
+
+def _report_values(report: IncidentReport, intake_error: str | None) -> list[Any]:
     location = report.location
-    report_id: int = await conn.fetchval(
-        "INSERT INTO reports (incident_id, channel, gateway_id, external_id, sender, lat, lon,"
-        " radius_m, location_method, location_time, payload, warnings, silent, raw,"
-        " raw_content_type, intake_error)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        " RETURNING id",
-        incident_id,
+    return [
         report.channel,
         report.gateway_id,
         report.external_id,
@@ -159,10 +152,65 @@ async def insert_report(
         report.raw,
         report.raw_content_type,
         intake_error,
+        sorted(set(report.sender_keys)),
+    ]
+
+
+# The report ($2-$16) and its sender keys ($17) of the incident in ``i``: one statement.
+# A key already taken by this report is skipped.
+_REPORT_AND_KEYS = (
+    f"r AS (INSERT INTO reports (incident_id, {_REPORT_COLUMNS})"
+    " SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM i"
+    " RETURNING id, incident_id),"
+    " k AS (INSERT INTO report_keys (key, report_id)"
+    " SELECT key, r.id FROM r, unnest($17::text[]) AS key ON CONFLICT DO NOTHING)"
+    " SELECT r.incident_id, r.id FROM r"
+)
+
+
+async def insert_report(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    report: IncidentReport,
+    *,
+    intake_error: str | None = None,
+) -> int:
+    """Insert a report of an incident, with its sender keys, in one statement; its id."""
+    row = await conn.fetchrow(
+        f"WITH i AS (SELECT $1::bigint AS id), {_REPORT_AND_KEYS}",
+        incident_id,
+        *_report_values(report, intake_error),
     )
-    if report.sender_keys:
-        await conn.executemany(
-            "INSERT INTO report_keys (key, report_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(key, report_id) for key in set(report.sender_keys)],
-        )
+    report_id: int = row["id"]
     return report_id
+
+
+async def insert_incident_with_report(
+    conn: asyncpg.Connection,
+    status: str,
+    kind: IncidentType,
+    location: Location | None,
+    zone: Zone | None,
+    other_zones: list[str],
+    report: IncidentReport,
+    *,
+    intake_error: str | None = None,
+) -> tuple[int, int]:
+    """A new incident and its first report (with its sender keys), in one statement;
+    their ids."""
+    row = await conn.fetchrow(
+        "WITH i AS (INSERT INTO incidents (status, priority, type, lat, lon, radius_m,"
+        " location_method, zone_id, location_time, unfilled, other_zones)"
+        " VALUES ($1, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) RETURNING id),"
+        f" {_REPORT_AND_KEYS}",
+        status,
+        *_report_values(report, intake_error),
+        kind.priority,
+        kind.name,
+        *location_columns(location),
+        zone.id if zone else None,
+        fix_time(location) if location else None,
+        list(kind.plan),
+        other_zones,
+    )
+    return row["incident_id"], row["id"]

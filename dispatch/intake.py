@@ -26,12 +26,13 @@ from dispatch.core.correlate import (
 )
 from dispatch.errors import DispatchError
 from dispatch.events import EventType, append_event
+from dispatch.group_commit import GroupCommit
 from dispatch.incident_moves import IncidentMoves, OpenIncident
 from dispatch.incident_rows import (
     aware,
     created_data,
     fix_time,
-    insert_incident,
+    insert_incident_with_report,
     insert_report,
     location_json,
     reserve_delivery,
@@ -61,6 +62,11 @@ class Intake(IncidentMoves):
         super().__init__(schema=schema, dispatcher=dispatcher)
         self._pool = pool
         self._correlation = correlation or CorrelationPolicy()
+        # Reports arriving together are committed together (each in its own savepoint).
+        metrics = dispatcher.metrics
+        self._group = GroupCommit(
+            pool, observe=metrics.intake_group_size.observe if metrics is not None else None
+        )
 
     async def submit(
         self, report: IncidentReport, *, idempotency_key: str, body_sha256: str
@@ -70,8 +76,8 @@ class Intake(IncidentMoves):
         Raises IdempotencyConflict when the key was used for another body.
         """
         report = report.storable(datetime.now(UTC))
-        return await in_transaction(
-            self._pool, lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
+        return await self._group.run(
+            lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
         )
 
     async def keep_unprocessable(
@@ -107,8 +113,9 @@ class Intake(IncidentMoves):
             f" {error}; its raw content is kept on the report"
         )
         warnings = [*report.warnings, f"intake failed ({error}); kept for operators"]
-        incident_id = await insert_incident(conn, "awaiting_location", kind, None, None, [])
-        report_id = await insert_report(conn, incident_id, report, intake_error=error)
+        incident_id, report_id = await insert_incident_with_report(
+            conn, "awaiting_location", kind, None, None, [], report, intake_error=error
+        )
         actor = f"gateway:{report.gateway_id}"
         await append_event(
             conn,
@@ -246,16 +253,17 @@ class Intake(IncidentMoves):
             status = "new"
         else:
             status = "awaiting_location"
-        incident_id = await insert_incident(conn, status, kind, location, zone, other_zones)
-        report_id = await insert_report(conn, incident_id, report)
         # The event reaches the desks of this incident's zone (all desks when it has
-        # none): they may see the ids of earlier incidents in that same zone only.
+        # none): they may see the ids of earlier incidents in that same zone only. Read
+        # before this incident exists, so it is not its own history.
         here = zone.id if zone else None
         history = await caller_history(
             conn,
             list(report.sender_keys),
-            exclude_incident=incident_id,
             shows_id=lambda there: there is None or there == here,
+        )
+        incident_id, report_id = await insert_incident_with_report(
+            conn, status, kind, location, zone, other_zones, report
         )
         await append_event(
             conn,

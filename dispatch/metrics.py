@@ -43,6 +43,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.intake_group_size = Histogram(
+            "erss_intake_group_size",
+            "Reports written per intake transaction (group commit: 1 when idle).",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=self.registry,
+        )
         self.offer_expiries = Counter(
             "erss_offer_expiries", "Offers that expired unanswered.", registry=self.registry
         )

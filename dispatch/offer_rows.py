@@ -1,6 +1,6 @@
 """An offer's rows: claiming a free unit (a conditional UPDATE, so two transactions
-never take one unit) and writing the offer (assignment, the incident's plan and
-escalation, the events) once a claim won."""
+never take one unit) and, in the same statement, the assignment and the incident's plan
+and escalation; then the events."""
 
 from __future__ import annotations
 
@@ -29,18 +29,7 @@ class Offer:
     travel_time_s: float
 
 
-async def claim(conn: asyncpg.Connection, unit_id: str) -> bool:
-    """Take an available unit for an offer; False if it is no longer available (another
-    transaction claimed it first: PostgreSQL's row lock decides)."""
-    claimed = await conn.fetchval(
-        "UPDATE units SET status = 'offered', updated_at = now()"
-        " WHERE id = $1 AND status = 'available' RETURNING id",
-        unit_id,
-    )
-    return claimed is not None
-
-
-async def write_offer(
+async def claim_and_offer(
     conn: asyncpg.Connection,
     schema: str,
     incident: IncidentFacts,
@@ -51,41 +40,52 @@ async def write_offer(
     timeout_s: float,
     metrics: Metrics | None,
     reason: str | None = None,
-) -> Offer:
-    """Offer the claimed unit the incident's slot of ``agency``: the assignment row, the
-    incident's plan and escalation updated in one statement, and the events."""
-    row = await conn.fetchrow(
-        "INSERT INTO assignments"
+) -> Offer | None:
+    """Claim the candidate and offer it the incident's slot of ``agency``; None if the
+    unit is no longer available (another transaction claimed it first).
+
+    One statement claims (a conditional UPDATE: when two transactions race for a unit,
+    the second waits for the row lock, re-checks and finds it taken), inserts the
+    assignment and updates the incident's plan and escalation; a second appends the
+    events."""
+    # Units on their way for every slot of the plan answer whatever the incident was
+    # escalated for (no location, no unit in reach, offers refused): the flag goes, in
+    # the same statement. One slot still empty keeps it. The statement sees the rows as
+    # they were before it: ``earlier`` counts the incident's offers before this one.
+    written = await conn.fetchrow(
+        "WITH claimed AS (UPDATE units SET status = 'offered', updated_at = now()"
+        " WHERE id = $2 AND status = 'available' RETURNING id),"
+        " offer AS (INSERT INTO assignments"
         " (incident_id, unit_id, agency, status, expires_at, travel_time_s)"
-        " VALUES ($1, $2, $3, 'offered', now() + make_interval(secs => $4), $5)"
-        " RETURNING id, expires_at",
+        " SELECT $1, id, $3, 'offered', now() + make_interval(secs => $4), $5 FROM claimed"
+        " RETURNING id, expires_at),"
+        " before AS (SELECT escalated, escalation_reason FROM incidents WHERE id = $1),"
+        " updated AS (UPDATE incidents i SET unfilled = array_remove(i.unfilled, $3),"
+        " updated_at = now(),"
+        " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
+        " escalated = i.escalated AND cardinality(array_remove(i.unfilled, $3)) > 0,"
+        " escalation_reason = CASE WHEN cardinality(array_remove(i.unfilled, $3)) > 0"
+        " THEN i.escalation_reason END,"
+        " waiting_reason = CASE WHEN cardinality(array_remove(i.unfilled, $3)) > 0"
+        " THEN i.waiting_reason END"
+        " FROM before WHERE i.id = $1 AND EXISTS (SELECT 1 FROM offer)"
+        " RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
+        " before.escalated AND NOT i.escalated AS cleared, before.escalation_reason AS was)"
+        " SELECT offer.id, offer.expires_at, updated.*,"
+        " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS earlier"
+        " FROM offer, updated",
         incident.id,
         candidate.unit_id,
         agency,
         timeout_s,
         candidate.travel_time_s,
     )
-    offer = Offer(row["id"], candidate.unit_id, row["expires_at"], candidate.travel_time_s)
-    # Units on their way for every slot of the plan answer whatever the incident was
-    # escalated for (no location, no unit in reach, offers refused): the flag goes,
-    # in the same statement. One slot still empty keeps it.
-    updated = await conn.fetchrow(
-        "UPDATE incidents i SET unfilled = array_remove(i.unfilled, $2), updated_at = now(),"
-        " status = CASE WHEN i.status IN ('new', 'queued') THEN 'offered' ELSE i.status END,"
-        " escalated = i.escalated AND cardinality(array_remove(i.unfilled, $2)) > 0,"
-        " escalation_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
-        " THEN i.escalation_reason END,"
-        " waiting_reason = CASE WHEN cardinality(array_remove(i.unfilled, $2)) > 0"
-        " THEN i.waiting_reason END"
-        " FROM (SELECT escalated, escalation_reason FROM incidents WHERE id = $1) AS before"
-        " WHERE i.id = $1 RETURNING i.status, extract(epoch FROM now() - i.created_at) AS age,"
-        " (SELECT count(*) FROM assignments WHERE incident_id = $1) AS offers,"
-        " before.escalated AND NOT i.escalated AS cleared, before.escalation_reason AS was",
-        incident.id,
-        agency,
-    )
+    if written is None:
+        return None
+    offer = Offer(written["id"], candidate.unit_id, written["expires_at"], candidate.travel_time_s)
+    updated = written
     incident_status = updated["status"]
-    if metrics is not None and updated["offers"] == 1:
+    if metrics is not None and updated["earlier"] == 0:
         metrics.time_to_dispatch.observe(float(updated["age"]))
     data: dict[str, Any] = {
         "assignment_id": offer.assignment_id,

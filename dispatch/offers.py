@@ -50,7 +50,7 @@ from dispatch.errors import InvalidTransition, NotFound, UnknownIncidentType
 from dispatch.fleet import Fleet
 from dispatch.incident_types import IncidentType
 from dispatch.metrics import Metrics
-from dispatch.offer_rows import Offer, claim, write_offer
+from dispatch.offer_rows import Offer, claim_and_offer
 from dispatch.posts import CoveragePosts
 from dispatch.preempt import preempt
 from dispatch.unit_index import UnitIndex
@@ -340,9 +340,7 @@ class Dispatcher:
     ) -> Offer | None:
         """Claim the candidate and offer it the slot; None if another transaction took
         the unit first."""
-        if not await claim(conn, candidate.unit_id):
-            return None
-        return await write_offer(
+        return await claim_and_offer(
             conn,
             self._schema,
             incident,
