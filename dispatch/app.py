@@ -18,6 +18,7 @@ from dispatch.settings import Settings
 from gateways.panic.router import router as panic_router
 from gateways.sms.router import router as sms_router
 from gateways.telecom.router import router as telecom_router
+from gateways.vehicle.router import router as vehicle_router
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(panic_router)
     app.include_router(telecom_router)
     app.include_router(sms_router)
+    app.include_router(vehicle_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
     app.mount(

@@ -119,9 +119,9 @@ def load_gateways_file(path: Path) -> list[Gateway]:
     for gateway_id, spec in raw.items():
         channel = spec.get("channel") if isinstance(spec, dict) else None
         secrets = spec.get("secrets") if isinstance(spec, dict) else None
-        if channel not in ("telecom", "sms", "panic"):
+        if channel not in ("telecom", "sms", "panic", "vehicle"):
             raise ConfigurationError(
-                f"gateways file {path}: {gateway_id!r} needs channel telecom, sms or panic"
+                f"gateways file {path}: {gateway_id!r} needs channel telecom, sms, panic or vehicle"
             )
         if (
             not isinstance(secrets, list)

@@ -25,7 +25,7 @@ from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex, zones_from_geojson
 
 DEMO_GEOJSON = "bhubaneswar_police_jurisdiction.geojson"
-GATEWAYS = (("telecom", "telecom"), ("sms", "sms"), ("panic", "panic"))
+GATEWAYS = (("telecom", "telecom"), ("sms", "sms"), ("panic", "panic"), ("vehicle", "vehicle"))
 # The city-wide dispatcher and supervisor, and a desk for the northern jurisdictions.
 OPERATORS: dict[str, list[str] | None] = {
     "dispatcher": None,

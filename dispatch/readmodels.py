@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.events import EVENT_COLUMNS, Event
+from dispatch.vehicles import vehicle_of_incident
 
 OPEN_STATUSES = (
     "new",
@@ -206,6 +207,8 @@ async def incident_detail(conn: asyncpg.Connection, incident_id: int) -> dict[st
         "SELECT * FROM assignments WHERE incident_id = $1 ORDER BY id", incident_id
     )
     incident["assignments"] = [_assignment(a) for a in assignments]
+    # The bus or cab of a vehicle panic button, as the register knows it.
+    incident["vehicle"] = await vehicle_of_incident(conn, incident_id)
     events = await conn.fetch(
         f"SELECT {EVENT_COLUMNS}, actor FROM events WHERE incident_id = $1 ORDER BY id",
         incident_id,

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     gateways_file: Path | None = Field(
         default=None,
         description='JSON file of gateways loaded at start-up: {"<id>": {"channel": '
-        '"telecom|sms|panic", "secrets": ["<old>", "<new>"]}}. Every listed '
+        '"telecom|sms|panic|vehicle", "secrets": ["<old>", "<new>"]}}. Every listed '
         "secret is valid, so a secret is rotated by listing both for a while. An sms"
         ' gateway may add "aml_keys": ["<key>"] to check AML-over-HTTPS bodies\' own hmac.',
     )

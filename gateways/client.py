@@ -21,6 +21,7 @@ PATHS = {
     "panic": "/v1/gateways/panic",
     "call": "/v1/gateways/telecom/calls",
     "sms": "/v1/gateways/sms",
+    "vehicle": "/v1/gateways/vehicle",
 }
 
 

@@ -20,7 +20,7 @@ SIGNATURE_HEADERS: list[dict[str, Any]] = [
         "name": "X-ERSS-Gateway",
         "in": "header",
         "required": True,
-        "description": "The gateway's id (e.g. panic, telecom, sms)",
+        "description": "The gateway's id (e.g. panic, telecom, sms, vehicle)",
         "schema": {"type": "string"},
     },
     {
@@ -52,14 +52,22 @@ SIGNATURE_HEADERS: list[dict[str, Any]] = [
 class GatewayAnswer(BaseModel):
     """The 202 answer: the report is committed."""
 
-    incident_id: int = Field(description="The incident the report made or joined")
-    report_id: int
+    incident_id: int | None = Field(
+        description="The incident the report made or joined (null for a vehicle packet that"
+        " is no emergency: login, health, tracking)"
+    )
+    report_id: int | None
     status: str = Field(description="The incident's status after this report")
     duplicate_of: int | None = Field(
         description="The incident id when the report joined an existing incident"
     )
     warnings: list[str] = Field(
         description="Content that could not be used and was dropped, each naming the field"
+    )
+    moved_incident: int | None = Field(
+        default=None,
+        description="Vehicle packets that are no emergency only: the vehicle's open incident"
+        " its fix moved, or null",
     )
 
 
@@ -88,6 +96,21 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": inline_schema(model)}},
+        },
+    }
+
+
+def json_or_text_body(model: type[BaseModel], text: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route taking a JSON body of ``model`` or plain text (what
+    ``text`` describes), told apart by Content-Type."""
+    return {
+        "parameters": SIGNATURE_HEADERS,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": inline_schema(model)},
+                "text/plain": {"schema": {"type": "string", "description": text}},
+            },
         },
     }
 

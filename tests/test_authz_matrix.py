@@ -264,6 +264,26 @@ async def _unit_status(live: LiveServer, zone: str, tag: str) -> Call:
     )
 
 
+async def _read_vehicle(live: LiveServer, zone: str, tag: str) -> Call:
+    # The register is not zoned: a vehicle is one of the city's, on every desk.
+    plate = f"OD02{tag.upper()[:2]}1234"
+    await live.db.execute(
+        "INSERT INTO vehicles (registration, updated_by) VALUES ($1, 'test')", plate
+    )
+    return Call(f"/v1/vehicles/{plate}")
+
+
+async def _put_vehicle(live: LiveServer, zone: str, tag: str) -> Call:
+    plate = f"OD02{tag.upper()[:2]}5678"
+
+    async def state() -> Any:
+        return await live.db.fetchval(
+            "SELECT updated_by FROM vehicles WHERE registration = $1", plate
+        )
+
+    return Call(f"/v1/vehicles/{plate}", {"operator": "Mo Bus", "vehicle_type": "bus"}, state=state)
+
+
 def _reference(path: str, **params: str) -> Prepare:
     async def prepare(live: LiveServer, zone: str, tag: str) -> Call:
         return Call(path, params=params)
@@ -290,6 +310,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/incident-types"): Row(_reference("/v1/incident-types"), "reference"),
     ("GET", "/v1/zones"): Row(_reference("/v1/zones"), "reference"),
     ("GET", "/v1/geocode"): Row(_reference("/v1/geocode", q="Kalpana"), "reference"),
+    # The vehicles register: city-wide reference data that every operator fills.
+    ("GET", "/v1/vehicles"): Row(_reference("/v1/vehicles"), "reference"),
+    ("GET", "/v1/vehicles/{registration}"): Row(_read_vehicle, "reference"),
+    ("PUT", "/v1/vehicles/{registration}"): Row(_put_vehicle, "reference"),
 }
 
 

@@ -80,7 +80,7 @@ def test_serves_with_no_urls_and_keeps_data_across_restarts(data_dir: Path) -> N
     try:
         _wait_ready(proc, base_url, log)
         creds = json.loads((data_dir / "demo-credentials.json").read_text())
-        assert set(creds["gateways"]) == {"telecom", "sms", "panic"}
+        assert set(creds["gateways"]) == {"telecom", "sms", "panic", "vehicle"}
         body = json.dumps(
             {
                 "trigger_id": "cli-1",

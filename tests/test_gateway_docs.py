@@ -20,6 +20,7 @@ GATEWAY_ROUTES = {
     "/v1/gateways/telecom/calls": ("application/json", {"call_id", "caller"}),
     "/v1/gateways/sms": ("application/json", {"message_id", "from"}),
     "/v1/gateways/aml": ("application/x-www-form-urlencoded", {"device_number"}),
+    "/v1/gateways/vehicle": ("application/json", {"alert_id", "imei"}),
 }
 
 
@@ -34,7 +35,7 @@ async def test_every_example_in_the_doc_is_accepted(live: LiveServer, tmp_path: 
     (tmp_path / ".erss").mkdir()
     (tmp_path / ".erss" / "demo-credentials.json").write_text(json.dumps(live.credentials))
     blocks = _bash_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         script = re.sub(r"^BASE=.*$", f"BASE={live.base_url}", block, flags=re.M)
         process = await asyncio.create_subprocess_exec(
@@ -51,9 +52,9 @@ async def test_every_example_in_the_doc_is_accepted(live: LiveServer, tmp_path: 
         assert process.returncode == 0, err.decode()
         answer: dict[str, Any] = json.loads(out)
         assert isinstance(answer.get("incident_id"), int), (block, answer)
-    assert await live.count("reports") == 3
+    assert await live.count("reports") == 4
     located = await live.db.fetchval("SELECT count(*) FROM reports WHERE lat IS NOT NULL")
-    assert located == 3, "every example carries a usable location"
+    assert located == 4, "every example carries a usable location"
 
 
 async def test_openapi_documents_every_gateway_body_and_answer(live: LiveServer) -> None:
@@ -69,3 +70,5 @@ async def test_openapi_documents_every_gateway_body_and_answer(live: LiveServer)
     location = panic["content"]["application/json"]["schema"]["properties"]["location"]
     # The nested model is written in place, not as a dangling $defs reference.
     assert "$ref" not in json.dumps(location)
+    vehicle = document["paths"]["/v1/gateways/vehicle"]["post"]["requestBody"]["content"]
+    assert "text/plain" in vehicle, "the raw AIS-140 packet is a documented body"

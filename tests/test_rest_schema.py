@@ -144,6 +144,9 @@ ROUTES = [
     "GET /v1/incident-types",
     "GET /v1/zones",
     "GET /v1/geocode",
+    "GET /v1/vehicles",
+    "GET /v1/vehicles/{registration}",
+    "PUT /v1/vehicles/{registration}",
 ]
 
 

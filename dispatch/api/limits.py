@@ -87,3 +87,16 @@ SpokenPlace = Annotated[
 ]
 # A phone number as typed (normalised later).
 PhoneNumber = Annotated[str, StringConstraints(min_length=1, max_length=50), _SAFE, _DOC]
+# A vehicle's registration as written: only its letters and digits are kept, so it must
+# have one.
+Registration = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[^\x00-\x1f\x7f]*[A-Za-z0-9][^\x00-\x1f\x7f]*$",
+    ),
+    _SAFE,
+]
+# A tracking device's IMEI (15 digits from an AIS-140 device; a backend's other ids fit).
+DeviceImei = Annotated[str, StringConstraints(min_length=1, max_length=32), _SAFE, _DOC]

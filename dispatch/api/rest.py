@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from dispatch import readmodels
 from dispatch.access import sees_incident_zone
-from dispatch.api import incidents, units
+from dispatch.api import incidents, units, vehicles
 from dispatch.api.deps import OperatorDep, ServicesDep
 from dispatch.api.errors import ERROR_RESPONSES
 from dispatch.api.limits import PhoneNumber, SpokenPlace
@@ -25,6 +25,7 @@ from dispatch.errors import NotFound
 router = APIRouter(prefix="/v1", tags=["operators"], responses=ERROR_RESPONSES)
 router.include_router(incidents.router)
 router.include_router(units.router)
+router.include_router(vehicles.router)
 
 
 @router.get("/callers/{number}")

@@ -793,6 +793,13 @@
     return dl;
   }
 
+  // A vehicle panic button's bus or cab: its plate, who runs it, what it is.
+  function vehicleText(v) {
+    const what = [v.registration || `IMEI ${v.imei}`, v.operator || "operator not in the register"];
+    if (v.vehicle_type) what.push(v.vehicle_type);
+    return what.join(" · ");
+  }
+
   function renderDetail() {
     const d = state.detail;
     if (!d) return;
@@ -808,6 +815,7 @@
       ["escalated", d.escalated ? (d.escalation_reason || "yes") : null],
       ["disposition", d.disposition],
       ["merged into", d.merged_into ? `#${d.merged_into}` : null],
+      ["vehicle", d.vehicle ? el("span", { "data-testid": "detail-vehicle", text: vehicleText(d.vehicle) }) : null],
     ]));
     const closed = !OPEN.has(d.status);
     $("actions").hidden = closed;

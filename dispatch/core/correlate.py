@@ -13,9 +13,10 @@ from datetime import datetime
 
 from geo.location import Location
 
-# Emergencies of one person: two panics from two devices a few metres apart are two
-# people in danger, so proximity alone never joins them.
-PERSONAL_TYPES = frozenset({"panic", "women_in_distress"})
+# Emergencies of one person (or one vehicle's passengers): two panics from two devices a
+# few metres apart are two people, or two buses, in danger, so proximity alone never
+# joins them.
+PERSONAL_TYPES = frozenset({"panic", "women_in_distress", "vehicle_panic"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,15 +3,16 @@ websockets (docs/protocol.md), with time compressed by ``speedup``.
 
 The seeded arrivals of the offline simulator are posted at their (compressed) times:
 panic triggers to the panic gateway, SMS as AML texts, calls as a telecom call followed
-a few seconds later by the caller's AML SMS. One bot per unit holds an MDT socket: it
-accepts offers after the drawn delay, reports en_route, drives a straight line (road
-factor, model speed) while sending location pings, reports on_scene, stays the service
-time, reports available and drives back to its base, or to the standby post the server
-names (unit.post_assigned), taking the next offer on the way; idle, it patrols around
-that point (seeded routes among points of its zone, at half speed, with pauses). A
-simulated operator classifies each report as the call-taker would, and closes each
-incident once its crews are done. The inputs repeat exactly for a seed; the server's
-timing does not (it is a live system).
+a few seconds later by the caller's AML SMS, vehicle panic buttons as a tracking
+backend's alerts (the emergency, then the moving bus's fixes). One bot per unit holds
+an MDT socket: it accepts offers after the drawn delay, reports en_route, drives a
+straight line (road factor, model speed) while sending location pings, reports
+on_scene, stays the service time, reports available and drives back to its base, or to
+the standby post the server names (unit.post_assigned), taking the next offer on the
+way; idle, it patrols around that point (seeded routes among points of its zone, at
+half speed, with pauses). A simulated operator classifies each report as the
+call-taker would, and closes each incident once its crews are done. The inputs repeat
+exactly for a seed; the server's timing does not (it is a live system).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import websockets
 from dispatch.incident_types import IncidentType, load_incident_types
 from dispatch.simulation.offline import Response, SimResult
 from dispatch.simulation.scenario import Arrival, City, SimConfig, arrivals
+from dispatch.simulation.vehicles import vehicle_alerts
 from gateways.client import PATHS, aml_sms, deliver
 from gateways.panic.adapter import CATEGORY_TYPES
 from geo.distance import distance_m, travel_time_s
@@ -122,6 +124,14 @@ async def _report(run: LiveRun, arrival: Arrival, seed: int) -> None:
         if category:
             payload["category"] = category
         body = await _post(run, "panic", payload, "panic")
+    elif arrival.channel == "vehicle":
+        # The type is the button's own (vehicle_panic): nothing for a call-taker to set.
+        for n, (delay, alert) in enumerate(vehicle_alerts(arrival, seed)):
+            await run.sleep(delay)
+            answer = await _post(run, "vehicle", {**alert, "time": _now()}, "vehicle")
+            if n == 0:
+                _incident_of(run, answer, arrival)
+        return
     elif arrival.channel == "call":
         body = await _post(run, "call", {"call_id": ident, "caller": phone}, "telecom")
         incident_id = _incident_of(run, body, arrival)
@@ -143,6 +153,10 @@ async def _report(run: LiveRun, arrival: Arrival, seed: int) -> None:
         else "other"
     )
     await _classify(run, _incident_of(run, body, arrival), arrival, said=said)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _incident_of(run: LiveRun, body: Any, arrival: Arrival) -> int | None:

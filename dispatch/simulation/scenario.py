@@ -24,7 +24,10 @@ from dispatch.incident_types import IncidentType, load_incident_types
 from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex
 
-CHANNELS = ("call", "sms", "panic")
+CHANNELS = ("call", "sms", "panic", "vehicle")
+# Types that only their own channel reports: a vehicle's panic button is pressed in the
+# vehicle (AIS-140), whatever channel_mix says of the others.
+CHANNEL_OF_TYPE = {"vehicle_panic": "vehicle"}
 # Pre-drawn candidate locations per zone: arrivals pick among them (point-in-polygon
 # rejection sampling per incident would dominate the run time of a large city).
 _POINTS_PER_ZONE = 256
@@ -87,8 +90,12 @@ class SimConfig:
             raise ConfigurationError("daily_profile must be 24 non-negative hourly weights")
         if not set(config.channel_mix) <= set(CHANNELS):
             raise ConfigurationError(f"channel_mix: channels are {CHANNELS}")
-        if not set(config.channel_mix) <= set(config.dispatch_delay_s):
-            raise ConfigurationError("dispatch_delay_s must list every channel of channel_mix")
+        own = {CHANNEL_OF_TYPE[t] for t in config.type_mix if t in CHANNEL_OF_TYPE}
+        if not set(config.channel_mix) | own <= set(config.dispatch_delay_s):
+            raise ConfigurationError(
+                "dispatch_delay_s must list every channel of channel_mix, and 'vehicle' when"
+                " type_mix has vehicle_panic"
+            )
         return config
 
     def unknown_zones(self, zone_ids: Iterable[str]) -> list[str]:
@@ -257,7 +264,8 @@ def arrivals(
             if rng.random() * peak > config.profile_at(t):
                 continue
             kind = _pick(rng, config.type_mix)
-            channel = _pick(rng, config.channel_mix)
+            # Drawn even when the type has its own channel: the random stream stays the same.
+            channel = CHANNEL_OF_TYPE.get(kind, _pick(rng, config.channel_mix))
             point = pool[rng.randrange(len(pool))]
             plan = kinds[kind].plan
             mean_s = {a: config.service_min.get(a, 30.0) * 60.0 for a in plan}
