@@ -9,9 +9,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import ops, rest, ws
+from dispatch.api import exchange, ops, rest, ws
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
+from dispatch.exchange.runtime import running_exchange
 from dispatch.redact import install_log_redaction
 from dispatch.services import running_services
 from dispatch.settings import Settings
@@ -26,8 +27,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_log_redaction()  # uvicorn logs ?token= on every websocket connect
-        async with running_services(settings) as services:
+        async with running_services(settings) as services, running_exchange(services) as ex:
             app.state.services = services
+            app.state.exchange = ex
             yield
 
     app = FastAPI(
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sms_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(exchange.router)
     app.mount(
         "/console",
         StaticFiles(directory=Path(__file__).parent / "console", html=True),
