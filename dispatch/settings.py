@@ -175,6 +175,21 @@ class Settings(BaseSettings):
         "(docs/exchange.md). The first secret signs what we send; every listed secret is "
         "valid on what they send back, so a secret is rotated as a gateway's is.",
     )
+    handoff_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Tries of one hand-off (or status update) to another CAD before it is "
+        "given up on and the incident escalated to operators.",
+    )
+    handoff_retry_base_s: float = Field(
+        default=2.0, gt=0, description="Wait before the second try; it doubles with each try."
+    )
+    handoff_retry_cap_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between two tries of one hand-off."
+    )
+    handoff_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long one POST to another CAD may take."
+    )
     same_sender_window_s: float = Field(
         default=900.0,
         gt=0,

@@ -43,26 +43,31 @@ CREATE TABLE exchange_outbox (
     delivered_at     timestamptz
 );
 CREATE INDEX exchange_outbox_due ON exchange_outbox (next_attempt_at) WHERE state = 'pending';
+-- Deliveries about one incident to one agency go in order (the earliest pending first).
+CREATE INDEX exchange_outbox_order ON exchange_outbox (agency_id, incident_id, id)
+    WHERE state = 'pending';
 
 -- Signed deliveries from other agencies already applied (status updates), by their key.
 CREATE TABLE exchange_received (
     agency_id    text NOT NULL,
     key          text NOT NULL,
     body_sha256  text NOT NULL,
-    response     jsonb NOT NULL,
+    response     jsonb,
     received_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (agency_id, key)
 );
 
 -- An incident that came from another CAD: whom to tell what we do with it.
 CREATE TABLE exchange_inbound (
-    incident_id  bigint PRIMARY KEY REFERENCES incidents (id),
     agency_id    text NOT NULL,
     tracking_id  text NOT NULL,
-    -- The event id up to which our changes were reported back.
+    -- Several may join one incident here (the same emergency from two centres).
+    incident_id  bigint NOT NULL REFERENCES incidents (id),
+    -- The event position up to which our changes were reported back.
     reported_to  bigint NOT NULL DEFAULT 0,
-    UNIQUE (agency_id, tracking_id)
+    PRIMARY KEY (agency_id, tracking_id)
 );
+CREATE INDEX exchange_inbound_incident ON exchange_inbound (incident_id);
 
 -- CAP 1.2 alerts as issued (the XML is kept as sent: an alert is never edited, an
 -- Update or Cancel is a new alert that references it).
