@@ -177,7 +177,7 @@ async def _hand(cad: Cad, incident_id: int, agency: str) -> dict[str, Any]:
             json={"agency": agency, "reason": "medical: no own ambulance free"},
             headers=cad.auth(),
         )
-    assert response.status_code == 202, response.text
+    assert response.status_code == 201, response.text
     handoff: dict[str, Any] = response.json()
     return handoff
 

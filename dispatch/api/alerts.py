@@ -150,6 +150,23 @@ def _answer(request: Request, issued: alerts.Issued) -> dict[str, Any]:
     }
 
 
+async def _on_desk(conn: asyncpg.Connection, operator: Principal, identifier: str) -> None:
+    """An alert issued around an incident follows the incident's desk rule (one drawn on
+    the map, with no incident, is every desk's, as an unlocated incident is)."""
+    row = await conn.fetchrow(
+        "SELECT i.zone_id FROM alerts a LEFT JOIN incidents i ON i.id = a.incident_id"
+        " WHERE a.identifier = $1",
+        identifier,
+    )
+    access.require_via_incident(
+        operator,
+        "alert",
+        identifier,
+        exists=row is not None,
+        zone_id=row["zone_id"] if row is not None else None,
+    )
+
+
 async def _issue(
     request: Request,
     exchange: Exchange,
@@ -160,6 +177,8 @@ async def _issue(
     services = exchange.services
 
     async def act(conn: asyncpg.Connection) -> alerts.Issued:
+        if replaces is not None:
+            await _on_desk(conn, operator, replaces)
         area = await _area(conn, operator, body)
         now = datetime.now(UTC)
         issued, _xml = await alerts.issue(
@@ -210,6 +229,7 @@ async def cancel_alert(
     """Withdraw a current alert with a CAP Cancel that references it."""
 
     async def act(conn: asyncpg.Connection) -> alerts.Issued:
+        await _on_desk(conn, operator, identifier)
         issued, _xml = await alerts.cancel(
             conn,
             exchange.services.settings.db_schema,

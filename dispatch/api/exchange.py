@@ -77,7 +77,7 @@ class HandoffBody(BaseModel):
     reason: Reason
 
 
-@router.post("/incidents/{incident_id}/handoff", status_code=202, responses=ACTION_RESPONSES)
+@router.post("/incidents/{incident_id}/handoff", status_code=201, responses=ACTION_RESPONSES)
 async def hand_over(
     incident_id: IncidentId, body: HandoffBody, exchange: ExchangeDep, operator: OperatorDep
 ) -> dict[str, Any]:
