@@ -424,3 +424,102 @@ async def test_a_receiver_never_back_is_escalated_after_n_tries(cads: dict[str, 
     # Handed over again later, it is a new hand-off.
     again = await _hand(a, incident_id, c.agency_id)
     assert again["id"] != shown["id"]
+
+
+def _socket(cad: Cad, agency: str, secret: str) -> Any:
+    import websockets
+
+    ts = str(int(time.time()))
+    return websockets.connect(
+        f"ws://127.0.0.1:{cad.port}/v1/exchange/ws",
+        additional_headers={
+            "X-ERSS-Agency": agency,
+            "X-ERSS-Timestamp": ts,
+            "X-ERSS-Signature": sign(secret, ts, b"GET /v1/exchange/ws"),
+        },
+    )
+
+
+async def _frame(ws: Any, kind: str, within: float = 10) -> dict[str, Any]:
+    message, _ = await receive_until(ws, lambda m: m.get("type") == kind, within=within)
+    return message
+
+
+async def test_an_agency_subscribes_to_the_eidos_handed_to_it_and_resumes(
+    cads: dict[str, Cad],
+) -> None:
+    a, b = cads["a"], cads["b"]
+    await a.start()
+    handed = await _incident(a)
+    not_handed = await _incident(a, zone="sahidnagar", trigger="t-2")
+    quiet = await _incident(a, zone="badagada", trigger="t-3")
+    await b.start()
+    await _hand(a, handed, b.agency_id)
+    await _hand(a, quiet, b.agency_id)
+
+    async def settled() -> bool:
+        # B took both and said so: nothing more happens on them unless we act.
+        remote = [(await _handoff(a, i))["remote_status"] for i in (handed, quiet)]
+        return remote == ["accepted", "accepted"]
+
+    await wait_for(settled, within=15, what="both hand-offs accepted")
+
+    async def note(incident_id: int, text: str) -> None:
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            answer = await http.post(
+                f"/v1/incidents/{incident_id}/notes", json={"text": text}, headers=a.auth()
+            )
+        assert answer.status_code == 201
+
+    def notes(message: dict[str, Any]) -> list[str]:
+        (eido,) = message["notification"]
+        return [n["notesActionComments"] for n in eido.get("notesComponent", [])]
+
+    async with _socket(a, b.agency_id, SECRET_AB) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "requestId": "r1"}))
+        answer = await _frame(ws, "subscribeResponse")
+        assert answer["statusCode"] == 200
+        first = await _frame(ws, "notify")
+        (eido,) = first["notification"]
+        assert eido_schema.problems(eido) == []
+        assert eido["$id"].startswith(f"urn:emergency:uid:incidentid:{handed}:")
+        (other,) = (await _frame(ws, "notify"))["notification"]
+        assert other["$id"].startswith(f"urn:emergency:uid:incidentid:{quiet}:")
+        await note(not_handed, "not theirs")
+        await note(handed, "patient conscious")
+        live = await _frame(ws, "notify")
+        assert notes(live) == ["patient conscious"]
+        assert live["notification"][0]["$id"] == eido["$id"]
+        position = live["position"]
+    # Away for a while: what changed meanwhile comes on resume, and only that.
+    await note(handed, "second ambulance asked for")
+    await note(not_handed, "still not theirs")
+    async with _socket(a, b.agency_id, SECRET_AB) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "requestId": "r2", "after": position}))
+        assert (await _frame(ws, "subscribeResponse"))["position"] == position
+        resumed = await _frame(ws, "notify")
+        assert notes(resumed) == ["patient conscious", "second ambulance asked for"]
+        assert resumed["position"] > position
+        # The quiet incident did not change: not sent again; the next is live.
+        await note(handed, "on the way to hospital")
+        after_resume = await _frame(ws, "notify")
+        assert notes(after_resume)[-1] == "on the way to hospital"
+        await ws.send(json.dumps({"type": "subscribe", "requestId": "r3"}))
+        assert (await _frame(ws, "subscribeResponse"))["statusCode"] == 409
+    # Another agency, or a wrong secret, gets nothing.
+    import websockets
+
+    async with _socket(a, b.agency_id, "not-the-shared-secret-at-all") as ws:
+        error = json.loads(await ws.recv())
+        assert error["error"] == "Unauthorized"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401
+    async with _socket(a, cads["c"].agency_id, SECRET_AC) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "requestId": "r4"}))
+        assert (await _frame(ws, "subscribeResponse"))["statusCode"] == 200
+        await note(handed, "c must not see this")
+        await note(handed, "nor this")
+        with pytest.raises(TimeoutError):
+            await _frame(ws, "notify", within=2)

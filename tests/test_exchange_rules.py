@@ -95,3 +95,32 @@ def test_agencies_file_problems_are_named_and_secrets_stay_out_of_reprs() -> Non
     ):
         with pytest.raises(ConfigurationError, match=words):
             parse_agencies(bad, "f")
+
+
+def test_subscription_frames_and_one_notify_per_incident() -> None:
+    from dispatch.exchange.subscription import (
+        BadFrame,
+        Subscribe,
+        Unsubscribe,
+        latest_per_incident,
+        parse_frame,
+    )
+
+    assert parse_frame('{"type": "subscribe", "requestId": "r"}') == Subscribe("r", None)
+    assert parse_frame(
+        '{"type": "subscribe", "requestId": "r", "after": "0000000000000042"}'
+    ) == Subscribe("r", 42)
+    assert parse_frame(
+        '{"type": "unsubscribe", "requestId": "r", "subscriptionId": "s"}'
+    ) == Unsubscribe("r", "s")
+    for bad, words in (
+        ("[]", "JSON object"),
+        ('{"type": "subscribe"}', "requestId"),
+        ('{"type": "subscribe", "requestId": "r", "after": 42}', "position string"),
+        ('{"type": "subscribe", "requestId": "r", "after": "-1"}', "not an event position"),
+        ('{"type": "subscribe", "requestId": "r", "event": "presence"}', "event package"),
+        ('{"type": "notify", "requestId": "r"}', "subscribe or unsubscribe"),
+    ):
+        with pytest.raises(BadFrame, match=words):
+            parse_frame(bad)
+    assert latest_per_incident([(5, 1), (6, 2), (9, 1), (7, 3)]) == [(6, 2), (7, 3), (9, 1)]
