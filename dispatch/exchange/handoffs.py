@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 
-from dispatch import readmodels
 from dispatch.errors import InvalidTransition, NotFound
 from dispatch.events import EventType, append_event
 from dispatch.exchange.agencies import Agency
@@ -25,6 +24,7 @@ from dispatch.exchange.handoff import (
     status_body,
     status_update_for,
 )
+from dispatch.exchange.snapshot import incident_and_units
 
 _CLOSED = ("closed", "merged")
 
@@ -70,9 +70,10 @@ async def hand_over(
 ) -> dict[str, Any]:
     """Hand the incident to ``agency``: its EIDO as it is now goes into the outbox.
     The caller holds the incident's row lock (the desk check)."""
-    incident = await readmodels.incident_detail(conn, incident_id)
-    if incident is None:
+    found = await incident_and_units(conn, incident_id)
+    if found is None:
         raise NotFound("incident", incident_id)
+    incident, units = found
     if incident["status"] in _CLOSED:
         raise InvalidTransition("incident", incident_id, incident["status"], "handed over")
     live = await conn.fetchval(
@@ -85,11 +86,6 @@ async def hand_over(
         raise InvalidTransition(
             "incident", incident_id, f"already handed to {agency.id}", "handed to it again"
         )
-    units = {}
-    for unit_id in sorted({a["unit_id"] for a in incident["assignments"]}):
-        unit = await readmodels.unit_view(conn, unit_id)
-        if unit is not None:
-            units[unit_id] = unit
     eido = build_eido(incident, units=units, origin=origin, now=datetime.now(UTC))
     handoff_id: int = await conn.fetchval(
         "INSERT INTO handoffs (incident_id, agency_id, state, actor, reason)"

@@ -12,6 +12,22 @@ from dispatch.exchange.agencies import Agency
 from dispatch.exchange.eido import Origin, PartnerAgency, build_eido
 
 
+async def incident_and_units(
+    conn: asyncpg.Connection, incident_id: int
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The incident's read model and the units of its assignments, by id (None: no such
+    incident); the caller chooses the transaction."""
+    incident = await readmodels.incident_detail(conn, incident_id)
+    if incident is None:
+        return None
+    units = {}
+    for unit_id in sorted({a["unit_id"] for a in incident["assignments"]}):
+        unit = await readmodels.unit_view(conn, unit_id)
+        if unit is not None:
+            units[unit_id] = unit
+    return incident, units
+
+
 async def incident_eido(
     conn: asyncpg.Connection,
     incident_id: int,
@@ -21,15 +37,10 @@ async def incident_eido(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The incident's read model and its EIDO, or None when there is no such incident."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        incident = await readmodels.incident_detail(conn, incident_id)
-        if incident is None:
+        found = await incident_and_units(conn, incident_id)
+        if found is None:
             return None
-        unit_ids = sorted({a["unit_id"] for a in incident["assignments"]})
-        units = {}
-        for unit_id in unit_ids:
-            unit = await readmodels.unit_view(conn, unit_id)
-            if unit is not None:
-                units[unit_id] = unit
+        incident, units = found
         rows = await conn.fetch(
             "SELECT DISTINCT ON (agency_id) agency_id, state, remote_status FROM handoffs"
             " WHERE incident_id = $1 ORDER BY agency_id, id DESC",
