@@ -16,9 +16,6 @@ from referencing.jsonschema import DRAFT4
 SCHEMA_DIR = Path(__file__).parent / "schemas" / "eido"
 _ROOT_URI = "urn:erss:eido-schema/openapi.yaml"
 _EIDO_TYPE = "EmergencyIncidentDataObjectType"
-# libyaml's loader reads the 3 MB of NIEM types in a fraction of a second; PyYAML built
-# without libyaml falls back to its own (slower, same result).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class EidoInvalid(ValueError):
@@ -54,8 +51,12 @@ def _path_of(uri: str) -> Path:
 
 @functools.cache
 def _document(uri: str) -> Any:
+    # libyaml's safe loader reads the 3 MB of NIEM types in a fraction of a second;
+    # PyYAML built without libyaml falls back to its own (slower, same result).
     with _path_of(uri).open("rb") as handle:
-        return _fix_glitches(yaml.load(handle, Loader=_LOADER))
+        if hasattr(yaml, "CSafeLoader"):
+            return _fix_glitches(yaml.load(handle, Loader=yaml.CSafeLoader))
+        return _fix_glitches(yaml.safe_load(handle))
 
 
 def _retrieve(uri: str) -> Resource[Any]:
