@@ -9,9 +9,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import ops, rest, ws
+from dispatch.api import alerts, exchange, exchange_ws, ops, rest, ws
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
+from dispatch.exchange.runtime import running_exchange
 from dispatch.redact import install_log_redaction
 from dispatch.services import running_services
 from dispatch.settings import Settings
@@ -27,8 +28,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_log_redaction()  # uvicorn logs ?token= on every websocket connect
-        async with running_services(settings) as services:
+        async with running_services(settings) as services, running_exchange(services) as ex:
             app.state.services = services
+            app.state.exchange = ex
             yield
 
     app = FastAPI(
@@ -46,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(vehicle_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(exchange.router)
+    app.include_router(alerts.router)
+    app.include_router(exchange_ws.router)
     app.mount(
         "/console",
         StaticFiles(directory=Path(__file__).parent / "console", html=True),

@@ -38,6 +38,14 @@ class EventType(StrEnum):
     UNIT_LEFT_HOME_ZONE = "unit.left_home_zone"
     UNIT_RETURNED_HOME_ZONE = "unit.returned_home_zone"
     UNIT_POST_ASSIGNED = "unit.post_assigned"
+    # Incidents that travel (docs/exchange.md).
+    INCIDENT_HANDOFF_REQUESTED = "incident.handoff_requested"
+    INCIDENT_HANDOFF_SENT = "incident.handoff_sent"
+    INCIDENT_HANDOFF_ACKNOWLEDGED = "incident.handoff_acknowledged"
+    INCIDENT_HANDOFF_REFUSED = "incident.handoff_refused"
+    INCIDENT_HANDOFF_ESCALATED = "incident.handoff_escalated"
+    INCIDENT_HANDOFF_STATUS = "incident.handoff_status"
+    ALERT_ISSUED = "alert.issued"
 
 
 # Positions are sent as fixed-width decimal strings so that clients which treat them as

@@ -155,6 +155,41 @@ class Settings(BaseSettings):
         "secret is valid, so a secret is rotated by listing both for a while. An sms"
         ' gateway may add "aml_keys": ["<key>"] to check AML-over-HTTPS bodies\' own hmac.',
     )
+    agency_id: str = Field(
+        default="112.erss.invalid",
+        min_length=3,
+        max_length=100,
+        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        description="This centre's domain-style id (e.g. 112.odisha.gov.in): the issuer of "
+        "its EIDOs and the sender of its CAP alerts (docs/exchange.md).",
+    )
+    agency_name: str = Field(
+        default="112 Emergency Response Support System",
+        max_length=200,
+        description="This centre's name as CAP alerts and the Atom feed show it.",
+    )
+    agencies_file: Path | None = Field(
+        default=None,
+        description='JSON file of other agencies\' CADs incidents are handed to: {"<id>": '
+        '{"endpoint": "https://...", "secrets": ["<old>", "<new>"], "type": "ems"}} '
+        "(docs/exchange.md). The first secret signs what we send; every listed secret is "
+        "valid on what they send back, so a secret is rotated as a gateway's is.",
+    )
+    handoff_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Tries of one hand-off (or status update) to another CAD before it is "
+        "given up on and the incident escalated to operators.",
+    )
+    handoff_retry_base_s: float = Field(
+        default=2.0, gt=0, description="Wait before the second try; it doubles with each try."
+    )
+    handoff_retry_cap_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between two tries of one hand-off."
+    )
+    handoff_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long one POST to another CAD may take."
+    )
     same_sender_window_s: float = Field(
         default=900.0,
         gt=0,

@@ -19,6 +19,7 @@ import pytest
 from dispatch import access, readmodels
 from dispatch.app import create_app
 from dispatch.auth import Principal
+from dispatch.exchange.agencies import Agency
 from dispatch.settings import Settings
 from tests.conftest import LiveServer
 from tests.test_gateways_telecom_sms import CALLS, post
@@ -284,6 +285,89 @@ async def _put_vehicle(live: LiveServer, zone: str, tag: str) -> Call:
     return Call(f"/v1/vehicles/{plate}", {"operator": "Mo Bus", "vehicle_type": "bus"}, state=state)
 
 
+async def _eido(live: LiveServer, zone: str, tag: str) -> Call:
+    return Call(f"/v1/incidents/{await _incident(live, zone, tag)}/eido")
+
+
+async def _handoffs(live: LiveServer, zone: str, tag: str) -> Call:
+    return Call(f"/v1/incidents/{await _incident(live, zone, tag)}/handoffs")
+
+
+async def _handoff(live: LiveServer, zone: str, tag: str) -> Call:
+    incident_id = await _incident(live, zone, tag)
+    # The live server has no agencies file: one nobody answers for (tries go on quietly).
+    agencies = live.server.config.loaded_app.app.state.exchange.agencies  # type: ignore[attr-defined]
+    agencies.setdefault("cad.test", Agency("cad.test", "http://127.0.0.1:9", ("s" * 16,)))
+
+    async def state() -> Any:
+        return (await _incident_state(live, incident_id), await live.count("handoffs"))
+
+    return Call(
+        f"/v1/incidents/{incident_id}/handoff",
+        {"agency": "cad.test", "reason": "theirs"},
+        state=state,
+    )
+
+
+def _alert_body(incident_id: int) -> dict[str, Any]:
+    return {
+        "event": "Fire",
+        "headline": "Fire: keep away",
+        "urgency": "Immediate",
+        "severity": "Severe",
+        "certainty": "Observed",
+        "categories": ["Fire"],
+        "incident_id": incident_id,
+        "area": {"description": "around the fire"},
+    }
+
+
+async def _alert(live: LiveServer, zone: str, tag: str) -> Call:
+    incident_id = await _incident(live, zone, tag)
+
+    async def state() -> Any:
+        return await live.count("alerts")
+
+    return Call("/v1/alerts", _alert_body(incident_id), state=state)
+
+
+async def _issued(live: LiveServer, zone: str, tag: str) -> tuple[int, str]:
+    incident_id = await _incident(live, zone, tag)
+    answer = await live.http.post(
+        "/v1/alerts", json=_alert_body(incident_id), headers=_auth(live, CITY)
+    )
+    assert answer.status_code == 201, answer.text
+    identifier: str = answer.json()["identifier"]
+    return incident_id, identifier
+
+
+def _alert_state(live: LiveServer, identifier: str) -> Callable[[], Awaitable[Any]]:
+    async def state() -> Any:
+        return await live.db.fetchval(
+            "SELECT superseded FROM alerts WHERE identifier = $1", identifier
+        )
+
+    return state
+
+
+async def _update_alert(live: LiveServer, zone: str, tag: str) -> Call:
+    incident_id, identifier = await _issued(live, zone, tag)
+    return Call(
+        f"/v1/alerts/{identifier}/update",
+        _alert_body(incident_id),
+        state=_alert_state(live, identifier),
+    )
+
+
+async def _cancel_alert(live: LiveServer, zone: str, tag: str) -> Call:
+    _incident_id, identifier = await _issued(live, zone, tag)
+    return Call(
+        f"/v1/alerts/{identifier}/cancel",
+        {"reason": "out"},
+        state=_alert_state(live, identifier),
+    )
+
+
 def _reference(path: str, **params: str) -> Prepare:
     async def prepare(live: LiveServer, zone: str, tag: str) -> Call:
         return Call(path, params=params)
@@ -314,6 +398,16 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/vehicles"): Row(_reference("/v1/vehicles"), "reference"),
     ("GET", "/v1/vehicles/{registration}"): Row(_read_vehicle, "reference"),
     ("PUT", "/v1/vehicles/{registration}"): Row(_put_vehicle, "reference"),
+    # Incidents that travel (docs/exchange.md): the incident's desk rule; alerts are
+    # public anyway, and the agencies list is configuration.
+    ("GET", "/v1/incidents/{incident_id}/eido"): Row(_eido),
+    ("GET", "/v1/incidents/{incident_id}/handoffs"): Row(_handoffs),
+    ("POST", "/v1/incidents/{incident_id}/handoff"): Row(_handoff),
+    ("POST", "/v1/alerts"): Row(_alert),
+    ("POST", "/v1/alerts/{identifier}/update"): Row(_update_alert),
+    ("POST", "/v1/alerts/{identifier}/cancel"): Row(_cancel_alert),
+    ("GET", "/v1/alerts"): Row(_reference("/v1/alerts"), "reference"),
+    ("GET", "/v1/exchange/agencies"): Row(_reference("/v1/exchange/agencies"), "reference"),
 }
 
 
