@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import ops, rest, ws
+from dispatch.api import ops, rest, volunteers, ws, ws_volunteer
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
 from dispatch.redact import install_log_redaction
@@ -44,6 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sms_router)
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(volunteers.router)
+    app.include_router(ws_volunteer.router)
     app.mount(
         "/console",
         StaticFiles(directory=Path(__file__).parent / "console", html=True),

@@ -38,6 +38,14 @@ class EventType(StrEnum):
     UNIT_LEFT_HOME_ZONE = "unit.left_home_zone"
     UNIT_RETURNED_HOME_ZONE = "unit.returned_home_zone"
     UNIT_POST_ASSIGNED = "unit.post_assigned"
+    # SHOUT volunteers (dispatch/volunteers): an alert's life, and a volunteer's record.
+    VOLUNTEER_ALERTED = "volunteer.alerted"
+    VOLUNTEER_ACCEPTED = "volunteer.accepted"
+    VOLUNTEER_DECLINED = "volunteer.declined"
+    VOLUNTEER_EXPIRED = "volunteer.expired"
+    VOLUNTEER_STOOD_DOWN = "volunteer.stood_down"
+    VOLUNTEER_DONE = "volunteer.done"
+    VOLUNTEER_CHANGED = "volunteer.changed"
 
 
 # Positions are sent as fixed-width decimal strings so that clients which treat them as
