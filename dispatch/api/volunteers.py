@@ -1,8 +1,9 @@
 """Operator REST for SHOUT volunteers: register, verify, opt out, erase; and, per
 incident, who was alerted, the caller's consent and standing a volunteer down.
 
-Volunteers belong to no zone: every operator may manage them. What concerns one
-incident follows the desk rule of ``dispatch.access``, like every incident route.
+A volunteer's home area is a zone: a desk manages the volunteers of its zones, a
+city-wide operator all of them; what concerns one incident follows the incident's zone.
+The rule is ``dispatch.access``, as for every route.
 A volunteer's own token opens none of these (it is not an operator token).
 """
 
@@ -40,7 +41,7 @@ class RegisterBody(_Body):
 
     name: Label
     phone: PhoneNumber
-    home_area: Label
+    home_area: Annotated[Label, Field(description="the zone id of the volunteer's home area")]
     languages: list[Language] = Field(default_factory=list, max_length=20)
     police_verified: bool = False
 
@@ -75,9 +76,13 @@ async def register_volunteer(
 ) -> dict[str, Any]:
     """Register a volunteer; the answer carries their token, shown this once (only its
     hash is kept). They are alerted once verified and available."""
-    volunteer, token = await in_transaction(
-        services.pool,
-        lambda conn: store.register(
+
+    async def act(conn: asyncpg.Connection) -> tuple[dict[str, Any], str]:
+        exists = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM zones WHERE id = $1)", body.home_area
+        )
+        access.require_zone(operator, body.home_area, exists=exists)
+        return await store.register(
             conn,
             services.settings.db_schema,
             name=body.name,
@@ -86,25 +91,40 @@ async def register_volunteer(
             languages=list(body.languages),
             verified=body.police_verified,
             actor=operator.actor,
-        ),
-    )
+        )
+
+    volunteer, token = await in_transaction(services.pool, act)
     return {"id": volunteer["id"], "token": token, "volunteer": volunteer}
 
 
 @router.get("/volunteers")
-async def list_volunteers(services: ServicesDep, _operator: OperatorDep) -> list[dict[str, Any]]:
-    """Every registered volunteer."""
+async def list_volunteers(services: ServicesDep, operator: OperatorDep) -> list[dict[str, Any]]:
+    """The registered volunteers (a desk's: those of its zones)."""
     async with services.pool.acquire() as conn:
-        return await store.list_all(conn)
+        return await store.list_all(conn, zones=access.desk_zones(operator))
+
+
+async def _visible(
+    conn: asyncpg.Connection, operator: Principal, volunteer_id: str, *, lock: bool = True
+) -> Any:
+    """The volunteer's row, if the operator may manage them (404 otherwise)."""
+    row = await store.find(conn, volunteer_id, lock=lock)
+    access.require_volunteer(
+        operator,
+        volunteer_id,
+        exists=row is not None,
+        home_area=row["home_area"] if row is not None else None,
+    )
+    return row
 
 
 @router.get("/volunteers/{volunteer_id}", responses=ACTION_RESPONSES)
 async def get_volunteer(
-    volunteer_id: VolunteerId, services: ServicesDep, _operator: OperatorDep
+    volunteer_id: VolunteerId, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """One volunteer's record."""
     async with services.pool.acquire() as conn:
-        return store.operator_view(await store.get(conn, volunteer_id))
+        return store.operator_view(await _visible(conn, operator, volunteer_id, lock=False))
 
 
 @router.post("/volunteers/{volunteer_id}/verification", responses=ACTION_RESPONSES)
@@ -112,12 +132,14 @@ async def verify_volunteer(
     volunteer_id: VolunteerId, body: VerifyBody, services: ServicesDep, operator: OperatorDep
 ) -> dict[str, Any]:
     """Record the police verification; withdrawing it stands the volunteer down."""
-    result = await in_transaction(
-        services.pool,
-        lambda conn: store.set_verified(
+
+    async def act(conn: asyncpg.Connection) -> dict[str, Any]:
+        await _visible(conn, operator, volunteer_id)
+        return await store.set_verified(
             conn, services.settings.db_schema, volunteer_id, body.verified, actor=operator.actor
-        ),
-    )
+        )
+
+    result = await in_transaction(services.pool, act)
     services.volunteers.wake()
     return result
 
@@ -128,12 +150,14 @@ async def opt_out_volunteer(
 ) -> dict[str, Any]:
     """The volunteer asked (e.g. by phone) to get no more alerts: every active one is
     stood down. The record stays until deleted."""
-    return await in_transaction(
-        services.pool,
-        lambda conn: store.set_opted_out(
+
+    async def act(conn: asyncpg.Connection) -> dict[str, Any]:
+        await _visible(conn, operator, volunteer_id)
+        return await store.set_opted_out(
             conn, services.settings.db_schema, volunteer_id, True, actor=operator.actor
-        ),
-    )
+        )
+
+    return await in_transaction(services.pool, act)
 
 
 @router.delete("/volunteers/{volunteer_id}", responses=ACTION_RESPONSES)
@@ -142,12 +166,12 @@ async def delete_volunteer(
 ) -> dict[str, Any]:
     """Erase the volunteer's data (name, phone, area, languages, position, token); their
     past alerts stay on the incidents, anonymous."""
-    await in_transaction(
-        services.pool,
-        lambda conn: store.delete(
-            conn, services.settings.db_schema, volunteer_id, actor=operator.actor
-        ),
-    )
+
+    async def act(conn: asyncpg.Connection) -> None:
+        await _visible(conn, operator, volunteer_id)
+        await store.delete(conn, services.settings.db_schema, volunteer_id, actor=operator.actor)
+
+    await in_transaction(services.pool, act)
     return {"deleted": volunteer_id}
 
 

@@ -70,6 +70,9 @@ class VolunteerAlerter:
         self.policy = policy
         self.labels = dict(labels)
         self._wake = asyncio.Event()
+        # Passes completed by this instance's loop: a test waits for one to begin and
+        # end after a change, to know the rule has seen it.
+        self.passes = 0
         self._outage = OutageLog(log, "volunteer alerting")
 
     def wake(self) -> None:
@@ -90,6 +93,7 @@ class VolunteerAlerter:
                 self._wake.clear()
                 try:
                     await self.sweep()
+                    self.passes += 1
                     self._outage.succeeded()
                 except asyncio.CancelledError:
                     raise
@@ -159,7 +163,7 @@ class VolunteerAlerter:
             "SELECT i.id, i.type, i.status, i.lat, i.lon, i.created_at, c.consent"
             " FROM incidents i LEFT JOIN volunteer_consent c ON c.incident_id = i.id"
             " WHERE i.type = ANY($1::text[]) AND i.status NOT IN ('closed', 'merged')"
-            " AND i.lat IS NOT NULL AND i.created_at > $2 - make_interval(secs => $3)"
+            " AND i.lat IS NOT NULL AND i.created_at > $2::timestamptz - make_interval(secs => $3::float8)"
             " AND c.consent IS DISTINCT FROM 'refused' ORDER BY i.priority, i.id",
             sorted(self.policy.incident_types),
             now,

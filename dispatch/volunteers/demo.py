@@ -1,4 +1,4 @@
-"""The demo city's SHOUT volunteers: police-verified, available, one in each central
+"""The demo city's SHOUT volunteers: police-verified, one in each central
 jurisdiction, placed at seeded points so every load puts them in the same places."""
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ async def load_demo_volunteers(
 ) -> dict[str, str]:
     """Insert (or refresh the tokens of) the demo volunteers; returns ``{id: token}``.
 
-    A volunteer already there keeps its availability; its position is refreshed to now,
-    so a restarted demo has volunteers to alert (a real one's app reports it).
+    They start unavailable, as a real volunteer does until their app connects and says
+    otherwise: a demo volunteer client sends ``availability`` and is alerted from then
+    on. Their position is set (refreshed to now on every load), so that is all it needs
+    to send. One already there keeps its availability.
     """
     tokens: dict[str, str] = {}
     for n, volunteer in enumerate(volunteers, start=1):
@@ -68,7 +70,7 @@ async def load_demo_volunteers(
         await conn.execute(
             "INSERT INTO volunteers (id, name, phone, home_area, languages, verified,"
             " verified_by, verified_at, available, lat, lon, position_at, token_hash,"
-            " registered_by) VALUES ($1, $2, $3, $4, $5, true, 'demo', now(), true, $6, $7,"
+            " registered_by) VALUES ($1, $2, $3, $4, $5, true, 'demo', now(), false, $6, $7,"
             " now(), $8, 'demo') ON CONFLICT (id) DO UPDATE SET token_hash ="
             " excluded.token_hash, lat = excluded.lat, lon = excluded.lon, position_at = now()",
             volunteer.id,

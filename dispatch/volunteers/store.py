@@ -102,20 +102,31 @@ async def register(
     return operator_view(row), token
 
 
-async def get(conn: asyncpg.Connection, volunteer_id: str, *, lock: bool = False) -> Any:
-    """The volunteer's row; NotFound if there is none."""
-    row = await conn.fetchrow(
+async def find(conn: asyncpg.Connection, volunteer_id: str, *, lock: bool = False) -> Any:
+    """The volunteer's row, or None."""
+    return await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM volunteers WHERE id = $1{' FOR UPDATE' if lock else ''}",
         volunteer_id,
     )
+
+
+async def get(conn: asyncpg.Connection, volunteer_id: str, *, lock: bool = False) -> Any:
+    """The volunteer's row; NotFound if there is none."""
+    row = await find(conn, volunteer_id, lock=lock)
     if row is None:
         raise NotFound("volunteer", volunteer_id)
     return row
 
 
-async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every volunteer, by id."""
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM volunteers ORDER BY id")
+async def list_all(
+    conn: asyncpg.Connection, *, zones: frozenset[str] | None
+) -> list[dict[str, Any]]:
+    """Every volunteer (of these home areas, when ``zones``), by id."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM volunteers WHERE $1::text[] IS NULL OR home_area = ANY($1)"
+        " ORDER BY id",
+        None if zones is None else sorted(zones),
+    )
     return [operator_view(r) for r in rows]
 
 
