@@ -113,7 +113,8 @@ async def enrol(
     volunteer_id, token = await register(live, name)
     ws = await stack.enter_async_context(connect(live, token))
     snapshot = json.loads(await ws.recv())
-    assert snapshot["type"] == "snapshot" and snapshot["volunteer"]["id"] == volunteer_id
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["volunteer"]["id"] == volunteer_id
     await ws.send(json.dumps({"type": "location", "lat": where.lat, "lon": where.lon}))
     await ws.send(json.dumps({"type": "availability", "available": True}))
     await receive_until(ws, lambda m: m.get("type") == "ack" and m["request"] == "availability")
@@ -181,7 +182,8 @@ async def test_the_nearest_inside_the_radius_are_alerted_at_most_n(
     by_id = {x["volunteer_id"]: x for x in listed.json()["alerts"]}
     assert abs(by_id[a.id]["distance_m"] - 300) <= 5
     assert abs(by_id[b.id]["distance_m"] - 900) <= 5
-    assert by_id[a.id]["name"] == "A" and by_id[a.id]["position"] is not None
+    assert by_id[a.id]["name"] == "A"
+    assert by_id[a.id]["position"] is not None
 
     # A declines: the room goes to the next nearest inside the radius, never to D.
     assert (await answer(a, "decline", got_a["alert"]["alert_id"]))["type"] == "ack"
@@ -213,8 +215,10 @@ async def test_the_location_is_rounded_until_accepted_then_exact(
         rough = GeoPoint(lat=told["location"]["lat"], lon=told["location"]["lon"])
         assert told["location"]["exact"] is False
         assert rough == approximate(exact, 200)
-        assert rough != exact and distance_m(rough, exact) <= 150  # half a cell's diagonal
-        assert "consent" not in told and "incident_id" not in told
+        assert rough != exact
+        assert distance_m(rough, exact) <= 150
+        assert "consent" not in told
+        assert "incident_id" not in told
         await receive_until(console, event_of("volunteer.alerted", incident_id=incident_id))
 
         consent = await city.http.post(
@@ -226,7 +230,8 @@ async def test_the_location_is_rounded_until_accepted_then_exact(
         reply = await answer(a, "accept", told["alert_id"])
         assert reply["type"] == "ack", reply
         after = reply["alert"]
-        assert after["state"] == "accepted" and after["location"]["exact"] is True
+        assert after["state"] == "accepted"
+        assert after["location"]["exact"] is True
         assert (after["location"]["lat"], after["location"]["lon"]) == (exact.lat, exact.lon)
         assert after["consent"] == "given"
         seen, _ = await receive_until(
@@ -239,7 +244,8 @@ async def test_the_location_is_rounded_until_accepted_then_exact(
     async with connect(city, a.token) as again:
         snapshot = json.loads(await again.recv())
         [held] = snapshot["alerts"]
-        assert held["location"]["exact"] is True and held["consent"] == "given"
+        assert held["location"]["exact"] is True
+        assert held["consent"] == "given"
 
 
 async def test_a_volunteer_is_never_on_two_incidents_at_once(
@@ -284,7 +290,8 @@ async def test_two_instances_claiming_at_once_never_double_claim(city: LiveServe
         await tx1.commit()
         lost = await racing
         await tx2.commit()
-    assert won is not None and lost is None
+    assert won is not None
+    assert lost is None
     assert (
         await city.db.fetchval(
             "SELECT count(*) FROM volunteer_alerts WHERE volunteer_id = $1", volunteer_id
@@ -439,7 +446,8 @@ async def test_opt_out_and_deletion(city: LiveServer, stack: contextlib.AsyncExi
         dump = await city.db.fetchval(
             f"SELECT coalesce(string_agg(t::text, ''), '') FROM {table} t"
         )
-        assert "Asha Quitting" not in dump and phone not in dump, table
+        assert "Asha Quitting" not in dump, table
+        assert phone not in dump, table
     async with connect(city, a.token) as ws:
         message, code = await _refused(ws)
         assert code == 4401

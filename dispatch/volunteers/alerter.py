@@ -163,7 +163,8 @@ class VolunteerAlerter:
             "SELECT i.id, i.type, i.status, i.lat, i.lon, i.created_at, c.consent"
             " FROM incidents i LEFT JOIN volunteer_consent c ON c.incident_id = i.id"
             " WHERE i.type = ANY($1::text[]) AND i.status NOT IN ('closed', 'merged')"
-            " AND i.lat IS NOT NULL AND i.created_at > $2::timestamptz - make_interval(secs => $3::float8)"
+            " AND i.lat IS NOT NULL"
+            " AND i.created_at > $2::timestamptz - make_interval(secs => $3::float8)"
             " AND c.consent IS DISTINCT FROM 'refused' ORDER BY i.priority, i.id",
             sorted(self.policy.incident_types),
             now,
