@@ -195,8 +195,11 @@ async def test_the_nearest_inside_the_radius_are_alerted_at_most_n(
         b.id: "alerted",
         c.id: "alerted",
     }
-    assert d.id not in await states(city, incident_id)
     assert got_b["alert"]["incident_type"] == "panic"
+    # B declines too: room again, and nobody left inside the radius; D stays out.
+    assert (await answer(b, "decline", got_b["alert"]["alert_id"]))["type"] == "ack"
+    await rule_has_run(city)
+    assert d.id not in await states(city, incident_id), "2.6 km is outside the 2 km radius"
 
 
 async def test_the_location_is_rounded_until_accepted_then_exact(
