@@ -170,7 +170,8 @@ async def test_the_nearest_inside_the_radius_are_alerted_at_most_n(
     a = await enrol(city, stack, "A", offset(here, north_m=300))
     b = await enrol(city, stack, "B", offset(here, east_m=900))
     c = await enrol(city, stack, "C", offset(here, north_m=-1500))
-    d = await enrol(city, stack, "D", offset(here, east_m=-2600))  # outside 2 km
+    # 2.4 km away: inside the square the query reads, outside the 2 km circle.
+    d = await enrol(city, stack, "D", offset(here, north_m=-1700, east_m=-1700))
     incident_id = await incident_at(city, here, "radius")
 
     got_a, _ = await receive_until(a.ws, alert("alerted"))
@@ -199,7 +200,7 @@ async def test_the_nearest_inside_the_radius_are_alerted_at_most_n(
     # B declines too: room again, and nobody left inside the radius; D stays out.
     assert (await answer(b, "decline", got_b["alert"]["alert_id"]))["type"] == "ack"
     await rule_has_run(city)
-    assert d.id not in await states(city, incident_id), "2.6 km is outside the 2 km radius"
+    assert d.id not in await states(city, incident_id), "2.4 km is outside the 2 km radius"
 
 
 async def test_the_location_is_rounded_until_accepted_then_exact(
