@@ -252,6 +252,50 @@ async def test_the_location_is_rounded_until_accepted_then_exact(
         assert held["consent"] == "given"
 
 
+async def test_the_location_follows_the_incident_and_a_refusal_stands_all_down(
+    city: LiveServer, stack: contextlib.AsyncExitStack
+) -> None:
+    here = zone_point(ZONE)
+    a = await enrol(city, stack, "A", offset(here, north_m=300))
+    b = await enrol(city, stack, "B", offset(here, north_m=-600))
+    incident_id = await incident_at(city, here, "moving")
+    got, _ = await receive_until(a.ws, alert("alerted"))
+    await receive_until(b.ws, alert("alerted"))
+    await answer(a, "accept", got["alert"]["alert_id"])
+    moved = offset(here, east_m=450)
+    placed = await city.http.post(
+        f"/v1/incidents/{incident_id}/location",
+        json={"lat": moved.lat, "lon": moved.lon, "radius_m": 30.0, "reason": "caller's words"},
+        headers=operator(city),
+    )
+    assert placed.status_code == 200, placed.text
+    row = await city.db.fetchrow("SELECT lat, lon FROM incidents WHERE id = $1", incident_id)
+    now_at = GeoPoint(lat=row["lat"], lon=row["lon"])
+    assert distance_m(now_at, here) > 300, "the operator's placement took"
+
+    def told_at(state: str, where: GeoPoint) -> Any:
+        def match(m: dict[str, Any]) -> bool:
+            loc = m.get("alert", {}).get("location") or {}
+            return alert(state)(m) and (loc.get("lat"), loc.get("lon")) == (where.lat, where.lon)
+
+        return match
+
+    await receive_until(a.ws, told_at("accepted", now_at))
+    await receive_until(b.ws, told_at("alerted", approximate(now_at, 200)))
+
+    refused = await city.http.post(
+        f"/v1/incidents/{incident_id}/volunteer-consent",
+        json={"consent": "refused"},
+        headers=operator(city),
+    )
+    assert refused.status_code == 200, refused.text
+    for v in (a, b):
+        down, _ = await receive_until(v.ws, alert("stood_down"))
+        assert down["alert"]["reason"] == "consent_refused"
+    await rule_has_run(city)
+    assert set((await states(city, incident_id)).values()) == {"stood_down"}
+
+
 async def test_a_volunteer_is_never_on_two_incidents_at_once(
     city: LiveServer, stack: contextlib.AsyncExitStack
 ) -> None:

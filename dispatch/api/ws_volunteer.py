@@ -116,12 +116,18 @@ class VolunteerSession:
         self.volunteer_id = volunteer_id
         self.schema = services.settings.db_schema
         self.deleted = False
+        # Their active alerts' incidents (alert id -> incident id), kept by _alert_views.
+        self.following: dict[int, int] = {}
         self._lock = asyncio.Lock()
 
     def wants(self, message: Message) -> bool:
-        """Only events about this volunteer (their alerts and record)."""
+        """Only events about this volunteer (their alerts and record), and the moves of
+        the incidents they are alerted to (their location follows)."""
         event = message.get("event") or {}
-        return str(event.get("type", "")).startswith("volunteer.") and (
+        kind = str(event.get("type", ""))
+        if kind == "incident.location_updated":
+            return event.get("incident_id") in self.following.values()
+        return kind.startswith("volunteer.") and (
             (event.get("data") or {}).get("volunteer_id") == self.volunteer_id
         )
 
@@ -136,6 +142,11 @@ class VolunteerSession:
             facts = await alerts.alert_facts(
                 conn, self.volunteer_id, alerter.labels, alert_id=alert_id
             )
+        for fact in facts:
+            if fact.state in ("alerted", "accepted"):
+                self.following[fact.alert_id] = fact.incident_id
+            else:
+                self.following.pop(fact.alert_id, None)
         return [volunteer_view(f, grid_m=alerter.policy.approx_grid_m) for f in facts]
 
     async def _self(self) -> dict[str, Any]:
@@ -165,6 +176,11 @@ class VolunteerSession:
                     self.deleted = True
                     return
                 await self.send({"type": "volunteer", "volunteer": await self._self()})
+            elif event["type"] == "incident.location_updated":
+                moved = [a for a, i in self.following.items() if i == event["incident_id"]]
+                for alert_id in moved:
+                    for view in await self._alert_views(alert_id):
+                        await self.send({"type": "alert", "alert": view})
             elif "alert_id" in data:
                 for view in await self._alert_views(int(data["alert_id"])):
                     await self.send({"type": "alert", "alert": view})

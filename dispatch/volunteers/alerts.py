@@ -216,7 +216,8 @@ async def alert_facts(
     """The facts of the volunteer's alerts: one (``alert_id``, whatever its state) or
     every active one. Only ever this volunteer's own."""
     rows = await conn.fetch(
-        "SELECT a.id, a.state, a.distance_m, a.alerted_at, a.expires_at, a.end_reason,"
+        "SELECT a.id, a.incident_id, a.state, a.distance_m, a.alerted_at, a.expires_at,"
+        " a.end_reason,"
         " i.type, i.lat, i.lon, i.radius_m, c.consent FROM volunteer_alerts a"
         " JOIN incidents i ON i.id = a.incident_id"
         " LEFT JOIN volunteer_consent c ON c.incident_id = a.incident_id"
@@ -228,6 +229,7 @@ async def alert_facts(
     return [
         AlertFacts(
             alert_id=r["id"],
+            incident_id=r["incident_id"],
             state=r["state"],
             incident_type=r["type"],
             incident_label=labels.get(r["type"], r["type"]),

@@ -24,6 +24,7 @@ class AlertFacts:
     """The facts behind one alert, as read for its volunteer."""
 
     alert_id: int
+    incident_id: int  # for the socket to follow the incident; never shown to the volunteer
     state: str
     incident_type: str
     incident_label: str
