@@ -79,15 +79,13 @@ class VolunteerAlerter:
         """Look again now (an operator changed something the rule depends on)."""
         self._wake.set()
 
-    def _sees(self, message: Message) -> bool:
-        # Asked about every event by the hub only to be woken: nothing is queued.
+    def _sees(self, message: Message) -> None:
         if message.get("event", {}).get("type") in _WAKE_ON:
             self._wake.set()
-        return False
 
     async def run(self, hub: Hub | None = None) -> None:
         """Sweep forever, on each wake-up and every ``poll_s``."""
-        subscriber = hub.subscribe(self._sees, 1) if hub is not None else None
+        stop_watching = hub.watch(self._sees) if hub is not None else None
         try:
             while True:
                 self._wake.clear()
@@ -103,8 +101,8 @@ class VolunteerAlerter:
                     async with asyncio.timeout(self.policy.poll_s):
                         await self._wake.wait()
         finally:
-            if hub is not None and subscriber is not None:
-                hub.unsubscribe(subscriber)
+            if stop_watching is not None:
+                stop_watching()
 
     async def sweep(self) -> int:
         """One pass; returns how many volunteers it alerted (0 if another instance
