@@ -144,6 +144,15 @@ ROUTES = [
     "GET /v1/incident-types",
     "GET /v1/zones",
     "GET /v1/geocode",
+    "POST /v1/volunteers",
+    "GET /v1/volunteers",
+    "GET /v1/volunteers/{volunteer_id}",
+    "POST /v1/volunteers/{volunteer_id}/verification",
+    "POST /v1/volunteers/{volunteer_id}/opt-out",
+    "DELETE /v1/volunteers/{volunteer_id}",
+    "GET /v1/incidents/{incident_id}/volunteers",
+    "POST /v1/incidents/{incident_id}/volunteer-consent",
+    "POST /v1/incidents/{incident_id}/volunteers/{volunteer_id}/stand-down",
 ]
 
 

@@ -23,7 +23,7 @@ from dispatch.auth import Principal
 from dispatch.retry import in_transaction
 from dispatch.volunteers import alerts, store
 
-router = APIRouter(prefix="/v1", tags=["volunteers"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["operators", "volunteers"], responses=ERROR_RESPONSES)
 
 # A volunteer id (e.g. "vol-3f2a9c01b7d4"): letters, digits and hyphens.
 VolunteerId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
