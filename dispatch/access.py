@@ -12,7 +12,9 @@ The rule (docs/api.md, "Who sees what"):
   shows it the whole fleet for assignments across its borders.
 - Anything else is answered as if it did not exist (404): a desk does not learn that
   another zone's incident exists, or what its id is.
-- A unit's MDT token is not an operator token: 401 on every operator route.
+- A unit's MDT token is not an operator token: 401 on every operator route; nor is a
+  SHOUT volunteer's token, which opens the volunteer socket and nothing else.
+- A desk manages the volunteers whose home area is one of its zones, as it sees units.
 """
 
 from __future__ import annotations
@@ -86,3 +88,24 @@ def require_unit(principal: Principal, unit_id: str, *, exists: bool, zone_id: s
     """Refuse (404) unless the unit exists and the principal sees it."""
     if not exists or not sees_unit_zone(principal, zone_id):
         raise refusal(principal, "unit", unit_id)
+
+
+def sees_volunteer(principal: Principal, home_area: str | None) -> bool:
+    """Whether the principal may see and manage a SHOUT volunteer: a desk those whose
+    home area (a zone id) it watches, as it does units; a city-wide operator all."""
+    return principal.zones is None or (home_area is not None and home_area in principal.zones)
+
+
+def require_volunteer(
+    principal: Principal, volunteer_id: str, *, exists: bool, home_area: str | None
+) -> None:
+    """Refuse (404) unless the volunteer exists and the principal sees them."""
+    if not exists or not sees_volunteer(principal, home_area):
+        raise refusal(principal, "volunteer", volunteer_id)
+
+
+def require_zone(principal: Principal, zone_id: str, *, exists: bool) -> None:
+    """Refuse (404) unless the zone exists and is on the principal's desk (a desk
+    registers volunteers of its own zones)."""
+    if not exists or not sees_volunteer(principal, zone_id):
+        raise refusal(principal, "zone", zone_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import alerts, exchange, exchange_ws, ops, rest, ws
+from dispatch.api import alerts, exchange, exchange_ws, ops, rest, volunteers, ws, ws_volunteer
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
 from dispatch.exchange.runtime import running_exchange
@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exchange.router)
     app.include_router(alerts.router)
     app.include_router(exchange_ws.router)
+    app.include_router(volunteers.router)
+    app.include_router(ws_volunteer.router)
     app.mount(
         "/console",
         StaticFiles(directory=Path(__file__).parent / "console", html=True),

@@ -26,9 +26,9 @@ def new_secret() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: an operator, or a unit's MDT."""
+    """Who is calling: an operator, a unit's MDT, or a SHOUT volunteer."""
 
-    kind: str  # "operator" | "unit"
+    kind: str  # "operator" | "unit" | "volunteer"
     name: str
     # An operator's desk: the zones they watch, or None for the whole city.
     zones: frozenset[str] | None = None
@@ -48,6 +48,10 @@ async def authenticate(pool: asyncpg.Pool, token: str | None, *, kind: str) -> P
         )
     if kind == "operator":
         query = "SELECT name, zones FROM operators WHERE token_hash = $1"
+    elif kind == "volunteer":
+        # A volunteer's token opens the volunteer socket only: every other route and
+        # socket asks for another kind, and a volunteer is in neither of those tables.
+        query = "SELECT id AS name, NULL::text[] AS zones FROM volunteers WHERE token_hash = $1"
     else:
         query = "SELECT id AS name, NULL::text[] AS zones FROM units WHERE token_hash = $1"
     row = await pool.fetchrow(query, hash_token(token))

@@ -20,6 +20,7 @@ import asyncpg
 from shapely.geometry import Point as ShapelyPoint
 
 from dispatch.auth import hash_token, new_secret
+from dispatch.volunteers.demo import demo_volunteers, load_demo_volunteers
 from dispatch.zonestore import save_zones
 from geo.points import GeoPoint
 from geo.zones import Zone, ZoneIndex, zones_from_geojson
@@ -101,6 +102,7 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
         "gateways": {},
         "operators": {},
         "units": {},
+        "volunteers": {},
     }
     async with conn.transaction():
         seed = await _demo_seed(conn)
@@ -147,6 +149,11 @@ async def load_demo(conn: asyncpg.Connection, *, base_url: str) -> dict[str, Any
                 list(unit.capabilities),
             )
             credentials["units"][unit.id] = token
+        credentials["volunteers"] = await load_demo_volunteers(
+            conn,
+            demo_volunteers(zones, point_inside),
+            lambda volunteer_id: demo_token(seed, "volunteer", volunteer_id),
+        )
     return credentials
 
 

@@ -46,6 +46,14 @@ class EventType(StrEnum):
     INCIDENT_HANDOFF_ESCALATED = "incident.handoff_escalated"
     INCIDENT_HANDOFF_STATUS = "incident.handoff_status"
     ALERT_ISSUED = "alert.issued"
+    # SHOUT volunteers (dispatch/volunteers): an alert's life, and a volunteer's record.
+    VOLUNTEER_ALERTED = "volunteer.alerted"
+    VOLUNTEER_ACCEPTED = "volunteer.accepted"
+    VOLUNTEER_DECLINED = "volunteer.declined"
+    VOLUNTEER_EXPIRED = "volunteer.expired"
+    VOLUNTEER_STOOD_DOWN = "volunteer.stood_down"
+    VOLUNTEER_DONE = "volunteer.done"
+    VOLUNTEER_CHANGED = "volunteer.changed"
 
 
 # Positions are sent as fixed-width decimal strings so that clients which treat them as

@@ -83,6 +83,8 @@ class Hub:
         self._consoles: set[Subscriber] = set()
         self._by_unit: dict[str, set[Subscriber]] = {}
         self._by_incident: dict[int, set[Subscriber]] = {}
+        # In-process observers of every event (not clients: never queued, never counted).
+        self._watchers: list[Callable[[Message], None]] = []
         self._last_id = "0-0"
 
     @property
@@ -106,6 +108,12 @@ class Hub:
             self._by_unit.setdefault(unit_id, set()).add(subscriber)
             self._reindex(subscriber)
         return subscriber
+
+    def watch(self, observer: Callable[[Message], None]) -> Callable[[], None]:
+        """Call ``observer`` with every event this instance reads (it must not block);
+        returns the function that stops it. For background work woken by events."""
+        self._watchers.append(observer)
+        return lambda: self._watchers.remove(observer)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Stop feeding a client that went away."""
@@ -142,6 +150,8 @@ class Hub:
 
     def deliver(self, message: Message) -> None:
         """Hand one event to every client it can concern."""
+        for observer in list(self._watchers):
+            observer(message)
         for console in list(self._consoles):
             console.offer(message)
         event = message["event"]

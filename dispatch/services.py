@@ -41,6 +41,8 @@ from dispatch.simulation.policies import policy_named
 from dispatch.simulation.scenario import load_sim_config
 from dispatch.transient import OutageLog, is_transient
 from dispatch.unit_index import UnitIndex
+from dispatch.volunteers.alerter import VolunteerAlerter
+from dispatch.volunteers.policy import load_policy
 from dispatch.zonestore import ZoneDirectory, load_zone_index
 from geo.geocode import Geocoder, build_geocoder
 
@@ -77,6 +79,7 @@ class Services:
     geocoder: Geocoder
     websockets: ConnectionLimit
     readiness: Readiness
+    volunteers: VolunteerAlerter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -302,6 +305,12 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             geocoder=build_geocoder(nominatim_url=settings.nominatim_url, zones=index),
             websockets=ConnectionLimit(settings.ws_max_connections or default_limit()),
             readiness=Readiness(pool=pool, redis=redis),
+            volunteers=VolunteerAlerter(
+                pool=pool,
+                schema=schema,
+                policy=load_policy(settings.volunteers_file, dispatcher.incident_types),
+                labels={name: t.label for name, t in dispatcher.incident_types.items()},
+            ),
         )
         log.info("this instance holds up to %d websockets", services.websockets.limit)
         expiry = OfferExpiry(
@@ -318,6 +327,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 ("outbox-relay", relay.run),
                 ("offer-expiry", expiry.run),
                 ("event-hub", hub.run),
+                ("volunteers", lambda: services.volunteers.run(hub)),
             )
         ]
         try:

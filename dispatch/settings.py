@@ -266,6 +266,13 @@ class Settings(BaseSettings):
         "gazetteer alone.",
     )
 
+    volunteers_file: Path | None = Field(
+        default=None,
+        description="JSON file of the SHOUT volunteer alerting rule (incident types, radius, "
+        "volunteers per incident, alert lifetime, location rounding); unset: "
+        "config/volunteers.json.",
+    )
+
     @field_validator("dispatch_policy", "standby_policy")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:

@@ -1,5 +1,6 @@
 """Every operator route against every kind of caller: no token, a wrong token, a unit's
-MDT token, a desk acting on another zone, a desk on its own zone, a city-wide operator.
+MDT token, a SHOUT volunteer's token, a desk acting on another zone, a desk on its own
+zone, a city-wide operator.
 
 The routes come from the app's own OpenAPI document (every operation secured by the
 operator token), so a new operator route without a row here fails. For each route the
@@ -21,6 +22,9 @@ from dispatch.app import create_app
 from dispatch.auth import Principal
 from dispatch.exchange.agencies import Agency
 from dispatch.settings import Settings
+from dispatch.volunteers import alerts as volunteer_alerts
+from dispatch.volunteers import store as volunteer_store
+from dispatch.volunteers.decide import Pick
 from tests.conftest import LiveServer
 from tests.test_gateways_telecom_sms import CALLS, post
 from tests.test_walking_skeleton import panic, zone_point
@@ -54,7 +58,7 @@ class Call:
     body: dict[str, Any] | None = None
     params: dict[str, str] = field(default_factory=dict)
     state: Callable[[], Awaitable[Any]] | None = None  # None: a read, nothing to change
-    marker: int | None = None  # for a list: an incident that must (or must not) be in it
+    marker: int | str | None = None  # for a list: an item that must (or must not) be in it
 
 
 Prepare = Callable[[LiveServer, str, str], Awaitable[Call]]
@@ -368,6 +372,121 @@ async def _cancel_alert(live: LiveServer, zone: str, tag: str) -> Call:
     )
 
 
+async def _volunteer(live: LiveServer, zone: str, tag: str, **extra: Any) -> str:
+    """A volunteer of the zone, registered straight in PostgreSQL."""
+    async with live.db.acquire() as conn, conn.transaction():
+        view, _token = await volunteer_store.register(
+            conn,
+            live.settings.db_schema,
+            name=f"V {tag}",
+            phone="+919437000000",
+            home_area=zone,
+            languages=["or"],
+            verified=False,
+            actor="test",
+            **extra,
+        )
+    volunteer_id: str = view["id"]
+    return volunteer_id
+
+
+def _volunteer_field(live: LiveServer, volunteer_id: str, column: str) -> Any:
+    async def state() -> Any:
+        return await live.db.fetchval(
+            f"SELECT {column} FROM volunteers WHERE id = $1", volunteer_id
+        )
+
+    return state
+
+
+async def _register_volunteer(live: LiveServer, zone: str, tag: str) -> Call:
+    async def state() -> Any:
+        return await live.db.fetchval("SELECT count(*) FROM volunteers WHERE home_area = $1", zone)
+
+    body = {"name": f"V {tag}", "phone": "+919437000001", "home_area": zone, "languages": []}
+    return Call("/v1/volunteers", body, state=state)
+
+
+async def _list_volunteers(live: LiveServer, zone: str, tag: str) -> Call:
+    volunteer_id = await _volunteer(live, zone, tag)
+    return Call("/v1/volunteers", marker=volunteer_id)
+
+
+async def _check_volunteer_list(
+    live: LiveServer, own: Call, other: Call, who: str, answer: Any
+) -> None:
+    ids = {v["id"] for v in answer}
+    assert own.marker in ids, who
+    assert (other.marker in ids) is (who != DESK), who
+
+
+async def _read_volunteer(live: LiveServer, zone: str, tag: str) -> Call:
+    return Call(f"/v1/volunteers/{await _volunteer(live, zone, tag)}")
+
+
+async def _verify_volunteer(live: LiveServer, zone: str, tag: str) -> Call:
+    volunteer_id = await _volunteer(live, zone, tag)
+    return Call(
+        f"/v1/volunteers/{volunteer_id}/verification",
+        {"verified": True, "reason": "police verification done"},
+        state=_volunteer_field(live, volunteer_id, "verified"),
+    )
+
+
+async def _opt_out_volunteer(live: LiveServer, zone: str, tag: str) -> Call:
+    volunteer_id = await _volunteer(live, zone, tag)
+    return Call(
+        f"/v1/volunteers/{volunteer_id}/opt-out",
+        {"reason": "asked by phone"},
+        state=_volunteer_field(live, volunteer_id, "opted_out"),
+    )
+
+
+async def _delete_volunteer(live: LiveServer, zone: str, tag: str) -> Call:
+    volunteer_id = await _volunteer(live, zone, tag)
+    return Call(
+        f"/v1/volunteers/{volunteer_id}", state=_volunteer_field(live, volunteer_id, "count(*)")
+    )
+
+
+async def _incident_volunteers(live: LiveServer, zone: str, tag: str) -> Call:
+    return Call(f"/v1/incidents/{await _incident(live, zone, tag)}/volunteers")
+
+
+async def _volunteer_consent(live: LiveServer, zone: str, tag: str) -> Call:
+    incident_id = await _incident(live, zone, tag)
+
+    async def state() -> Any:
+        return await live.db.fetchval(
+            "SELECT consent FROM volunteer_consent WHERE incident_id = $1", incident_id
+        )
+
+    return Call(f"/v1/incidents/{incident_id}/volunteer-consent", {"consent": "given"}, state=state)
+
+
+async def _stand_down(live: LiveServer, zone: str, tag: str) -> Call:
+    incident_id = await _incident(live, zone, tag)
+    volunteer_id = await _volunteer(live, zone, tag)
+    # Verified and available with no position: the running rule never alerts them itself.
+    await live.db.execute(
+        "UPDATE volunteers SET verified = true, available = true WHERE id = $1", volunteer_id
+    )
+    async with live.db.acquire() as conn, conn.transaction():
+        claimed = await volunteer_alerts.claim(
+            conn, live.settings.db_schema, incident_id, Pick(volunteer_id, 100.0), ttl_s=600
+        )
+    assert claimed is not None
+
+    async def state() -> Any:
+        return await live.db.fetchval("SELECT state FROM volunteer_alerts WHERE id = $1", claimed)
+
+    return Call(
+        f"/v1/incidents/{incident_id}/volunteers/{volunteer_id}/stand-down",
+        {"reason": "police on scene"},
+        state=state,
+    )
+
+
 def _reference(path: str, **params: str) -> Prepare:
     async def prepare(live: LiveServer, zone: str, tag: str) -> Call:
         return Call(path, params=params)
@@ -389,6 +508,15 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/incidents/{incident_id}/merge"): Row(_merge),
     ("GET", "/v1/units"): Row(_list_units, "list", _check_unit_list),
     ("POST", "/v1/units/{unit_id}/status"): Row(_unit_status),
+    ("POST", "/v1/volunteers"): Row(_register_volunteer),
+    ("GET", "/v1/volunteers"): Row(_list_volunteers, "list", _check_volunteer_list),
+    ("GET", "/v1/volunteers/{volunteer_id}"): Row(_read_volunteer),
+    ("POST", "/v1/volunteers/{volunteer_id}/verification"): Row(_verify_volunteer),
+    ("POST", "/v1/volunteers/{volunteer_id}/opt-out"): Row(_opt_out_volunteer),
+    ("DELETE", "/v1/volunteers/{volunteer_id}"): Row(_delete_volunteer),
+    ("GET", "/v1/incidents/{incident_id}/volunteers"): Row(_incident_volunteers),
+    ("POST", "/v1/incidents/{incident_id}/volunteer-consent"): Row(_volunteer_consent),
+    ("POST", "/v1/incidents/{incident_id}/volunteers/{volunteer_id}/stand-down"): Row(_stand_down),
     # Reference data, the same for every operator (docs/api.md says why).
     ("GET", "/v1/callers/{number}"): Row(_reference("/v1/callers/+919437012345"), "reference"),
     ("GET", "/v1/incident-types"): Row(_reference("/v1/incident-types"), "reference"),
@@ -421,6 +549,7 @@ def _auth(live: LiveServer, who: str) -> dict[str, str]:
         "nobody": None,
         "wrong token": "not-a-token-of-anyone",
         "unit token": next(iter(live.credentials["units"].values())),
+        "volunteer token": next(iter(live.credentials["volunteers"].values())),
         DESK: live.credentials["operators"][DESK],
         CITY: live.credentials["operators"][CITY],
     }
@@ -452,7 +581,7 @@ async def test_route_refuses_and_allows_exactly_as_the_console_shows(
     other = await row.prepare(live, OTHER_ZONE, "other")
     before_own, before_other = await _state(own), await _state(other)
 
-    for who in ("nobody", "wrong token", "unit token"):
+    for who in ("nobody", "wrong token", "unit token", "volunteer token"):
         for call in (own, other):
             answer = await _send(live, method, call, who)
             assert answer.status_code == 401, (who, answer.text)

@@ -147,6 +147,15 @@ ROUTES = [
     "GET /v1/vehicles",
     "GET /v1/vehicles/{registration}",
     "PUT /v1/vehicles/{registration}",
+    "POST /v1/volunteers",
+    "GET /v1/volunteers",
+    "GET /v1/volunteers/{volunteer_id}",
+    "POST /v1/volunteers/{volunteer_id}/verification",
+    "POST /v1/volunteers/{volunteer_id}/opt-out",
+    "DELETE /v1/volunteers/{volunteer_id}",
+    "GET /v1/incidents/{incident_id}/volunteers",
+    "POST /v1/incidents/{incident_id}/volunteer-consent",
+    "POST /v1/incidents/{incident_id}/volunteers/{volunteer_id}/stand-down",
 ]
 
 

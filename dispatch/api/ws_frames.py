@@ -158,11 +158,9 @@ def _check_values(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
-    """The command in an ASGI ``websocket.receive`` message; FrameError otherwise.
-
-    ``allowed`` is the set of command types this socket accepts at this point.
-    """
+def decode_frame(frame: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON object with a string ``type`` in an ASGI ``websocket.receive`` message,
+    checked for size, depth and storable text; FrameError otherwise."""
     text = frame.get("text")
     if not isinstance(text, str):
         raise FrameError("binary_frame", "binary frames are not understood; send JSON as text")
@@ -182,6 +180,15 @@ def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise FrameError("invalid_message", "a message is a JSON object with a string type")
     _check_values(data)
+    return data
+
+
+def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
+    """The command in an ASGI ``websocket.receive`` message; FrameError otherwise.
+
+    ``allowed`` is the set of command types this socket accepts at this point.
+    """
+    data = decode_frame(frame)
     kind: str = data["type"]
     model = _MODELS.get(kind) if kind in allowed else None
     if model is None:

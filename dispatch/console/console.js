@@ -373,6 +373,8 @@
       state.unitEventAt.set(ev.unit_id, Date.now());
     }
 
+    if (ev.type.startsWith("volunteer.") && iid !== null && iid !== undefined) volunteers.refresh(iid);
+
     scheduleRender();
     if (state.selected !== null && iid === state.selected) scheduleDetail();
   }
@@ -405,6 +407,83 @@
     scheduleRender();
   }
 
+  // ---------------------------------------------------------------- SHOUT volunteers
+  // Events say who was alerted, accepted or stood down (ids and states only: no personal
+  // data in the event log); names and positions come from the operator route.
+  const volunteers = (() => {
+    const byIncident = new Map(); // incident id -> {consent, alerts}
+    const timers = new Map();
+    const ACTIVE = new Set(["alerted", "accepted"]);
+
+    function refresh(iid) {
+      clearTimeout(timers.get(iid));
+      timers.set(iid, setTimeout(async () => {
+        timers.delete(iid);
+        try {
+          byIncident.set(iid, await api("GET", `/v1/incidents/${iid}/volunteers`));
+        } catch (err) {
+          byIncident.delete(iid); // not on this desk, or gone
+        }
+        scheduleRender();
+        if (state.selected === iid && state.detail) renderDetail();
+      }, 150));
+    }
+
+    function layer() {
+      let g = $("layer-volunteers");
+      if (!g) { g = svg("g", { id: "layer-volunteers" }); $("layer-units").after(g); }
+      return g;
+    }
+
+    function renderMarkers() {
+      if (!state.proj) return;
+      const g = layer();
+      const keep = new Set();
+      for (const [iid, list] of byIncident) {
+        const inc = state.incidents.get(iid);
+        if (inc && !OPEN.has(inc.status)) continue;
+        for (const a of list.alerts) {
+          if (!ACTIVE.has(a.state) || !a.position) continue;
+          const key = `v:${a.alert_id}`;
+          keep.add(key);
+          const [x, y] = project(a.position.lon, a.position.lat);
+          const s = 1.6 * state.proj.f;
+          const n = keyed(g, key, () => { const p = svg("rect", { width: 2 * s, height: 2 * s }); p.append(svg("title")); return p; });
+          n.setAttribute("x", (x - s).toFixed(2)); n.setAttribute("y", (y - s).toFixed(2));
+          n.setAttribute("class", `volunteer volunteer-${a.state}`);
+          n.setAttribute("data-testid", `volunteer-${a.volunteer_id}`);
+          n.setAttribute("data-state", a.state);
+          n.firstChild.textContent = `volunteer ${a.name ?? a.volunteer_id} — ${a.state}, ${a.distance_m} m from #${iid}`;
+        }
+      }
+      for (const n of [...g.children]) if (!keep.has(n.dataset.key)) n.remove();
+    }
+
+    function renderList(iid, closed) {
+      let ul = $("detail-volunteers");
+      if (!ul) {
+        ul = el("ul", { id: "detail-volunteers", "data-testid": "detail-volunteers" });
+        $("detail-assignments").after(el("h3", { text: "Volunteers" }), ul);
+      }
+      const list = byIncident.get(iid);
+      // Rebuilt only when it changed: the detail re-renders often, and a button replaced
+      // under the operator's pointer loses the click.
+      const sig = JSON.stringify([iid, closed, list || null]);
+      if (ul.dataset.sig === sig) return;
+      ul.dataset.sig = sig;
+      const rows = (list ? list.alerts : []).map((a) => el("li", { "data-testid": "volunteer-row", "data-volunteer-id": a.volunteer_id ?? "", "data-state": a.state },
+        el("b", { text: a.name ?? "(deleted)" }), " ",
+        el("span", { class: "status", text: a.state }), ` · ${a.distance_m} m`,
+        a.reason ? ` · ${a.reason}` : "", a.phone ? ` · ${a.phone}` : "", " ",
+        ...(ACTIVE.has(a.state) && !closed && a.volunteer_id ? [el("button", { type: "button", class: "small", "data-testid": "stand-down", text: "stand down",
+          onclick: () => act(`/v1/incidents/${iid}/volunteers/${a.volunteer_id}/stand-down`, { reason: "stood down by operator" }, "Volunteer stood down") })] : [])));
+      if (list) rows.unshift(el("li", { class: "muted", text: `caller consent: ${list.consent.replace("_", " ")}` }));
+      ul.replaceChildren(...(rows.length ? rows : [el("li", { class: "muted", text: "none alerted" })]));
+    }
+
+    return { refresh, renderMarkers, renderList };
+  })();
+
   // ---------------------------------------------------------------- rendering
   let renderPending = false;
   function scheduleRender() {
@@ -421,6 +500,7 @@
   function renderAll() {
     renderQueue();
     renderUnits();
+    volunteers.renderMarkers();
     renderIncidents();
     renderSelection();
     renderAssignOptions();
@@ -775,6 +855,7 @@
   async function loadDetail() {
     const id = state.selected;
     if (id === null) return;
+    volunteers.refresh(id);
     try {
       const detail = await api("GET", `/v1/incidents/${id}`);
       if (state.selected !== id) return;
@@ -857,6 +938,7 @@
       return li;
     }));
     if (!(d.assignments || []).length) $("detail-assignments").append(el("li", { class: "muted", text: "none" }));
+    volunteers.renderList(d.id, closed);
 
     const several = (d.reports || []).length > 1 && !closed;
     $("detail-reports").replaceChildren(...(d.reports || []).map((r) => el("li", { "data-testid": "report-row", "data-report-id": r.id },
