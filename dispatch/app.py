@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from dispatch.api import alerts, exchange, exchange_ws, ops, rest, volunteers, ws, ws_volunteer
 from dispatch.api.errors import install_error_handlers
 from dispatch.api.failures import FailureMiddleware
+from dispatch.api.limits import single_query_values
 from dispatch.exchange.runtime import running_exchange
 from dispatch.redact import install_log_redaction
 from dispatch.services import running_services
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Emergency Response Support System backend: see docs/protocol.md "
         "for the websocket protocol.",
         lifespan=lifespan,
+        dependencies=[Depends(single_query_values)],
     )
     install_error_handlers(app)
     app.add_middleware(FailureMiddleware)

@@ -45,3 +45,22 @@ async def test_a_unit_status_refusal_names_states_in_words(live: LiveServer) -> 
     refused = await _post(live, f"/v1/units/{unit_id}/status", body)
     assert refused.status_code == 409, refused.text
     assert refused.json()["detail"] == f"unit {unit_id} is off duty, so it cannot be off duty"
+
+
+async def test_a_query_parameter_given_twice_is_refused_by_name(live: LiveServer) -> None:
+    """The framework would keep the last of ?status=a&status=b silently (found by
+    schemathesis): every query parameter takes one value, so a repeat is a 422 naming it."""
+    response = await live.http.get(
+        "/v1/incidents?status=queued&status=closed&limit=5",
+        headers={"Authorization": f"Bearer {live.operator_token}"},
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "MalformedRequest"
+    assert body["fields"] == [
+        {
+            "loc": ["query", "status"],
+            "msg": "given more than once; send it once",
+            "type": "repeated",
+        }
+    ]

@@ -16,6 +16,9 @@ import annotated_types as at
 from pydantic import BeforeValidator, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
+from starlette.requests import HTTPConnection
+
+from dispatch.errors import MalformedRequest
 
 INT64_MAX = 2**63 - 1
 # Ids stop at the largest integer a JSON number keeps exactly in a JavaScript console
@@ -100,3 +103,27 @@ Registration = Annotated[
 ]
 # A tracking device's IMEI (15 digits from an AIS-140 device; a backend's other ids fit).
 DeviceImei = Annotated[str, StringConstraints(min_length=1, max_length=32), _SAFE, _DOC]
+
+
+def single_query_values(connection: HTTPConnection) -> None:
+    """Refuse a query parameter given more than once: every parameter here takes one
+    value, and the framework would silently keep the last (``?status=a&status=b``)."""
+    if connection.scope["type"] != "http":
+        return
+    seen: set[str] = set()
+    repeated = []
+    for name, _value in connection.query_params.multi_items():
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise MalformedRequest(
+            [
+                {
+                    "loc": ["query", name],
+                    "msg": "given more than once; send it once",
+                    "type": "repeated",
+                }
+                for name in repeated
+            ]
+        )
