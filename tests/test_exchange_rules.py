@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dispatch.errors import ConfigurationError
-from dispatch.exchange.agencies import parse_agencies
+from dispatch.exchange.agencies import HandOverRule, parse_agencies
 from dispatch.exchange.handoff import (
     EidoUnusable,
     after_attempt,
@@ -17,6 +17,8 @@ from dispatch.exchange.handoff import (
     retry_delay_s,
     status_update_for,
 )
+from dispatch.exchange.rules import Waiting as RuleWaiting
+from dispatch.exchange.rules import due
 
 SAMPLE = Path(__file__).parent / "fixtures" / "eido" / "sample_call_transfer.json"
 
@@ -124,3 +126,46 @@ def test_subscription_frames_and_one_notify_per_incident() -> None:
         with pytest.raises(BadFrame, match=words):
             parse_frame(bad)
     assert latest_per_incident([(5, 1), (6, 2), (9, 1), (7, 3)]) == [(6, 2), (7, 3), (9, 1)]
+
+
+def _ruled(**rule: object) -> dict[str, object]:
+    return {
+        "108-ambulance": {
+            "endpoint": "http://127.0.0.1:9",
+            "secrets": ["s" * 16],
+            "type": "ems",
+            "hand_over_when": {"types": ["medical"], "no_unit_of": "ambulance", **rule},
+        }
+    }
+
+
+def test_a_hand_over_rule_hands_over_what_it_names_once() -> None:
+    agencies = parse_agencies(_ruled(after_s=60), "test")
+    rule = agencies["108-ambulance"].hand_over_when
+    assert rule == HandOverRule(frozenset({"medical"}), "ambulance", 60.0)
+    none: frozenset[str] = frozenset()
+    waiting = [
+        RuleWaiting(1, "medical", frozenset({"ambulance"}), 61, none),  # due
+        RuleWaiting(2, "medical", frozenset({"ambulance"}), 59, none),  # not yet
+        RuleWaiting(3, "medical", frozenset({"police"}), 600, none),  # its ambulance is on the way
+        RuleWaiting(4, "fire", frozenset({"ambulance"}), 600, none),  # not a type of the rule
+        RuleWaiting(5, "medical", frozenset({"ambulance"}), 600, frozenset({"108-ambulance"})),
+    ]
+    assert [(i, a.id) for i, a, _ in due(agencies, waiting)] == [(1, "108-ambulance")]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"types": [], "no_unit_of": "ambulance"},
+        {"types": ["medical"]},
+        {"types": ["medical"], "no_unit_of": "ambulance", "after_s": -1},
+        {"types": ["medical"], "no_unit_of": "ambulance", "after_s": True},
+        "medical",
+    ],
+)
+def test_a_bad_hand_over_rule_is_refused_at_start(rule: object) -> None:
+    raw = _ruled()
+    raw["108-ambulance"]["hand_over_when"] = rule  # type: ignore[index]
+    with pytest.raises(ConfigurationError, match="hand_over_when"):
+        parse_agencies(raw, "test")

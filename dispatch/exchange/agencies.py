@@ -14,6 +14,18 @@ _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
+class HandOverRule:
+    """Hand an incident to this agency on its own: one of ``types`` whose plan's slot of
+    ``no_unit_of`` has had no unit (none offered or on its way) for ``after_s`` since it
+    was reported (e.g. medical to the 108 ambulance service when no own ambulance is
+    free)."""
+
+    types: frozenset[str]
+    no_unit_of: str
+    after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Agency:
     """An external CAD. ``secrets[0]`` signs what we send; any of them is accepted on what
     it sends (several during a rotation). ``type`` is its IANA responder type (ems,
@@ -25,6 +37,7 @@ class Agency:
     secrets: tuple[str, ...] = field(repr=False)
     type: str = "psap"
     name: str = ""
+    hand_over_when: HandOverRule | None = None
 
     def public(self) -> dict[str, str]:
         """What an operator may see of it (no secret, no endpoint credentials)."""
@@ -66,9 +79,31 @@ def parse_agencies(raw: object, source: str) -> dict[str, Agency]:
                 f"agencies file {source}: {agency_id!r} type and name must be text"
             )
         agencies[agency_id] = Agency(
-            agency_id, endpoint.rstrip("/"), tuple(secrets), kind, name or agency_id
+            agency_id,
+            endpoint.rstrip("/"),
+            tuple(secrets),
+            kind,
+            name or agency_id,
+            _rule(spec.get("hand_over_when"), f"agencies file {source}: {agency_id!r}"),
         )
     return agencies
+
+
+def _rule(raw: object, where: str) -> HandOverRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{where}: hand_over_when must be an object")
+    types, agency, after = raw.get("types"), raw.get("no_unit_of"), raw.get("after_s", 0)
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        raise ConfigurationError(f"{where}: hand_over_when.types must list incident types")
+    if not isinstance(agency, str) or not agency:
+        raise ConfigurationError(
+            f"{where}: hand_over_when.no_unit_of must name an agency of the response plans"
+        )
+    if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+        raise ConfigurationError(f"{where}: hand_over_when.after_s must be seconds, 0 or more")
+    return HandOverRule(frozenset(types), agency, float(after))
 
 
 def load_agencies(path: Path | None) -> dict[str, Agency]:
