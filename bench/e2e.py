@@ -289,7 +289,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     full.add_argument(
         "--rates",
         type=lambda s: [float(x) for x in s.split(",")],
-        default=[50.0, 100.0, 200.0, 250.0],
+        default=[10.0, 25.0, 50.0, 100.0, 200.0, 250.0],
         help="panics per second, one step each, in this order",
     )
     full.add_argument("--step-s", type=float, default=8.0, help="seconds of sending per step")
@@ -305,6 +305,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     full.add_argument(
         "--no-close", action="store_true", help="leave finished incidents open (no REST close)"
+    )
+    full.add_argument(
+        "--gen-check-s",
+        type=float,
+        default=4.0,
+        help="seconds of the generator's self-check against the floor (wrk mode)",
     )
     full.add_argument("-v", "--verbose", action="store_true", help="details of every step")
     wrk = parser.add_argument_group("queued path (wrk)")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e_common import BENCH_DIR, percentile
+from e2e_common import BENCH_DIR, child_env, percentile
 from e2e_cpu import CpuMeter, CpuSample
-from e2e_trees import TreeServer, tree_env
+from e2e_trees import TreeServer
 
 BACKENDS = "postgresql (server's backends)"
 TOP_STATEMENTS = 12
@@ -101,12 +101,15 @@ def count_delta(
     return counts, top
 
 
-async def run_generator(ts: TreeServer, rate: float, duration: float, tag: str, out: Path) -> None:
+async def run_generator(
+    url: str, secret: str, rate: float, duration: float, tag: str, out: Path
+) -> dict[str, Any]:
+    """Run bench/e2e_load.py to the end; what it wrote."""
     argv = [
         sys.executable,
         str(BENCH_DIR / "e2e_load.py"),
         "--url",
-        ts.base_url,
+        url,
         "--rate",
         f"{rate:g}",
         "--duration",
@@ -117,11 +120,42 @@ async def run_generator(ts: TreeServer, rate: float, duration: float, tag: str, 
         str(out),
     ]
     # The generator signs with the bench's own tree (gateways.signing), not the server's.
-    env = tree_env(ts.tree, {"ERSS_BENCH_GATEWAY_SECRET": ts.secret})
-    env["PYTHONPATH"] = str(BENCH_DIR.parent)
+    env = child_env({"ERSS_BENCH_GATEWAY_SECRET": secret, "PYTHONPATH": str(BENCH_DIR.parent)})
     proc = await asyncio.create_subprocess_exec(*argv, env=env)
     if await proc.wait() != 0:
         raise RuntimeError(f"the load generator failed with code {proc.returncode}")
+    return take_json(out)
+
+
+def take_json(path: Path) -> dict[str, Any]:
+    """Read a small JSON file the generator wrote, and remove it."""
+    value: dict[str, Any] = json.loads(path.read_text())
+    path.unlink()
+    return value
+
+
+def send_rate(posts: list[list[Any]]) -> float:
+    """POSTs written per second, first to last."""
+    sent = sorted(p[1] for p in posts)
+    return (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else math.nan
+
+
+def generator_line(generated: dict[str, Any]) -> str:
+    """How the generator did: what shows whether it, not the server, set the pace."""
+    posts = generated["posts"]
+    answers = [p[2] - p[1] for p in posts if p[3]]
+    return (
+        f"sent {send_rate(posts):.1f}/s (target {generated['rate']:g}/s),"
+        f" its CPU {sending_cpu_pct(generated):.0f}% of one core while sending,"
+        f" send lag p99 {percentile([p[1] - p[0] for p in posts], 99) * 1000:.1f} ms,"
+        f" answer p50 {percentile(answers, 50) * 1000:.1f} ms,"
+        f" HTTP {dict(Counter(p[3] for p in posts))}"
+    )
+
+
+def sending_cpu_pct(generated: dict[str, Any]) -> float:
+    """The generator's CPU while it was sending, in % of one core."""
+    return 100 * float(generated["cpu_sending_s"]) / float(generated["sending_s"])
 
 
 async def settle(ts: TreeServer, expected: int, timeout_s: float) -> None:
@@ -149,10 +183,8 @@ async def full_step(
     meter = StepCpuMeter(ts.server.pid, ts.fleet.pid)
     meter.start()
     out = workdir / f"{tag}.json"
-    await run_generator(ts, rate, duration, tag, out)
+    generated = await run_generator(ts.base_url, ts.secret, rate, duration, tag, out)
     cpu = meter.stop()
-    generated = json.loads(out.read_text())
-    out.unlink()
     posts = generated["posts"]
     accepted = [p for p in posts if p[3] == 202]
     await settle(ts, len({p[4] for p in accepted}), settle_s)
@@ -163,7 +195,6 @@ async def full_step(
     offered_ids = {p[4] for p in accepted if p[4] in offered_at}
     first_sent = min((p[1] for p in posts), default=math.nan)
     last_offer = max((offered_at[i] for i in offered_ids), default=math.nan)
-    sent_times = sorted(p[1] for p in posts)
     counts, top = count_delta(before, after)
     return Step(
         tree=ts.label,
@@ -175,11 +206,9 @@ async def full_step(
         offered=len(offered_ids),
         latencies=latencies,
         sustained=len(offered_ids) / (last_offer - first_sent) if offered_ids else 0.0,
-        send_rate=(len(sent_times) - 1) / (sent_times[-1] - sent_times[0])
-        if len(sent_times) > 1
-        else math.nan,
+        send_rate=send_rate(posts),
         send_lag_p99=percentile([p[1] - p[0] for p in posts], 99),
-        generator_cpu_pct=100 * generated["cpu_s"] / generated["wall_s"],
+        generator_cpu_pct=sending_cpu_pct(generated),
         connection_waits=generated["connection_waits"],
         counts=counts,
         top_statements=top,

@@ -27,7 +27,7 @@ from e2e_common import (
     sample_points,
 )
 from e2e_cpu import CpuMeter, CpuSample, cpu_text
-from e2e_full import fmt
+from e2e_full import fmt, generator_line, run_generator
 from e2e_trees import Tree, TreeServer, start_tree_server
 
 from gateways.signing import sign
@@ -263,6 +263,13 @@ async def wrk_mode(
     floor.start()
     await floor.wait_healthy(floor_url, args.start_timeout)
     secret = started[0].secret
+    # The generator of the full-path mode against the floor, at the top rate and twice it:
+    # if it keeps its rate here with CPU to spare, it does not set the pace there.
+    for rate in (max(args.rates), 2 * max(args.rates)):
+        generated = await run_generator(
+            floor_url, secret, rate, args.gen_check_s, f"{tag}-gen{rate:g}", workdir / "gen.json"
+        )
+        print(f"  load generator against the floor: {generator_line(generated)}")
     for ts in started:
         await wrk_warmup(
             ts.base_url, ts.server.pid, ts.secret, args, workdir, f"{tag}-{ts.tree.ident}"
