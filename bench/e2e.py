@@ -55,14 +55,20 @@ from e2e_common import (
     panic_body,
     percentile,
     print_table,
-    ratio,
     run_loop,
     sample_backlog,
     sample_points,
     signed_headers,
 )
 from e2e_cpu import CpuMeter, CpuSample, _proc_cpu_ticks
-from e2e_full import STEP_HEADER, Step, fmt, full_step, print_step_detail, step_line
+from e2e_full import (
+    STEP_HEADER,
+    Step,
+    full_step,
+    print_full_summary,
+    print_step_detail,
+    step_line,
+)
 from e2e_mdt import MdtBot, MdtLog, PostResult, post_panic
 from e2e_trees import Tree, TreeServer, parse_tree, start_tree_server
 from e2e_wrk import wrk_mode
@@ -144,54 +150,6 @@ async def full_mode(
     print_full_summary(steps, [t.name for t in trees], args.rates)
     for ts in started:
         await ts.stop()
-
-
-def print_full_summary(steps: list[Step], trees: list[str], rates: list[float]) -> None:
-    def med(values: list[float]) -> float:
-        return percentile(values, 50)
-
-    print("\nFull path, median of rounds")
-    head = f"  {'rate':>5}"
-    for name in trees:
-        head += f" | {name + ' offered/s':>18} {'p50':>6} {'p99':>7} {'stmts':>5} {'trips':>5}"
-    if len(trees) == 2:
-        head += f" | {trees[1] + '/' + trees[0]} offered/s, p99"
-    print(head)
-    for rate in rates:
-        line = f"  {rate:>5g}"
-        meds: list[tuple[float, float]] = []
-        for name in trees:
-            mine = [s for s in steps if s.tree == name and s.rate == rate]
-            offered = med([s.sustained for s in mine])
-            p50 = med([s.p(50) * 1000 for s in mine])
-            p99 = med([s.p(99) * 1000 for s in mine])
-            meds.append((offered, p99))
-            line += (
-                f" | {offered:>18.1f} {fmt(p50):>6} {fmt(p99):>7}"
-                f" {fmt(med([s.per_offered('statements') for s in mine])):>5}"
-                f" {fmt(med([s.per_offered('round_trips') for s in mine])):>5}"
-            )
-        if len(trees) == 2:
-            line += f" | {ratio(meds[1][0], meds[0][0]):.2f}, {ratio(meds[1][1], meds[0][1]):.2f}"
-        print(line)
-    worst_gen = max(steps, key=lambda s: s.generator_cpu_pct)
-    print(
-        f"  load generator: at most {worst_gen.generator_cpu_pct:.0f}% of one core"
-        f" ({worst_gen.tree} at {worst_gen.rate:g}/s); achieved send rate within "
-        f"{max(abs(s.send_rate - s.rate) / s.rate for s in steps) * 100:.1f}% of target"
-        f" in every step; send lag p99 at most"
-        f" {max(s.send_lag_p99 for s in steps) * 1000:.1f} ms"
-    )
-    busiest = max(steps, key=lambda s: s.fleet["max_busy"])
-    print(
-        f"  units busy at once: at most {busiest.fleet['max_busy']} ({busiest.tree} at"
-        f" {busiest.rate:g}/s)"
-    )
-    for name in trees:
-        mine = [s for s in steps if s.tree == name]
-        top = max(mine, key=lambda s: s.rate)
-        print(f"  {name} at {top.rate:g}/s, round 1, statements per offered panic by origin:")
-        print_step_detail(top)
 
 
 # --------------------------------------------------------------------------- main

@@ -13,9 +13,10 @@ order). When ``available`` is acknowledged the unit is free again, and the incid
 closed (``POST /v1/incidents/{id}/close``, the demo dispatcher's token) as an operator
 would, so open incidents do not pile up over a run.
 
-Commands on stdin, one per line, each answered with one JSON line on stdout:
-``count`` (offers since the last mark), ``mark`` (everything since the last mark, then
-start a new one), ``quit``. The first line out is ``{"ready": <units>}``.
+Commands on stdin, one per line, each answered with one JSON line on stdout: ``count``
+(offers since the last mark, units busy, closes in flight), ``mark`` (everything since
+the last mark, then start a new one), ``quit``. The first line out is
+``{"ready": <units>}``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class Fleet:
         self._closing: set[asyncio.Task[None]] = set()
         self.busy: set[str] = set()
         self.reset()
+
+    @property
+    def closing(self) -> int:
+        """Closes sent and not yet answered."""
+        return len(self._closing)
 
     def reset(self) -> None:
         self.offered_at: dict[int, float] = {}
@@ -183,7 +189,13 @@ async def serve_commands(fleet: Fleet, units: int) -> None:
     say({"ready": units})
     while line := (await reader.readline()).decode().strip():
         if line == "count":
-            say({"offers": len(fleet.offered_at), "busy": len(fleet.busy)})
+            say(
+                {
+                    "offers": len(fleet.offered_at),
+                    "busy": len(fleet.busy),
+                    "closing": fleet.closing,
+                }
+            )
         elif line == "mark":
             say(fleet.report())
             fleet.reset()

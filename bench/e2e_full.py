@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e_common import BENCH_DIR, child_env, percentile
+from e2e_common import BENCH_DIR, child_env, percentile, ratio
 from e2e_cpu import CpuMeter, CpuSample
 from e2e_trees import TreeServer
 
@@ -159,13 +159,15 @@ def sending_cpu_pct(generated: dict[str, Any]) -> float:
 
 
 async def settle(ts: TreeServer, expected: int, timeout_s: float) -> None:
-    """Wait until the fleet has every expected offer, or none came for a second."""
+    """Wait until the fleet has every expected offer and every job is finished and
+    closed (so the step's statement counts hold all its work), or nothing moved for a
+    second."""
     assert ts.fleet is not None
     deadline = time.monotonic() + timeout_s
-    last, still_since = -1, time.monotonic()
+    last, still_since = (-1, -1), time.monotonic()
     while time.monotonic() < deadline:
         seen = await ts.fleet.count()
-        if seen >= expected:
+        if seen[0] >= expected and seen[1] == 0:
             return
         if seen != last:
             last, still_since = seen, time.monotonic()
@@ -266,3 +268,80 @@ def print_step_detail(step: Step) -> None:
         )
     for origin, text, n in step.top_statements[:TOP_STATEMENTS]:
         print(f"      {n / max(step.offered, 1):6.2f}  {origin}: {text}")
+
+
+def _med(values: list[float]) -> float:
+    return percentile(values, 50)
+
+
+ORIGINS = (
+    ("intake", "POST /v1/gateways/panic"),
+    ("MDT", "WS /v1/ws/mdt"),
+    ("close", "POST /v1/incidents/{n}/close"),
+    ("background", "lifespan"),
+)
+
+
+def print_full_summary(steps: list[Step], trees: list[str], rates: list[float]) -> None:
+    """Medians over rounds per tree and rate, ratios against the first tree, and what
+    shows that the generator did not set the pace."""
+    print("\nFull path, median of rounds (rates every tree saturated below were not run)")
+    head = f"  {'rate':>5}"
+    for name in trees:
+        head += f" | {name[:12] + ' offered/s':>22} {'p50 ms':>7} {'p99 ms':>8} {'stmts':>5}"
+    for name in trees[1:]:
+        head += f" | {name[:12]}/{trees[0][:12]} offered/s, p50, p99"
+    print(head)
+    for rate in rates:
+        if not any(s.rate == rate for s in steps):
+            continue
+        line = f"  {rate:>5g}"
+        meds: list[tuple[float, float, float]] = []
+        for name in trees:
+            mine = [s for s in steps if s.tree == name and s.rate == rate]
+            meds.append(
+                (
+                    _med([s.sustained for s in mine]),
+                    _med([s.p(50) * 1000 for s in mine]),
+                    _med([s.p(99) * 1000 for s in mine]),
+                )
+            )
+            offered, p50, p99 = meds[-1]
+            stmts = _med([s.per_offered("statements") for s in mine])
+            line += f" | {offered:>22.1f} {fmt(p50):>7} {fmt(p99):>8} {fmt(stmts):>5}"
+        for other in meds[1:]:
+            line += " | " + ", ".join(
+                f"{ratio(o, b):.2f}" for o, b in zip(other, meds[0], strict=True)
+            )
+        print(line)
+    print("\nStatements (round trips) per offered panic by origin, median of rounds")
+    for name in trees:
+        for rate in rates:
+            mine = [s for s in steps if s.tree == name and s.rate == rate]
+            if not mine:
+                continue
+            parts = []
+            for short, origin in ORIGINS:
+                st = _med([s.per_offered("statements", origin) for s in mine])
+                rt = _med([s.per_offered("round_trips", origin) for s in mine])
+                parts.append(f"{short} {fmt(st)} ({fmt(rt)})")
+            total_st = _med([s.per_offered("statements") for s in mine])
+            total_rt = _med([s.per_offered("round_trips") for s in mine])
+            print(
+                f"  {name:<12} {rate:>5g}/s: "
+                + ", ".join(parts)
+                + f"; all {fmt(total_st)} ({fmt(total_rt)})"
+            )
+    worst = max(steps, key=lambda s: s.generator_cpu_pct)
+    print(
+        f"\n  load generator: at most {worst.generator_cpu_pct:.0f}% of one core while"
+        f" sending ({worst.tree} at {worst.rate:g}/s); achieved send rate within"
+        f" {max(abs(s.send_rate - s.rate) / s.rate for s in steps) * 100:.1f}% of the"
+        f" target in every step; send lag p99 at most"
+        f" {max(s.send_lag_p99 for s in steps) * 1000:.1f} ms"
+    )
+    busiest = max(steps, key=lambda s: s.fleet["max_busy"])
+    print(
+        f"  units busy at once: at most {busiest.fleet['max_busy']} ({busiest.tree} at"
+        f" {busiest.rate:g}/s)"
+    )

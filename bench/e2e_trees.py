@@ -78,8 +78,10 @@ class Fleet:
         async with asyncio.timeout(timeout_s):
             return int((await self._ask(None))["ready"])
 
-    async def count(self) -> int:
-        return int((await self._ask("count"))["offers"])
+    async def count(self) -> tuple[int, int]:
+        """(offers since the last mark, units busy or incidents being closed)"""
+        answer = await self._ask("count")
+        return int(answer["offers"]), int(answer["busy"]) + int(answer["closing"])
 
     async def mark(self) -> dict[str, Any]:
         return await self._ask("mark")
