@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -68,6 +69,7 @@ from e2e_full import (
     print_full_summary,
     print_step_detail,
     step_line,
+    step_statements,
 )
 from e2e_mdt import MdtBot, MdtLog, PostResult, post_panic
 from e2e_trees import Tree, TreeServer, parse_tree, start_tree_server
@@ -120,6 +122,13 @@ async def full_mode(
         units = await ts.start_fleet(close=not args.no_close, timeout_s=args.start_timeout)
         print(f"  {tree.name}: {units} MDTs connected", file=sys.stderr)
         started.append(ts)
+        if args.warmup > 0:
+            # Fill the pool and each connection's statement and type caches first: a
+            # fresh server's first panics pay asyncpg's type introspection.
+            await full_step(
+                ts, args.rates[0], args.warmup, f"{ctx['tag']}-{tree.ident}-warm",
+                ctx["workdir"], args.settle,
+            )  # fmt: skip
     steps: list[Step] = []
     print(f"\nFull path, {args.step_s:g} s per step, {machine_line()} at start")
     print(STEP_HEADER)
@@ -130,6 +139,9 @@ async def full_mode(
                 tag = f"{ctx['tag']}-{ts.tree.ident}-r{rnd}-{rate:g}"
                 step = await full_step(ts, rate, args.step_s, tag, ctx["workdir"], args.settle)
                 steps.append(step)
+                if args.statements_out is not None:
+                    with args.statements_out.open("a") as out:
+                        out.write(json.dumps(step_statements(step)) + "\n")
                 saturated += step.sustained < SATURATED * rate
                 print(step_line(step), flush=True)
                 if args.verbose:
@@ -270,13 +282,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=4.0,
         help="seconds of the generator's self-check against the floor (wrk mode)",
     )
+    full.add_argument(
+        "--statements-out",
+        type=Path,
+        help="append every step's statement counts by origin and text to this file "
+        "(JSON lines), to see which statements a change saves",
+    )
     full.add_argument("-v", "--verbose", action="store_true", help="details of every step")
     wrk = parser.add_argument_group("queued path (wrk)")
     wrk.add_argument("-t", "--threads", type=int, default=2, help="wrk threads")
     wrk.add_argument("-c", "--connections", type=int, default=32, help="wrk connections")
     wrk.add_argument("-d", "--duration", type=int, default=8, help="seconds per measured run")
     wrk.add_argument("-r", "--rounds", type=int, default=3, help="measured runs of each")
-    wrk.add_argument("--warmup", type=int, default=2, help="seconds of wrk warm-up per server")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="seconds of warm-up per server (wrk; full path: at the first rate), not reported",
+    )
     wrk.add_argument(
         "--wrk-requests-per-s",
         type=int,

@@ -219,6 +219,24 @@ async def full_step(
     )
 
 
+def step_statements(step: Step) -> dict[str, Any]:
+    """A step's statement counts, per offered panic, for --statements-out."""
+    per = max(step.offered, 1)
+    return {
+        "tree": step.tree,
+        "rate": step.rate,
+        "offered": step.offered,
+        "per_offered_panic": {
+            origin: {m: round(n / per, 3) for m, n in measures.items()}
+            for origin, measures in step.counts.items()
+        },
+        "statements": [
+            {"origin": origin, "per_offered_panic": round(n / per, 3), "sql": text}
+            for origin, text, n in step.top_statements
+        ],
+    }
+
+
 def fmt(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
