@@ -177,9 +177,16 @@ async def bench(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="erss-bench-"))
     trees = args.tree or [Tree("this", BENCH_DIR.parent)]
     servers: list[TreeServer] = []
+    embedded: Any = None
+    database_url, redis_url = args.database_url, args.redis_url
+    if args.embedded:
+        from dispatch.embedded import start_embedded
+
+        embedded = start_embedded(workdir / "services", database=True, redis=True)
+        database_url, redis_url = embedded.database_url, embedded.redis_url
     ctx: dict[str, Any] = {
-        "database_url": args.database_url,
-        "redis_url": args.redis_url,
+        "database_url": database_url,
+        "redis_url": redis_url,
         "tag": tag,
         "workdir": workdir,
         "count": not args.no_count,
@@ -216,6 +223,8 @@ async def bench(args: argparse.Namespace) -> int:
             await ts.stop()
         for ts in servers:
             await ts.storage.drop()
+        if embedded is not None:
+            embedded.stop()
         if keep_logs:
             keep_only_logs(workdir)
             print(f"logs kept in {workdir}", file=sys.stderr)
@@ -242,6 +251,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         or os.environ.get("ERSS_TEST_REDIS_URL")
         or DEFAULT_REDIS_URL,
         help="Redis to use (keys under private prefixes, deleted at the end)",
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start the project's embedded PostgreSQL and Redis instead of using the URLs",
     )
     parser.add_argument(
         "--tree",
