@@ -28,6 +28,7 @@ import re
 import signal
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -57,8 +58,9 @@ def _count(query: str, simple: bool) -> None:
     statements[origin, _label(query)] += 1
 
 
-def install() -> None:
-    """Wrap asyncpg.Connection and Starlette (class attributes: every instance)."""
+def install() -> Callable[[], None]:
+    """Wrap asyncpg.Connection and Starlette (class attributes: every instance); returns
+    what puts the originals back."""
     connection: Any = asyncpg.connection.Connection
     execute = connection.execute
     do_execute = connection._do_execute
@@ -120,6 +122,14 @@ def install() -> None:
             _origin.reset(token)
 
     Starlette.__call__ = labelled_call  # type: ignore[method-assign]
+
+    def uninstall() -> None:
+        connection.execute = execute
+        connection._do_execute = do_execute
+        connection._get_statement = get_statement
+        Starlette.__call__ = call  # type: ignore[method-assign]
+
+    return uninstall
 
 
 def dump(path: Path) -> None:
