@@ -73,7 +73,7 @@ from e2e_full import (
 )
 from e2e_mdt import MdtBot, MdtLog, PostResult, post_panic
 from e2e_trees import Tree, TreeServer, parse_tree, start_tree_server
-from e2e_wrk import wrk_mode
+from e2e_wrk import rotated, wrk_mode
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -135,7 +135,7 @@ async def full_mode(
     for rnd in range(args.full_rounds):
         for rate in args.rates:
             saturated = 0
-            for ts in started:
+            for ts in rotated(started, rnd):
                 tag = f"{ctx['tag']}-{ts.tree.ident}-r{rnd}-{rate:g}"
                 step = await full_step(ts, rate, args.step_s, tag, ctx["workdir"], args.settle)
                 steps.append(step)

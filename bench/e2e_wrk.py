@@ -277,7 +277,8 @@ async def wrk_mode(
     await wrk_warmup(floor_url, floor.pid, secret, args, workdir, f"{tag}-floor")
     print(
         f"\nQueued path: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, rounds"
-        f" alternate {', '.join(t.name for t in trees)}, floor; {machine_line()} at start"
+        f" alternate {', '.join(t.name for t in trees)} (each first in turn), floor;"
+        f" {machine_line()} at start"
     )
     header = f"  {'round':<6}" + "".join(f" {t.name + ' 2xx/s':>16} {'stmts':>6}" for t in trees)
     print(header + f" {'floor 2xx/s':>12} " + " ".join(f"{t.name + '/floor':>14}" for t in trees))
@@ -286,17 +287,17 @@ async def wrk_mode(
     floors: list[WrkResult] = []
     for rnd in range(args.rounds):
         line = f"  {rnd + 1:<6}"
-        for ts in started:
+        for ts in rotated(started, rnd):
             before = await ts.counts()
             run = await wrk_measure(
                 ts.tree.name, ts.base_url, ts.server.pid, ts.secret, args, workdir,
                 f"{tag}-{ts.tree.ident}-{rnd}",
             )  # fmt: skip
             after = await ts.counts()
-            per = math_per(before, after, run)
             results[ts.tree.name].append(run)
-            stmts[ts.tree.name].append(per)
-            line += f" {run.ok_rps:>16.0f} {fmt(per):>6}"
+            stmts[ts.tree.name].append(math_per(before, after, run))
+        for tree in trees:
+            line += f" {results[tree.name][-1].ok_rps:>16.0f} {fmt(stmts[tree.name][-1]):>6}"
         f_run = await wrk_measure(
             "floor", floor_url, floor.pid, secret, args, workdir, f"{tag}-f{rnd}"
         )
@@ -320,6 +321,13 @@ async def wrk_mode(
     for ts in started:
         await ts.stop()
     floor.stop()
+
+
+def rotated(items: list[TreeServer], turn: int) -> list[TreeServer]:
+    """The trees in the order of this round: each goes first in turn, so that none is
+    always the one measured right after the floor (or after the same other tree)."""
+    k = turn % len(items)
+    return items[k:] + items[:k]
 
 
 def math_per(before: dict[str, Any] | None, after: dict[str, Any] | None, run: WrkResult) -> float:
