@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import statistics
 import sys
 import time
 from collections import Counter
@@ -289,7 +290,9 @@ def print_step_detail(step: Step) -> None:
 
 
 def _med(values: list[float]) -> float:
-    return percentile(values, 50)
+    """The median (of two rounds, their mean); NaN for none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
 
 
 ORIGINS = (
