@@ -649,6 +649,14 @@ def join_results(results: list[dict[str, Any]], posts: list[PostResult]) -> Deli
 # --------------------------------------------------------------------------- main
 
 
+def server_command(args: argparse.Namespace) -> list[str]:
+    """``erss``, or ``erss`` under cProfile with ``--profile-server`` (the profile is
+    written when the server stops)."""
+    if args.profile_server:
+        return [sys.executable, "-m", "cProfile", "-o", args.profile_server, "-m", "dispatch.cli"]
+    return erss_command()
+
+
 def raise_fd_limit() -> int:
     """Soft descriptor limit up to the hard one; the server and workers inherit it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -717,7 +725,7 @@ async def bench(args: argparse.Namespace) -> int:
         }
         server = ServerProcess(
             "erss serve",
-            [*erss_command(), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
+            [*server_command(args), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
             child_env(env),
             workdir / "erss.log",
         )
@@ -1066,6 +1074,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     load.add_argument("--seed", type=int, default=112, help="seed for unit and panic places")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds to start")
+    parser.add_argument(
+        "--profile-server",
+        metavar="FILE",
+        help="run the server under cProfile and write its profile to FILE (slows it down)",
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the server and worker logs (path printed)"
     )

@@ -237,6 +237,9 @@ class Session:
     async def handle(self, command: Command) -> None:
         """One client command (already parsed and allowed for this socket)."""
         if isinstance(command, Ping):
+            if self.unit_id is not None:
+                # The pong says the MDT's earlier pings are in Redis (ranking sees them).
+                await self.services.positions.settled()
             await self.send({"type": "pong"})
         elif isinstance(command, Resume):
             await self.replay(command.position)
@@ -278,7 +281,7 @@ class Session:
             self.agency = await self.services.pool.fetchval(
                 "SELECT agency FROM units WHERE id = $1", unit_id
             )
-        await self.services.positions.record(unit_id, str(self.agency), location)
+        self.services.positions.take(unit_id, str(self.agency), location)
 
     async def _transact(
         self,
