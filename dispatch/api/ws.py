@@ -178,18 +178,24 @@ class Session:
             )
 
     async def pump(self, subscriber: Subscriber) -> None:
-        """Forward live events, skipping what replay or snapshot already covered."""
+        """Forward live events, skipping what replay or snapshot already covered.
+
+        The text is the hub's, the same for every client: nothing is serialised here.
+        """
+        queue = subscriber.queue
         while True:
-            message = await subscriber.queue.get()
-            if message.get("type") == "positions":  # not an event: no position to track
-                async with self._send_lock:
-                    await self.ws.send_text(message["text"])
-                continue
-            position = int(message["position"])
+            outgoing = await queue.get()
             async with self._send_lock:
-                if position > self.last_sent:
-                    await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-                    self.last_sent = position
+                while True:
+                    position = outgoing.position
+                    if position is None:  # not an event: no position to track
+                        await self.ws.send_text(outgoing.text)
+                    elif position > self.last_sent:
+                        await self.ws.send_text(outgoing.text)
+                        self.last_sent = position
+                    if queue.empty():
+                        break
+                    outgoing = queue.get_nowait()
 
     async def listen(self) -> None:
         """Handle client messages until the client goes away.
@@ -350,6 +356,7 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
         services.settings.ws_queue_size,
         unit_id=session.unit_id,
         followed=session.followed,
+        desk=session.zones,
     )
     connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
     connected.inc()
