@@ -57,13 +57,22 @@ class CatchUp:
         """
         if self.unit_id is None:
             shared = await console_snapshots(self.ws, self.services).get(self.zones)
-            async with self._send_lock:
-                await self.ws.send_text(
-                    shared.text if reason is None else shared.with_reason(reason)
+            # The shared snapshot may be up to a second old: the events since follow it,
+            # read before anything is sent, so that a connect reads everything it needs
+            # from PostgreSQL first (as an unshared snapshot did).
+            async with self.services.pool.acquire() as conn:
+                since = await readmodels.replay(
+                    conn, after=shared.position, unit_id=None, zones=self.zones, limit=_REPLAY_PAGE
                 )
+            text = shared.text if reason is None else shared.with_reason(reason)
+            async with self._send_lock:
+                await self.ws.send_text(text)
                 self.last_sent = shared.position
-            # The shared snapshot may be up to a second old: the events since follow.
-            await self.replay(shared.position, announce=False)
+                for event in since:
+                    await self.ws.send_text(json.dumps(event.to_message(), default=str))
+                    self.last_sent = event.position
+            if len(since) == _REPLAY_PAGE:  # a burst bigger than a page: the rest
+                await self.replay(self.last_sent, announce=False)
             return
         async with (
             self.services.pool.acquire() as conn,
@@ -98,7 +107,7 @@ class CatchUp:
         async with self._send_lock:
             cursor = after
             try:
-                while cursor < newest or announce:
+                while True:
                     async with self.services.pool.acquire() as conn:
                         events = await readmodels.replay(
                             conn,
