@@ -124,7 +124,7 @@ class CatchUp:
             finally:
                 # Only what was actually sent counts (also when an outage cut the replay
                 # short): an event after it still comes through the live feed.
-                self.last_sent = max(self.last_sent, cursor)
+                self.last_sent = cursor
             if announce:
                 await self.ws.send_text(
                     json.dumps({"type": "replayed", "position": format_position(self.last_sent)})
