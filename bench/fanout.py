@@ -408,12 +408,21 @@ def worker_jobs(
     """Deal the clients round-robin, so every worker has MDTs and consoles alike and
     the console traffic (every event, to each console) is spread over all of them."""
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    # Consoles get workers of their own when there are several: each reads every event
+    # and every position batch, and MDTs sharing a loop with them answered the server's
+    # keepalives late enough to be closed (1011) under a reconnect storm.
+    console_workers = 0
+    if workers > 1 and console_tokens:
+        share = len(console_tokens) / (len(fleet) + len(console_tokens))
+        console_workers = min(workers - 1, max(1, round(workers * share)))
+    mdt_workers = workers - console_workers
     for n, unit in enumerate(fleet):
-        shares[n % workers].append(
+        shares[n % mdt_workers].append(
             {"kind": "mdt", "name": unit.id, "token": unit.token, "lat": unit.lat, "lon": unit.lon}
         )
     for n, (name, token) in enumerate(sorted(console_tokens.items())):
-        shares[n % workers].append({"kind": "console", "name": name, "token": token})
+        target = mdt_workers + n % console_workers if console_workers else n % workers
+        shares[target].append({"kind": "console", "name": name, "token": token})
     window = max(1, math.ceil(args.window / workers))
     return [
         {
