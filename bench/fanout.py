@@ -349,6 +349,9 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
+            # A "connected" answer lists every client's handshake time: thousands of
+            # numbers on one line, past asyncio's default 64 KiB line limit.
+            limit=2**24,
         )
 
     @property
