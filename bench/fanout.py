@@ -126,20 +126,36 @@ class FanoutCpuMeter(CpuMeter):
     """bench/e2e.py's per-role CPU accounting, with the client workers as their own role
     (they share the two cores with the server, so their share matters)."""
 
-    def __init__(self, server_pid: int, worker_pids: Sequence[int]) -> None:
-        super().__init__(server_pid)
+    def __init__(self, server_pids: Sequence[int], worker_pids: Sequence[int]) -> None:
+        super().__init__(server_pids[0])
+        self._servers = set(server_pids)
+        self._server_order = list(server_pids)
         self._workers = set(worker_pids)
         self.top_others: list[tuple[str, float]] = []
+        self._cpu0: dict[int, float] = {}
+        self.by_instance: list[float] = []  # % of one core, in server_pids' order
 
     def _role(self, pid: int, name: str, server_ports: set[int]) -> str | None:
         if pid in self._workers:
             return "client workers (python)"
+        if pid in self._servers:
+            # Every instance counts as the server; PostgreSQL backends are told apart
+            # by the first instance's ports only (the others' show as "other").
+            return "server (python)"
         return super()._role(pid, name, server_ports)
+
+    def start(self) -> None:
+        self._cpu0 = {pid: cpu_seconds(pid) for pid in self._server_order}
+        super().start()
 
     def stop(self) -> CpuSample:
         ticks = _proc_cpu_ticks()
         elapsed = time.monotonic() - self._t0
         sample = super().stop()
+        self.by_instance = [
+            (cpu_seconds(pid) - before) / elapsed * 100 if elapsed > 0 else math.nan
+            for pid, before in self._cpu0.items()
+        ]
         # e2e's meter charges exited children to wrk; no child exits here.
         sample.by_role.pop("wrk", None)
         # "other" is whatever no role claims: name the biggest, so that another
@@ -333,6 +349,9 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
+            # A "connected" answer lists every client's handshake time: thousands of
+            # numbers on one line, past asyncio's default 64 KiB line limit.
+            limit=2**24,
         )
 
     @property
@@ -387,16 +406,26 @@ def worker_jobs(
     workers: int,
     ws_url: str,
     args: argparse.Namespace,
+    first: int = 0,
 ) -> list[dict[str, Any]]:
     """Deal the clients round-robin, so every worker has MDTs and consoles alike and
     the console traffic (every event, to each console) is spread over all of them."""
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    # Consoles get workers of their own when there are several: each reads every event
+    # and every position batch, and MDTs sharing a loop with them answered the server's
+    # keepalives late enough to be closed (1011) under a reconnect storm.
+    console_workers = 0
+    if workers > 1 and console_tokens:
+        share = len(console_tokens) / (len(fleet) + len(console_tokens))
+        console_workers = min(workers - 1, max(1, round(workers * share)))
+    mdt_workers = workers - console_workers
     for n, unit in enumerate(fleet):
-        shares[n % workers].append(
+        shares[n % mdt_workers].append(
             {"kind": "mdt", "name": unit.id, "token": unit.token, "lat": unit.lat, "lon": unit.lon}
         )
     for n, (name, token) in enumerate(sorted(console_tokens.items())):
-        shares[n % workers].append({"kind": "console", "name": name, "token": token})
+        target = mdt_workers + n % console_workers if console_workers else n % workers
+        shares[target].append({"kind": "console", "name": name, "token": token})
     window = max(1, math.ceil(args.window / workers))
     return [
         {
@@ -406,11 +435,11 @@ def worker_jobs(
             "deflate": args.deflate,
             # 127.0.0.0/8 is all loopback on Linux: a source address per worker gives
             # each its own ~28,000 ephemeral ports towards the one server port.
-            "source_ip": f"127.0.0.{10 + i}" if args.source_ips else None,
+            "source_ip": f"127.0.0.{10 + first + i}" if args.source_ips else None,
             "ping_interval_s": args.ping_interval,
             "open_timeout_s": args.open_timeout,
             "free_units": not args.no_free_units,
-            "seed": args.seed * 1000 + i,
+            "seed": args.seed * 1000 + first + i,
         }
         for i, share in enumerate(shares)
     ]
@@ -436,14 +465,15 @@ class ConnectPhase:
 
 
 async def connect_phase(
-    kind: str, wanted: int, workers: list[WorkerProcess], server_pid: int, settle_s: float
+    kind: str, wanted: int, workers: list[WorkerProcess], server_pids: list[int], settle_s: float
 ) -> ConnectPhase:
-    rss_before = rss_bytes(server_pid)
-    cpu_before = cpu_seconds(server_pid)
+    """Connect every ``kind`` client; CPU and RSS are summed over the instances."""
+    rss_before = sum(rss_bytes(pid) for pid in server_pids)
+    cpu_before = sum(cpu_seconds(pid) for pid in server_pids)
     started = time.perf_counter()
     answers = await asyncio.gather(*(w.command(f"connect {kind}") for w in workers))
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds(server_pid) - cpu_before
+    cpu = sum(cpu_seconds(pid) for pid in server_pids) - cpu_before
     # Let the server finish the tail of its per-connection work (the last snapshots'
     # buffers, log lines) before reading its RSS.
     await asyncio.sleep(settle_s)
@@ -461,7 +491,7 @@ async def connect_phase(
         handshakes=handshakes,
         server_cpu_s=cpu,
         rss_before=rss_before,
-        rss_after=rss_bytes(server_pid),
+        rss_after=sum(rss_bytes(pid) for pid in server_pids),
     )
 
 
@@ -483,13 +513,18 @@ async def warm_up_sockets(ws_url: str, unit_token: str, operator_token: str) -> 
 
 
 async def fire_panics(
-    base_url: str, secret: str, points: list[GeoPoint], rate: float, label: str
+    base_urls: list[str], secret: str, points: list[GeoPoint], rate: float, label: str
 ) -> list[PostResult]:
-    """Open loop, as in bench/e2e.py: every POST starts at its scheduled time."""
+    """Open loop, as in bench/e2e.py: every POST starts at its scheduled time; with
+    several instances, round robin over them (as a balancer in front would)."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=60, limits=limits, trust_env=False
-    ) as http:
+    clients = [
+        httpx.AsyncClient(base_url=url, timeout=60, limits=limits, trust_env=False)
+        for url in base_urls
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client)
         start = time.perf_counter() + 0.05
         pending: list[asyncio.Task[PostResult]] = []
         for i, point in enumerate(points):
@@ -497,6 +532,7 @@ async def fire_panics(
             if delay > 0:
                 await asyncio.sleep(delay)
             key = f"{label}-{i}"
+            http = clients[i % len(clients)]
             pending.append(
                 asyncio.create_task(post_panic(http, secret, i, panic_body(key, point), key))
             )
@@ -649,6 +685,15 @@ def join_results(results: list[dict[str, Any]], posts: list[PostResult]) -> Deli
 # --------------------------------------------------------------------------- main
 
 
+def server_command(args: argparse.Namespace, instance: int) -> list[str]:
+    """``erss``, or ``erss`` under cProfile with ``--profile-server`` (the profile is
+    written when the server stops, to FILE.<instance>)."""
+    if args.profile_server:
+        out = f"{args.profile_server}.{instance}"
+        return [sys.executable, "-m", "cProfile", "-o", out, "-m", "dispatch.cli"]
+    return erss_command()
+
+
 def raise_fd_limit() -> int:
     """Soft descriptor limit up to the hard one; the server and workers inherit it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -680,7 +725,7 @@ async def bench(args: argparse.Namespace) -> int:
     tag = secrets.token_hex(4)
     workdir = Path(tempfile.mkdtemp(prefix="erss-fanout-"))
     keep_logs = False
-    server: ServerProcess | None = None
+    servers: list[ServerProcess] = []
     workers: list[WorkerProcess] = []
     storage = Storage(
         database_url=args.database_url,
@@ -703,55 +748,87 @@ async def bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        ws_url = f"ws://127.0.0.1:{port}"
-        data_dir = workdir / "data"
-        env = {
-            "ERSS_DATABASE_URL": storage.database_url,
-            "ERSS_REDIS_URL": storage.redis_url,
-            "ERSS_DB_SCHEMA": storage.schema,
-            "ERSS_REDIS_PREFIX": storage.redis_prefix,
-            "ERSS_DATA_DIR": str(data_dir),
-            "ERSS_WS_PER_MESSAGE_DEFLATE": "true" if args.deflate else "false",
-        }
-        server = ServerProcess(
-            "erss serve",
-            [*erss_command(), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
-            child_env(env),
-            workdir / "erss.log",
-        )
-        print(f"starting: {' '.join(server.argv)}  (schema {storage.schema})", file=sys.stderr)
-        server.start()
-        await server.wait_healthy(base_url, args.start_timeout)
-        credentials = json.loads((data_dir / "demo-credentials.json").read_text())
+        ports = [free_port() for _ in range(args.instances)]
+        base_urls = [f"http://127.0.0.1:{port}" for port in ports]
+        ws_urls = [f"ws://127.0.0.1:{port}" for port in ports]
+        for n, port in enumerate(ports):
+            # One PostgreSQL schema and one Redis prefix for all: one deployment. The
+            # first instance loads the demo city; the others find it there.
+            data_dir = workdir / f"data-{n}"
+            env = {
+                "ERSS_DATABASE_URL": storage.database_url,
+                "ERSS_REDIS_URL": storage.redis_url,
+                "ERSS_DB_SCHEMA": storage.schema,
+                "ERSS_REDIS_PREFIX": storage.redis_prefix,
+                "ERSS_DATA_DIR": str(data_dir),
+                "ERSS_WS_PER_MESSAGE_DEFLATE": "true" if args.deflate else "false",
+            }
+            argv = [*server_command(args, n), "serve", "--demo"]
+            server = ServerProcess(
+                f"erss serve #{n}",
+                [*argv, "--host", "127.0.0.1", "--port", str(port)],
+                child_env(env),
+                workdir / f"erss-{n}.log",
+            )
+            servers.append(server)
+            print(f"starting: {' '.join(server.argv)}  (schema {storage.schema})", file=sys.stderr)
+            server.start()
+            await server.wait_healthy(base_urls[n], args.start_timeout)
+        credentials = json.loads((workdir / "data-0" / "demo-credentials.json").read_text())
         secret: str = credentials["gateways"]["panic"]
         await retire_demo_units(
-            base_url, credentials["operators"]["dispatcher"], sorted(credentials["units"])
+            base_urls[0], credentials["operators"]["dispatcher"], sorted(credentials["units"])
         )
 
-        n_workers = worker_count(args)
-        jobs = worker_jobs(fleet, console_tokens, n_workers, ws_url, args)
+        # Clients dealt round robin over the instances, each instance's over its own
+        # workers (a worker talks to one instance).
+        n_workers = max(args.instances, worker_count(args))
+        per_instance = [n_workers // args.instances] * args.instances
+        for n in range(n_workers % args.instances):
+            per_instance[n] += 1
+        jobs: list[dict[str, Any]] = []
+        worker_instance: list[int] = []
+        consoles_sorted = sorted(console_tokens.items())
+        for n in range(args.instances):
+            share_fleet = fleet[n :: args.instances]
+            share_consoles = dict(consoles_sorted[n :: args.instances])
+            jobs += worker_jobs(
+                share_fleet, share_consoles, per_instance[n], ws_urls[n], args, first=len(jobs)
+            )
+            worker_instance += [n] * per_instance[n]
         workers = [WorkerProcess(i, workdir) for i in range(n_workers)]
         for worker, job in zip(workers, jobs, strict=True):
             await worker.start(job)
         await asyncio.gather(*(w.answer() for w in workers))  # "ready"
 
         demo_token = sorted(credentials["units"].values())[0]
-        await warm_up_sockets(ws_url, demo_token, credentials["operators"]["dispatcher"])
+        for ws_url in ws_urls:
+            await warm_up_sockets(ws_url, demo_token, credentials["operators"]["dispatcher"])
         await asyncio.sleep(1.0)
-        rss_start = rss_bytes(server.pid)
+        server_pids = [server.pid for server in servers]
+        rss_start = sum(rss_bytes(pid) for pid in server_pids)
         print(
-            f"connecting {args.mdts} MDTs over {n_workers} workers, {args.window} at a time",
+            f"connecting {args.mdts} MDTs over {n_workers} workers and {args.instances}"
+            f" instance(s), {args.window} at a time",
             file=sys.stderr,
         )
-        mdts = await connect_phase("mdt", args.mdts, workers, server.pid, args.settle_connect)
+        mdts = await connect_phase("mdt", args.mdts, workers, server_pids, args.settle_connect)
         print(f"  {mdts.ok} MDTs in {mdts.seconds:.1f} s; connecting consoles", file=sys.stderr)
         consoles = await connect_phase(
-            "console", args.consoles, workers, server.pid, args.settle_connect
+            "console", args.consoles, workers, server_pids, args.settle_connect
         )
         rss_connected = consoles.rss_after
 
+        # Connected but silent: what the instances cost with no ping and no incident
+        # (keepalives, the queue sweep, the relay's polls), charged to no ping below.
+        idle_cpu0 = sum(cpu_seconds(pid) for pid in server_pids)
+        idle_t0 = time.monotonic()
+        await asyncio.sleep(args.idle_window)
+        idle_pct = (
+            (sum(cpu_seconds(pid) for pid in server_pids) - idle_cpu0)
+            / (time.monotonic() - idle_t0)
+            * 100
+        )
         for answer in await asyncio.gather(*(w.command("ping") for w in workers)):
             assert answer["event"] == "pinging"
         pings_started = time.perf_counter()
@@ -762,53 +839,69 @@ async def bench(args: argparse.Namespace) -> int:
         )
         print(f"pings started; warming up for {args.ping_interval:.0f} s", file=sys.stderr)
         warm = asyncio.create_task(
-            fire_panics(base_url, secret, points[: args.warmup_panics], 1.0, f"{tag}-warm")
+            fire_panics(base_urls, secret, points[: args.warmup_panics], 1.0, f"{tag}-warm")
         )
         await asyncio.sleep(args.ping_interval)
         warm_posts = await warm
 
         worker_pids = [w.pid for w in workers]
-        meter = FanoutCpuMeter(server.pid, worker_pids)
+        meter = FanoutCpuMeter(server_pids, worker_pids)
         meter.start()
         await asyncio.sleep(args.idle_window)
         pings_only = meter.stop()
         pings_only_others = meter.top_others
+        pings_only_instances = meter.by_instance
 
         measured = points[args.warmup_panics :]
         print(f"steady phase: {len(measured)} panics at {args.rate}/s with pings", file=sys.stderr)
         rss_samples: list[int] = []
         backlog: list[int] = []
 
-        server_pid = server.pid
-
         async def sample_rss() -> None:
             while True:
-                rss_samples.append(rss_bytes(server_pid))
+                rss_samples.append(sum(rss_bytes(pid) for pid in server_pids))
                 await asyncio.sleep(1.0)
 
         samplers = [
             asyncio.create_task(sample_rss()),
             asyncio.create_task(sample_backlog(storage, backlog, every_s=0.5)),
         ]
-        meter = FanoutCpuMeter(server.pid, worker_pids)
+        meter = FanoutCpuMeter(server_pids, worker_pids)
         meter.start()
         try:
-            posts = await fire_panics(base_url, secret, measured, args.rate, f"{tag}-m")
+            posts = await fire_panics(base_urls, secret, measured, args.rate, f"{tag}-m")
             steady = meter.stop()
             steady_others = meter.top_others
+            steady_instances = meter.by_instance
             await asyncio.sleep(args.settle)
         finally:
             for task in samplers:
                 task.cancel()
             await asyncio.gather(*samplers, return_exceptions=True)
-        rss_end = rss_bytes(server.pid)
+        rss_end = sum(rss_bytes(pid) for pid in server_pids)
         counts = await server_counts(storage)
 
         for answer in await asyncio.gather(*(w.command("stop") for w in workers)):
             assert answer["event"] == "done"
         ping_seconds = time.perf_counter() - pings_started
-        deliveries = join_results([w.result() for w in workers], posts)
-        log_lines = server_log_summary(server.log_path)
+        results = [w.result() for w in workers]
+        deliveries = join_results(results, posts)
+        log_lines: Counter[str] = Counter()
+        for server in servers:
+            log_lines.update(server_log_summary(server.log_path))
+        of_instance: list[list[dict[str, Any]]] = [[] for _ in range(args.instances)]
+        for result, n in zip(results, worker_instance, strict=True):
+            of_instance[n].append(result)
+        instances = [
+            InstanceFigures(
+                mdts=sum(r["connected"]["mdt"] for r in mine),
+                consoles=sum(r["connected"]["console"] for r in mine),
+                pings=sum(r["pings_sent"] for r in mine),
+                pings_only_pct=pings_only_instances[n],
+                steady_pct=steady_instances[n],
+            )
+            for n, mine in enumerate(of_instance)
+        ]
 
         report(
             args,
@@ -829,6 +922,12 @@ async def bench(args: argparse.Namespace) -> int:
             log_lines=log_lines,
             backlog=backlog,
             fd_limit=fd_limit,
+            instances=instances,
+            idle_pct=idle_pct,
+            worker_cpu=(
+                pings_only.by_role.get("client workers (python)", math.nan),
+                steady.by_role.get("client workers (python)", math.nan),
+            ),
         )
         return 0
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -836,13 +935,13 @@ async def bench(args: argparse.Namespace) -> int:
         raise
     except BaseException:
         keep_logs = True
-        if server is not None:
-            print(f"\n--- last lines of erss serve ({server.log_path}) ---", file=sys.stderr)
+        for server in servers:
+            print(f"\n--- last lines of {server.name} ({server.log_path}) ---", file=sys.stderr)
             print(server.tail(), file=sys.stderr)
         raise
     finally:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
-        if server is not None:
+        for server in servers:
             server.stop()
         await storage.drop()
         if keep_logs or args.keep_logs:
@@ -850,6 +949,44 @@ async def bench(args: argparse.Namespace) -> int:
             print(f"logs kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class InstanceFigures:
+    """One instance's clients, pings and CPU (% of one core) in the two windows."""
+
+    mdts: int
+    consoles: int
+    pings: int
+    pings_only_pct: float
+    steady_pct: float
+
+
+def instance_rows(
+    instances: list[InstanceFigures], ping_seconds: float, rate: float
+) -> list[tuple[str, str]]:
+    """Per instance and in all: CPU, and its marginal cost per ping and per incident
+    (panics are spread evenly by the round robin)."""
+    rows = []
+    share = rate / len(instances)
+    for n, fig in enumerate(instances):
+        ping_rate = fig.pings / ping_seconds if ping_seconds > 0 else math.nan
+        per_ping = fig.pings_only_pct / 100 / ping_rate * 1000 if ping_rate else math.nan
+        per_incident = (fig.steady_pct - fig.pings_only_pct) / 100 / share * 1000
+        rows.append(
+            (
+                f"instance {n}",
+                f"{fig.mdts} MDTs, {fig.consoles} consoles; CPU {fig.pings_only_pct:.0f}% pings"
+                f" only ({ping_rate:.0f}/s, {per_ping:.2f} ms each), {fig.steady_pct:.0f}% with"
+                f" panics ({per_incident:.0f} ms per incident it took)",
+            )
+        )
+    total_idle = sum(f.pings_only_pct for f in instances)
+    total_busy = sum(f.steady_pct for f in instances)
+    rows.append(
+        ("all instances", f"CPU {total_idle:.0f}% pings only, {total_busy:.0f}% with panics")
+    )
+    return rows
 
 
 def report(
@@ -872,6 +1009,9 @@ def report(
     log_lines: Counter[str],
     backlog: list[int],
     fd_limit: int,
+    instances: list[InstanceFigures],
+    idle_pct: float,
+    worker_cpu: tuple[float, float],
 ) -> None:
     d = deliveries
     connected = sum(p.ok for p in phases)
@@ -908,6 +1048,15 @@ def report(
     rows = [
         *cpu_rows("pings only (% of one core)", *pings_only),
         *cpu_rows("pings + panics", *steady),
+        *instance_rows(instances, ping_seconds, args.rate),
+        (
+            "load generator",
+            f"client workers {worker_cpu[0]:.0f}% / {worker_cpu[1]:.0f}% of one core (pings"
+            f" only / with panics) over {len(instances)} instance(s); panics sent at"
+            f" {len(posts) / args.duration:.2f}/s (asked {args.rate:g}/s), pings at"
+            f" {d.pings_sent / ping_seconds if ping_seconds > 0 else math.nan:.0f}/s (asked"
+            f" {args.mdts / args.ping_interval:.0f}/s)",
+        ),
         (
             "pings",
             f"{d.pings_sent} sent (~{ping_rate:.0f}/s), {d.ping_failures} on closed sockets;"
@@ -928,7 +1077,9 @@ def report(
         rows.append(
             (
                 "server CPU per ping",
-                f"{server_idle / 100 / ping_rate * 1000:.2f} ms (pings, keepalives, flushes)",
+                f"{server_idle / 100 / ping_rate * 1000:.2f} ms (pings, keepalives, flushes);"
+                f" {(server_idle - idle_pct) / 100 / ping_rate * 1000:.2f} ms over the"
+                f" {idle_pct:.1f}% the instances took connected but silent",
             )
         )
     if any(p.http_status == 202 for p in posts):
@@ -1004,6 +1155,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     clients.add_argument("--mdts", type=int, default=10_000, help="MDT websockets (units)")
     clients.add_argument("--consoles", type=int, default=100, help="console websockets")
     clients.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="erss serve processes on one PostgreSQL schema and Redis prefix, each on its"
+        " own port; clients are dealt round robin over them, panics too",
+    )
+    clients.add_argument(
         "--available-share",
         type=float,
         default=0.05,
@@ -1052,7 +1210,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     load.add_argument("--duration", type=float, default=60.0, help="seconds of steady phase")
     load.add_argument(
-        "--idle-window", type=float, default=10.0, help="seconds of CPU measured with pings only"
+        "--idle-window",
+        type=float,
+        default=10.0,
+        help="seconds of CPU measured connected but silent, and again with pings only",
     )
     load.add_argument(
         "--warmup-panics", type=int, default=5, help="unmeasured panics before the steady phase"
@@ -1067,10 +1228,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     load.add_argument("--seed", type=int, default=112, help="seed for unit and panic places")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds to start")
     parser.add_argument(
+        "--profile-server",
+        metavar="FILE",
+        help="run the server under cProfile and write its profile to FILE (slows it down)",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the server and worker logs (path printed)"
     )
     args = parser.parse_args(argv)
-    for name in ("mdts", "consoles", "rate", "duration", "ping_interval", "window"):
+    for name in ("mdts", "consoles", "rate", "duration", "ping_interval", "window", "instances"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if not 0 < args.available_share <= 1:

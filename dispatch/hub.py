@@ -1,5 +1,11 @@
 """Fan-out: one Redis stream reader per instance feeds every websocket on it.
 
+An event is serialised once (the stream entry already holds its JSON text) and the
+same text goes to every client of its audience: all city-wide consoles, each desk
+whose zones admit it (asked once per desk, not once per console), and the MDTs it can
+concern (their unit, or the incidents they follow). Per socket there is only the
+queueing and the send.
+
 Each connection has its own bounded queue and its own writer task, so one slow client
 never stalls the reader or the others: when its queue is full it is marked overflowed
 and its connection is closed, to resume later from its last position.
@@ -18,13 +24,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from dispatch.keys import RedisKeys
 from dispatch.outbox import message_from_fields
+from dispatch.scope import DeskScope
 from dispatch.transient import OutageLog
 
 log = logging.getLogger(__name__)
@@ -32,12 +39,22 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 
 
+class Outgoing(NamedTuple):
+    """One message queued for a client: its text as sent, and the event's position
+    (None for what is not an event, such as a positions batch)."""
+
+    position: int | None
+    text: str
+
+
 class Subscriber:
     """One client's live feed.
 
     ``unit_id`` and ``followed`` say which events can concern an MDT at all, so the hub
     need not ask every MDT about every event: its own unit's events, and the unit-less
-    events of the incidents in ``followed()`` (a live view of its scope).
+    events of the incidents in ``followed()`` (a live view of its scope), of which
+    ``wants`` (the scope) decides. A console's ``desk`` (its zones; None for the whole
+    city) is its audience: the hub asks the desk rule once per desk and event.
     """
 
     def __init__(
@@ -47,12 +64,14 @@ class Subscriber:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
+        desk: frozenset[str] | None = None,
     ) -> None:
         self._wants = wants
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize)
         self.overflowed = asyncio.Event()
         self.unit_id = unit_id
         self.followed = followed
+        self.desk = desk
         self.indexed: frozenset[int] = frozenset()
 
     def offer_positions(self, text: str) -> None:
@@ -60,16 +79,22 @@ class Subscriber:
         if self.overflowed.is_set():
             return
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait({"type": "positions", "text": text})
+            self.queue.put_nowait(Outgoing(None, text))
 
-    def offer(self, message: Message) -> None:
-        """Queue the message if this client is entitled to it; never blocks."""
-        if self.overflowed.is_set() or not self._wants(message):
+    def put(self, outgoing: Outgoing) -> None:
+        """Queue an event this client is entitled to; never blocks."""
+        if self.overflowed.is_set():
             return
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(outgoing)
         except asyncio.QueueFull:
             self.overflowed.set()
+
+    def offer(self, message: Message, outgoing: Outgoing) -> None:
+        """Queue the event if this client's scope admits it (``message`` is what the
+        scope reads, ``outgoing`` what is sent)."""
+        if not self.overflowed.is_set() and self._wants(message):
+            self.put(outgoing)
 
 
 class Hub:
@@ -79,10 +104,13 @@ class Hub:
         self._redis = redis
         self._keys = keys
         self._block_ms = block_ms
-        # Consoles see (nearly) everything: each is asked. MDTs are reached by route.
-        self._consoles: set[Subscriber] = set()
+        # Consoles by audience (None: city-wide), each desk with its rule; MDTs by route.
+        self._consoles: dict[frozenset[str] | None, set[Subscriber]] = {}
+        self._desks: dict[frozenset[str], DeskScope] = {}
         self._by_unit: dict[str, set[Subscriber]] = {}
         self._by_incident: dict[int, set[Subscriber]] = {}
+        # Sockets with a filter of their own (volunteers, agencies): asked per event.
+        self._filtered: set[Subscriber] = set()
         # In-process observers of every event (not clients: never queued, never counted).
         self._watchers: list[Callable[[Message], None]] = []
         self._last_id = "0-0"
@@ -90,7 +118,8 @@ class Hub:
     @property
     def client_count(self) -> int:
         """Connected subscribers on this instance."""
-        return len(self._consoles) + sum(len(s) for s in self._by_unit.values())
+        consoles = sum(len(s) for s in self._consoles.values())
+        return consoles + sum(len(s) for s in self._by_unit.values()) + len(self._filtered)
 
     def subscribe(
         self,
@@ -99,11 +128,20 @@ class Hub:
         *,
         unit_id: str | None = None,
         followed: Callable[[], set[int]] | None = None,
+        desk: frozenset[str] | None = None,
+        filtered: bool = False,
     ) -> Subscriber:
-        """Start buffering live events for a new client (an MDT when ``unit_id``)."""
-        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed)
-        if unit_id is None:
-            self._consoles.add(subscriber)
+        """Start buffering live events for a new client: an MDT when ``unit_id`` (its
+        scope is ``wants``); a client whose ``wants`` is asked about every event when
+        ``filtered`` (a volunteer, an agency); else a console of ``desk`` (None: the
+        whole city), which the desk rule alone decides for."""
+        subscriber = Subscriber(wants, maxsize, unit_id=unit_id, followed=followed, desk=desk)
+        if filtered:
+            self._filtered.add(subscriber)
+        elif unit_id is None:
+            self._consoles.setdefault(desk, set()).add(subscriber)
+            if desk is not None and desk not in self._desks:
+                self._desks[desk] = DeskScope(desk)
         else:
             self._by_unit.setdefault(unit_id, set()).add(subscriber)
             self._reindex(subscriber)
@@ -117,8 +155,17 @@ class Hub:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Stop feeding a client that went away."""
+        if subscriber in self._filtered:
+            self._filtered.discard(subscriber)
+            return
         if subscriber.unit_id is None:
-            self._consoles.discard(subscriber)
+            audience = self._consoles.get(subscriber.desk)
+            if audience is not None:
+                audience.discard(subscriber)
+                if not audience:
+                    del self._consoles[subscriber.desk]
+                    if subscriber.desk is not None:
+                        self._desks.pop(subscriber.desk, None)
             return
         same_unit = self._by_unit.get(subscriber.unit_id, set())
         same_unit.discard(subscriber)
@@ -148,13 +195,21 @@ class Hub:
             if not followers:
                 del self._by_incident[incident_id]
 
-    def deliver(self, message: Message) -> None:
-        """Hand one event to every client it can concern."""
+    def deliver(self, message: Message, text: str | None = None) -> None:
+        """Hand one event to every client it can concern; ``text`` is the message as
+        JSON (serialised here once when not given), the same for every client."""
+        if text is None:
+            text = json.dumps(message, separators=(",", ":"))
+        outgoing = Outgoing(int(message["position"]), text)
         for observer in list(self._watchers):
             observer(message)
-        for console in list(self._consoles):
-            console.offer(message)
         event = message["event"]
+        for desk, consoles in list(self._consoles.items()):
+            if desk is None or self._desks[desk].admits(event):
+                for console in list(consoles):
+                    console.put(outgoing)
+        for client in list(self._filtered):
+            client.offer(message, outgoing)
         unit_id, incident_id = event.get("unit_id"), event.get("incident_id")
         if unit_id is not None:
             mdts = self._by_unit.get(unit_id, set())
@@ -163,7 +218,7 @@ class Hub:
         else:
             return
         for mdt in list(mdts):
-            mdt.offer(message)
+            mdt.offer(message, outgoing)
             self._reindex(mdt)  # the event may have started or ended a job
 
     def deliver_positions(self, units: list[dict[str, Any]]) -> None:
@@ -171,8 +226,9 @@ class Hub:
         if not units or not self._consoles:
             return
         text = json.dumps({"type": "positions", "units": units}, separators=(",", ":"))
-        for console in list(self._consoles):
-            console.offer_positions(text)
+        for consoles in list(self._consoles.values()):
+            for console in list(consoles):
+                console.offer_positions(text)
 
     async def run_positions(self) -> None:
         """Relay published position batches to this instance's consoles, forever."""
@@ -231,12 +287,14 @@ class Hub:
                     self._last_id = _text(entry_id)
                     try:
                         message = message_from_fields(fields)
+                        raw = fields.get(b"e") or fields.get("e")
+                        text = raw.decode() if isinstance(raw, bytes) else str(raw)
                     except ValueError:
                         # Not ours to deliver (a foreign or damaged entry); skip it.
                         log.exception("unreadable stream entry %s", self._last_id)
                         continue
                     try:
-                        self.deliver(message)
+                        self.deliver(message, text)
                     except Exception:
                         # One event that trips a scope must not stop the feed of every
                         # client on this instance; they can still replay it.

@@ -262,6 +262,19 @@ async def list_units(
     return [_unit(r) for r in rows]
 
 
+async def units_page(
+    conn: asyncpg.Connection, *, zones: frozenset[str] | None, after: str, limit: int
+) -> list[dict[str, Any]]:
+    """``list_units`` a page at a time: up to ``limit`` units with ids after ``after``."""
+    rows = await conn.fetch(
+        f"{_UNIT_SQL} WHERE {unit_on_desk_sql('zone_id', '$1')} AND id > $2 ORDER BY id LIMIT $3",
+        _zones_param(zones),
+        after,
+        limit,
+    )
+    return [_unit(r) for r in rows]
+
+
 async def unit_view(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
     """One unit, or None."""
     row = await conn.fetchrow(f"{_UNIT_SQL} WHERE id = $1", unit_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dispatch.hub import Hub
@@ -40,7 +41,8 @@ def test_mdts_get_their_units_events_and_their_jobs_incident_events() -> None:
     def kinds(sub: Any) -> list[tuple[str, int | None]]:
         got = []
         while not sub.queue.empty():
-            event = sub.queue.get_nowait()["event"]
+            # What is queued is the text every client of the audience is sent.
+            event = json.loads(sub.queue.get_nowait().text)["event"]
             got.append((event["type"], event["incident_id"]))
         return got
 
@@ -54,3 +56,40 @@ def test_mdts_get_their_units_events_and_their_jobs_incident_events() -> None:
     assert hub.client_count == 3
     hub.unsubscribe(mdts["a"])
     assert hub.client_count == 2
+
+
+def test_consoles_get_one_text_per_event_by_audience() -> None:
+    """Every console an event reaches gets the very same text (serialised once); a desk
+    gets its zones' events and unzoned ones, never another zone's."""
+    hub = Hub(redis=None, keys=RedisKeys("t:"))  # type: ignore[arg-type]  # never read here
+    city = [hub.subscribe(lambda m: True, 100) for _ in range(2)]
+    north = [hub.subscribe(lambda m: True, 100, desk=frozenset({"n"})) for _ in range(2)]
+    south = hub.subscribe(lambda m: True, 100, desk=frozenset({"s"}))
+
+    def zoned(zone: str | None, position: int) -> dict[str, Any]:
+        message = _event("incident.created", incident=position)
+        message["position"] = str(position)
+        message["event"]["zone_id"] = zone
+        return message
+
+    hub.deliver(zoned("n", 1))
+    hub.deliver(zoned(None, 2))
+    hub.deliver(zoned("s", 3))
+
+    def got(sub: Any) -> list[Any]:
+        items = []
+        while not sub.queue.empty():
+            items.append(sub.queue.get_nowait())
+        return items
+
+    city_items, north_items = [got(c) for c in city], [got(c) for c in north]
+    assert [o.position for o in city_items[0]] == [1, 2, 3]
+    assert [o.position for o in north_items[0]] == [1, 2]
+    assert [o.position for o in got(south)] == [2, 3]
+    # One serialisation per event: the same object, not equal copies.
+    for a, b in zip(city_items[0], city_items[1], strict=True):
+        assert a.text is b.text
+    assert north_items[0][0].text is city_items[0][0].text
+    assert json.loads(north_items[1][1].text)["event"]["incident_id"] == 2
+    hub.unsubscribe(south)
+    assert hub.client_count == 4

@@ -1,9 +1,9 @@
-"""MDT location pings: Redis at once, PostgreSQL in sampled batches."""
+"""MDT location pings: Redis in one batch per tick, PostgreSQL in sampled batches."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -46,6 +46,9 @@ async def test_pings_move_the_unit_into_another_zone(live: LiveServer) -> None:
         error = json.loads(await mdt.recv())
         assert error["code"] == "invalid_message"
         assert "lat" in error["detail"]
+        # Pings reach Redis in the next tick's batch; the pong comes after they have.
+        await mdt.send(json.dumps({"type": "ping"}))
+        assert json.loads(await mdt.recv())["type"] == "pong"
 
     assert live.settings.redis_url
     redis = aioredis.from_url(live.settings.redis_url)
@@ -160,3 +163,46 @@ async def test_consoles_get_moving_units_pushed_and_mdts_do_not(live: LiveServer
         "SELECT count(*) FROM events WHERE type NOT IN ('unit.left_home_zone',"
         " 'unit.returned_home_zone')"
     )
+
+
+async def test_a_tick_writes_the_newest_fix_of_each_unit(live: LiveServer) -> None:
+    """Fixes taken between two ticks go to Redis together; of one unit's fixes the
+    newest by its time wins whatever the order they came in, and a fix older than the
+    one Redis keeps never replaces it (the map, the ranking's fixes and the index)."""
+    from dispatch.unit_index import UnitIndex
+    from geo.location import Location
+
+    positions = live.services.positions
+    keys = RedisKeys(live.settings.redis_prefix)
+    redis = live.services.redis
+    a, b = zone_point("capital"), zone_point("nandankanan")
+    now = datetime.now(UTC)
+
+    def fix(point: GeoPoint, age_s: float) -> Location:
+        return Location(point, 5.0, "gps", now - timedelta(seconds=age_s))
+
+    async def indexed() -> bool:
+        # The relay builds the available units' index from PostgreSQL when it leads.
+        return (await redis.geopos(keys.available_units("police"), "capital-pcr-2"))[0] is not None
+
+    await wait_for(indexed, what="the unit index's build")
+    # In one tick: the newer fix first, then an older one buffered in a tunnel.
+    positions.take("capital-pcr-1", "police", fix(a, 10))
+    positions.take("capital-pcr-1", "police", fix(b, 60))
+    positions.take("capital-pcr-2", "police", fix(b, 10))
+    await positions.settled()
+    fixes = await UnitIndex(redis=redis, keys=keys).fixes(["capital-pcr-1", "capital-pcr-2"])
+    assert fixes is not None
+    assert fixes["capital-pcr-1"].point.lat == pytest.approx(a.lat)
+    assert fixes["capital-pcr-2"].point.lat == pytest.approx(b.lat)
+    [(_, lat)] = await redis.geopos(keys.unit_positions, "capital-pcr-1")
+    assert lat == pytest.approx(a.lat, abs=1e-5)
+    [(_, lat)] = await redis.geopos(keys.available_units("police"), "capital-pcr-2")
+    assert lat == pytest.approx(b.lat, abs=1e-5)
+
+    # A later tick with a fix older than the one kept: Redis keeps the newer.
+    positions.take("capital-pcr-2", "police", fix(a, 30))
+    await positions.settled()
+    fixes = await UnitIndex(redis=redis, keys=keys).fixes(["capital-pcr-2"])
+    assert fixes is not None
+    assert fixes["capital-pcr-2"].point.lat == pytest.approx(b.lat)

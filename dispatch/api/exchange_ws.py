@@ -101,7 +101,9 @@ class AgencySession:
             return
         services = self.exchange.services
         # Subscribed before reading, so nothing between the read and the feed is lost.
-        self.subscriber = services.hub.subscribe(self.wants, services.settings.ws_queue_size)
+        self.subscriber = services.hub.subscribe(
+            self.wants, services.settings.ws_queue_size, filtered=True
+        )
         await self.load_scope()
         async with services.pool.acquire() as conn:
             newest = await readmodels.last_position(conn)
@@ -146,9 +148,12 @@ class AgencySession:
                 return
             try:
                 async with asyncio.timeout(0.5):
-                    message = await subscriber.queue.get()
+                    item = await subscriber.queue.get()
             except TimeoutError:
                 continue  # unsubscribed meanwhile, or simply nothing new
+            if item.position is None:
+                continue  # the fleet's positions: not an event
+            message = json.loads(item.text)
             if message.get("type") != "event":
                 continue
             position = int(message["position"])

@@ -35,6 +35,7 @@ from dispatch.api.ws_auth import (
     refuse_at_capacity,
     refuse_unavailable,
 )
+from dispatch.api.ws_catchup import CatchUp
 from dispatch.api.ws_frames import (
     CONSOLE_COMMANDS,
     MDT_COMMANDS,
@@ -51,7 +52,7 @@ from dispatch.api.ws_frames import (
 )
 from dispatch.auth import Principal
 from dispatch.errors import DispatchError
-from dispatch.events import format_position, parse_position
+from dispatch.events import parse_position
 from dispatch.hub import Message, Subscriber
 from dispatch.retry import in_transaction
 from dispatch.scope import DeskScope, MdtScope
@@ -63,26 +64,23 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-_REPLAY_PAGE = 1000
-
-
-class Session:
+class Session(CatchUp):
     """One websocket client: what it may see and what it has been sent."""
 
     def __init__(self, ws: WebSocket, services: Services, principal: Principal) -> None:
-        self.ws = ws
-        self.services = services
+        super().__init__(
+            ws,
+            services,
+            unit_id=principal.name if principal.kind == "unit" else None,
+            zones=principal.zones if principal.kind == "operator" else None,
+        )
         self.principal = principal
-        self.unit_id = principal.name if principal.kind == "unit" else None
-        self.zones = principal.zones if principal.kind == "operator" else None
         self.agency: str | None = None
         # An empty desk (no zones) still is a desk: it sees unzoned incidents only, as
         # on REST; only a city-wide operator (None) goes unfiltered.
         self.scope: MdtScope | DeskScope | None = (
             DeskScope(self.zones) if self.zones is not None else None
         )
-        self.last_sent = 0
-        self._send_lock = asyncio.Lock()
 
     def wants(self, message: Message) -> bool:
         """A city console sees every event; a desk or an MDT what its scope admits."""
@@ -109,87 +107,25 @@ class Session:
         """Tell the client what was wrong with its last message."""
         await self.send(error_message(code, detail, **extra))
 
-    async def send_snapshot(self, reason: str | None = None) -> None:
-        """Current state the client is entitled to, and the position it reflects.
-
-        ``reason`` says why a client that asked to resume got a snapshot instead.
-        """
-        async with (
-            self.services.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            position = await readmodels.last_position(conn)
-            message: dict[str, Any] = {"type": "snapshot", "position": format_position(position)}
-            if reason is not None:
-                message["reason"] = reason
-            if self.unit_id is None:
-                message["incidents"] = await readmodels.open_incidents(conn, zones=self.zones)
-                message["units"] = await readmodels.list_units(conn, zones=self.zones)
-                message["assignments"] = await readmodels.active_assignments(conn, zones=self.zones)
-                if self.zones is not None:
-                    message["desk"] = sorted(self.zones)
-            else:
-                message["unit"] = await readmodels.unit_view(conn, self.unit_id)
-                message["assignments"] = await readmodels.active_assignments(
-                    conn, unit_id=self.unit_id
-                )
-        async with self._send_lock:
-            await self.ws.send_text(json.dumps(message, separators=(",", ":"), default=str))
-            self.last_sent = position
-
-    async def replay(self, after: int) -> None:
-        """Send every event after ``after`` from PostgreSQL, in order.
-
-        A position beyond the end of the log (a client of another deployment, or one
-        whose server's database was restored from a backup) cannot be resumed: the
-        client gets a fresh snapshot, with the reason.
-        """
-        async with self.services.pool.acquire() as conn:
-            newest = await readmodels.last_position(conn)
-        if after > newest:
-            await self.send_snapshot(
-                reason=f"position {format_position(after)} is beyond this server's event log"
-                f" ({format_position(newest)}); start again from this snapshot"
-            )
-            return
-        async with self._send_lock:
-            cursor = after
-            try:
-                while True:
-                    async with self.services.pool.acquire() as conn:
-                        events = await readmodels.replay(
-                            conn,
-                            after=cursor,
-                            unit_id=self.unit_id,
-                            zones=self.zones,
-                            limit=_REPLAY_PAGE,
-                        )
-                    for event in events:
-                        await self.ws.send_text(json.dumps(event.to_message(), default=str))
-                        cursor = event.position
-                    if len(events) < _REPLAY_PAGE:
-                        break
-            finally:
-                # Only what was actually sent counts (also when an outage cut the replay
-                # short): an event after it still comes through the live feed.
-                self.last_sent = cursor
-            await self.ws.send_text(
-                json.dumps({"type": "replayed", "position": format_position(self.last_sent)})
-            )
-
     async def pump(self, subscriber: Subscriber) -> None:
-        """Forward live events, skipping what replay or snapshot already covered."""
+        """Forward live events, skipping what replay or snapshot already covered.
+
+        The text is the hub's, the same for every client: nothing is serialised here.
+        """
+        queue = subscriber.queue
         while True:
-            message = await subscriber.queue.get()
-            if message.get("type") == "positions":  # not an event: no position to track
-                async with self._send_lock:
-                    await self.ws.send_text(message["text"])
-                continue
-            position = int(message["position"])
+            outgoing = await queue.get()
             async with self._send_lock:
-                if position > self.last_sent:
-                    await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-                    self.last_sent = position
+                while True:
+                    position = outgoing.position
+                    if position is None:  # not an event: no position to track
+                        await self.ws.send_text(outgoing.text)
+                    elif position > self.last_sent:
+                        await self.ws.send_text(outgoing.text)
+                        self.last_sent = position
+                    if queue.empty():
+                        break
+                    outgoing = queue.get_nowait()
 
     async def listen(self) -> None:
         """Handle client messages until the client goes away.
@@ -237,6 +173,9 @@ class Session:
     async def handle(self, command: Command) -> None:
         """One client command (already parsed and allowed for this socket)."""
         if isinstance(command, Ping):
+            if self.unit_id is not None:
+                # The pong says the MDT's earlier pings are in Redis (ranking sees them).
+                await self.services.positions.settled()
             await self.send({"type": "pong"})
         elif isinstance(command, Resume):
             await self.replay(command.position)
@@ -278,7 +217,7 @@ class Session:
             self.agency = await self.services.pool.fetchval(
                 "SELECT agency FROM units WHERE id = $1", unit_id
             )
-        await self.services.positions.record(unit_id, str(self.agency), location)
+        self.services.positions.take(unit_id, str(self.agency), location)
 
     async def _transact(
         self,
@@ -347,6 +286,7 @@ async def _serve_counted(ws: WebSocket, services: Services, kind: str) -> None:
         services.settings.ws_queue_size,
         unit_id=session.unit_id,
         followed=session.followed,
+        desk=session.zones,
     )
     connected = services.metrics.websocket_clients.labels("mdt" if kind == "unit" else "console")
     connected.inc()

@@ -9,8 +9,10 @@ hostile or broken client never costs its own socket, let alone anyone else's.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, Literal, cast
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeGuard, cast
 
 from pydantic import (
     AwareDatetime,
@@ -158,9 +160,9 @@ def _check_values(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def decode_frame(frame: Mapping[str, Any]) -> dict[str, Any]:
+def _load(frame: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON object with a string ``type`` in an ASGI ``websocket.receive`` message,
-    checked for size, depth and storable text; FrameError otherwise."""
+    checked for size and depth (not yet its values); FrameError otherwise."""
     text = frame.get("text")
     if not isinstance(text, str):
         raise FrameError("binary_frame", "binary frames are not understood; send JSON as text")
@@ -179,8 +181,58 @@ def decode_frame(frame: Mapping[str, Any]) -> dict[str, Any]:
         raise FrameError("invalid_message", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise FrameError("invalid_message", "a message is a JSON object with a string type")
+    return data
+
+
+def decode_frame(frame: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON object with a string ``type`` in an ASGI ``websocket.receive`` message,
+    checked for size, depth and storable text; FrameError otherwise."""
+    data = _load(frame)
     _check_values(data)
     return data
+
+
+# The fields of an AVL ping, and the one time format MDTs send (RFC 3339 with an
+# offset). A ping that has exactly these, well typed, takes the short path below; any
+# other (an extra field, another time format, a bad value) takes the general one, so
+# what is accepted and every error message stay those of LocationPing.
+_PING_FIELDS = frozenset({"type", "lat", "lon", "accuracy_m", "time"})
+_PING_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)", re.ASCII)
+
+
+def _number(value: object) -> TypeGuard[float]:
+    # Strict, as LocationPing: not bool, not text; an integer too long for a float
+    # is left to the general path.
+    return type(value) is float or (type(value) is int and -(2**53) < value < 2**53)
+
+
+def _quick_ping(data: dict[str, Any]) -> LocationPing | None:
+    """The ping ``data`` holds, without the general path; None to take that path.
+
+    MDTs send thousands a second, and pydantic plus the walk over every value cost
+    several times the rest of a ping's handling.
+    """
+    if not data.keys() <= _PING_FIELDS:
+        return None
+    lat, lon = data.get("lat"), data.get("lon")
+    accuracy, text = data.get("accuracy_m"), data.get("time")
+    if not (_number(lat) and _number(lon)) or not (accuracy is None or _number(accuracy)):
+        return None
+    time = None
+    if text is not None:
+        if type(text) is not str or not _PING_TIME.fullmatch(text):
+            return None
+        try:
+            time = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return LocationPing.model_construct(
+        type="location",
+        lat=float(lat),
+        lon=float(lon),
+        accuracy_m=None if accuracy is None else float(accuracy),
+        time=time,
+    )
 
 
 def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
@@ -188,8 +240,13 @@ def parse_frame(frame: Mapping[str, Any], allowed: Collection[str]) -> Command:
 
     ``allowed`` is the set of command types this socket accepts at this point.
     """
-    data = decode_frame(frame)
+    data = _load(frame)
     kind: str = data["type"]
+    if kind == "location" and kind in allowed:
+        ping = _quick_ping(data)
+        if ping is not None:
+            return ping
+    _check_values(data)
     model = _MODELS.get(kind) if kind in allowed else None
     if model is None:
         raise FrameError(

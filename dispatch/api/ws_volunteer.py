@@ -31,7 +31,7 @@ from dispatch.api.ws_auth import (
 )
 from dispatch.api.ws_frames import FrameError, decode_frame, error_message
 from dispatch.errors import DispatchError
-from dispatch.hub import Message
+from dispatch.hub import Message, Outgoing
 from dispatch.retry import in_transaction
 from dispatch.services import Services
 from dispatch.transient import is_transient
@@ -163,12 +163,15 @@ class VolunteerSession:
             }
         )
 
-    async def pump(self, queue: asyncio.Queue[Message]) -> None:
+    async def pump(self, queue: asyncio.Queue[Outgoing]) -> None:
         """Turn this volunteer's events into what they may be told."""
         while True:
-            message = await queue.get()
-            if message.get("type") != "event":
+            item = await queue.get()
+            if item.position is None:
                 continue  # the fleet's positions reach every subscriber; not for volunteers
+            message = json.loads(item.text)
+            if message.get("type") != "event":
+                continue
             event = message["event"]
             data = event.get("data") or {}
             if event["type"] == "volunteer.changed":
@@ -284,7 +287,9 @@ async def _serve(ws: WebSocket) -> None:
 async def _session(ws: WebSocket, services: Services, volunteer_id: str) -> None:
     session = VolunteerSession(ws, services, volunteer_id)
     # Subscribed before the snapshot: a change in between arrives after it, never lost.
-    subscriber = services.hub.subscribe(session.wants, services.settings.ws_queue_size)
+    subscriber = services.hub.subscribe(
+        session.wants, services.settings.ws_queue_size, filtered=True
+    )
     connected = services.metrics.websocket_clients.labels("volunteer")
     connected.inc()
     tasks: list[asyncio.Task[Any]] = []
