@@ -18,9 +18,11 @@ What each shape becomes (a Location is a point and a radius of uncertainty):
 - ``gml:Point``: the point; radius unknown (``None``).
 - ``gs:Circle``, ``gs:Sphere``: centre and radius.
 - ``gs:Ellipse``, ``gs:Ellipsoid``: centre and the semi-major axis as radius, the
-  smallest circle that holds the ellipse; a warning says so.
+  smallest circle that holds the ellipse; a warning says so (and names the semi-minor
+  axis when an encoder made it the longer one: the longer one is used).
 - ``gml:Polygon`` (and the base of ``gs:Prism``): the centroid, and as radius the
-  distance (``geo.distance.distance_m``) from it to the farthest vertex.
+  distance (``geo.distance.distance_m``) from it to the farthest vertex. A ring whose
+  vertices lie on one line encloses no area: the shape is dropped with a warning.
 - ``gs:ArcBand``: its sector (arcs sampled every 4 degrees) as a polygon, as above; the
   centre of an arc band is the antenna, not the caller, so it is never used as is.
 - ``ca:civicAddress``: kept as text (``civic``) for geocoding later; no coordinates are

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 _MAX_VERTICES = 1_000
 # Half the Earth's circumference: no uncertainty can be larger.
 _MAX_LENGTH_M = 20_040_000.0
+# A hull smaller than this share of its extent's square is a line: a strip 1 mm wide
+# and 10 km long is 1e-7 of it, rounding noise 1e-13.
+_FLAT = 1e-9
 
 _CRS = re.compile(r"urn:ogc:def:crs:EPSG:[0-9.]*:(4326|4979)")
 _METRE = re.compile(r"urn:ogc:def:uom:EPSG:[0-9.]*:9001")
@@ -56,14 +59,22 @@ def _read_ellipse(element: Element, notes: list[str]) -> tuple[GeoPoint, float |
     centre = _pos(element, notes)
     major = _length(element, "semiMajorAxis", notes)
     minor = _length(element, "semiMinorAxis", notes, required=False)
-    # The smallest circle around an ellipse has its longer semi-axis as radius; the
-    # max() also covers an encoder that swapped the two axes.
-    radius = max(major, minor or 0.0)
+    # The smallest circle around an ellipse has its longer semi-axis as radius. An
+    # encoder that swapped the two axes gives a semi-minor axis longer than the
+    # semi-major one (RFC 5491 says it is not): the longer one still holds the ellipse,
+    # and the note names the axis actually used.
+    if minor > major:
+        notes.append(
+            f"{prefixed(element.tag)}: gs:semiMinorAxis ({minor:g} m) is longer than"
+            f" gs:semiMajorAxis ({major:g} m); used as a circle of its semi-minor axis"
+            f" ({minor:g} m) around its centre"
+        )
+        return centre, minor
     notes.append(
-        f"{prefixed(element.tag)}: used as a circle of its semi-major axis ({radius:g} m)"
+        f"{prefixed(element.tag)}: used as a circle of its semi-major axis ({major:g} m)"
         " around its centre"
     )
-    return centre, radius
+    return centre, major
 
 
 def _read_arc_band(element: Element, notes: list[str]) -> tuple[GeoPoint, float | None]:
@@ -150,12 +161,16 @@ def _enclosing_circle(
     when the ring is not a simple polygon; only the centre then comes from the hull.
     """
     polygon = ShapelyPolygon([(v.lon, v.lat) for v in vertices])
-    if polygon.is_valid and polygon.area > 0:
+    hull = polygon.convex_hull
+    min_lon, min_lat, max_lon, max_lat = polygon.bounds
+    # Vertices on one line describe no area (RFC 5491's polygon is an area), so no
+    # centre: the shape is dropped. In floating point their area is rounding noise
+    # (about 1e-17 square degrees), not 0, hence the comparison with the extent.
+    if hull.area <= _FLAT * max(max_lon - min_lon, max_lat - min_lat) ** 2:
+        raise ShapeError("the ring encloses no area (its vertices lie on one line)")
+    if polygon.is_valid:
         centroid = polygon.centroid
     else:
-        hull = polygon.convex_hull
-        if hull.area <= 0:
-            raise ShapeError("the ring encloses no area")
         if name is not None:
             notes.append(f"{name}: the ring crosses itself; used the centre of its hull")
         centroid = hull.centroid
