@@ -17,6 +17,7 @@ Figures and the surviving mutants, each killed or explained: docs/mutation.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -45,7 +46,7 @@ class Group:
 
 # The parsers' example-based tests (tests/test_aml_hmac.py goes through a live server,
 # and is left out).
-AML_TESTS = ("tests/test_aml.py", "tests/test_aml_forms.py")
+AML_TESTS = ("tests/test_aml.py", "tests/test_aml_forms.py", "tests/test_aml_sms.py")
 PIDF_LO_TESTS = ("tests/test_pidf_lo.py", "tests/test_pidf_lo_shapes.py")
 CORE_TESTS = (
     "tests/test_core_dispatch.py",
@@ -171,10 +172,22 @@ def _copy(folder: Path, tree: str) -> None:
 
 
 def run_group(
-    name: str, group: Group, max_children: int, tree: str, diffs: bool = True
+    name: str,
+    group: Group,
+    max_children: int,
+    tree: str,
+    diffs: bool = True,
+    keep: Path | None = None,
 ) -> dict[str, object]:
     """Mutate one group in a fresh copy of the tree; returns its counts and survivors."""
-    with tempfile.TemporaryDirectory(prefix=f"erss-mutation-{name}-") as tmp:
+    # --keep leaves the copy (and mutmut's results) behind, to look at one mutant with
+    # `mutmut show NAME` or re-run it with `mutmut run NAME` in that folder.
+    prefix = f"erss-mutation-{name}-"
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix)
+        if keep is None
+        else contextlib.nullcontext(tempfile.mkdtemp(prefix=prefix, dir=keep))
+    ) as tmp:
         folder = Path(tmp)
         _copy(folder, tree)
         modules = []
@@ -238,6 +251,7 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument("--keep", type=Path, help="leave each group's copy in this folder")
     parser.add_argument(
         "--no-diffs", action="store_true", help="list survivors by name only (faster)"
     )
@@ -249,7 +263,9 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for name in args.groups or list(GROUPS):
-        result = run_group(name, GROUPS[name], args.max_children, args.tree, not args.no_diffs)
+        result = run_group(
+            name, GROUPS[name], args.max_children, args.tree, not args.no_diffs, args.keep
+        )
         results.append(result)
         if "error" in result:
             print(f"{name:12} ERROR {result['error']}", flush=True)
