@@ -9,6 +9,8 @@ the longer axis, and the warning names the axis actually used.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gateways.telecom.adapter import to_report
@@ -130,3 +132,226 @@ def test_an_ellipse_is_the_circle_of_its_longer_axis_and_says_which(
     assert result.location.radius_m == radius
     assert result.shape == tag
     assert result.warnings == [f"gs:{tag}: {warning} around its centre"]
+
+
+# How shapes are written (RFC 5491 section 5.2, GML 3.1.1): a ring as one gml:posList or
+# a series of gml:pos; EPSG::4326 (2-D) or EPSG::4979 (3-D, altitude ignored); lengths
+# in metres (EPSG::9001). Each case: the circle it gives, or none, and the exact notes.
+SQUARE = ["20.29 85.82", "20.29 85.83", "20.30 85.83", "20.30 85.82", "20.29 85.82"]
+TRIANGLE = "20.29 85.82 20.29 85.83 20.30 85.83 20.29 85.82"
+TRIANGLE_3D = "20.29 85.82 5 20.29 85.83 5 20.30 85.83 5 20.29 85.82 5"
+# A triangle's centroid is the mean of its vertices.
+TRIANGLE_CENTRE = (20.29 + 20.29 + 20.30) / 3, (85.82 + 85.83 + 85.83) / 3
+EPSG_4979 = "urn:ogc:def:crs:EPSG::4979"
+
+
+def _ring(inner: str, srs: str | None = EPSG_4326) -> str:
+    name = f' srsName="{srs}"' if srs is not None else ""
+    return (
+        f"<gml:Polygon{name}><gml:exterior><gml:LinearRing>{inner}</gml:LinearRing>"
+        "</gml:exterior></gml:Polygon>"
+    )
+
+
+def _prism(base: str, srs: str | None = EPSG_4979) -> str:
+    name = f' srsName="{srs}"' if srs is not None else ""
+    return (
+        f'<gs:Prism{name}><gs:base>{base}</gs:base><gs:height uom="{METRE}">3</gs:height>'
+        "</gs:Prism>"
+    )
+
+
+def _circle_of(radius: str, *, uom: str | None = METRE, pos: str = "20.29 85.82") -> str:
+    unit = f' uom="{uom}"' if uom is not None else ""
+    return (
+        f'<gs:Circle srsName="{EPSG_4326}"><gml:pos>{pos}</gml:pos>'
+        f"<gs:radius{unit}>{radius}</gs:radius></gs:Circle>"
+    )
+
+
+NO_SRS = "no srsName; read as EPSG::4326 (latitude first), which RFC 5491 requires"
+DROPPED = "no usable location in the document"
+
+
+def _triangle_radius() -> float:
+    """To the farthest vertex: 20.30 85.83 (a degree of latitude is longer than one of
+    longitude at 20 degrees north)."""
+    centre = GeoPoint(lat=TRIANGLE_CENTRE[0], lon=TRIANGLE_CENTRE[1])
+    return distance_m(centre, GeoPoint(lat=20.30, lon=85.83))
+
+
+@pytest.mark.parametrize(
+    ("shape", "centre", "radius", "warnings"),
+    [
+        pytest.param(
+            _ring("".join(f"<gml:pos>{p}</gml:pos>" for p in SQUARE)),
+            (20.295, 85.825),
+            distance_m(GeoPoint(lat=20.295, lon=85.825), GeoPoint(lat=20.29, lon=85.82)),
+            [],
+            id="ring-as-pos-series",
+        ),
+        pytest.param(
+            _ring(f"<gml:posList>{TRIANGLE}</gml:posList><gml:pos>20.29 85.82</gml:pos>"),
+            None,
+            None,
+            [
+                "gml:Polygon: the ring needs one gml:posList or a series of gml:pos;"
+                " location dropped",
+                DROPPED,
+            ],
+            id="ring-with-both",
+        ),
+        pytest.param(
+            _ring(f"<gml:posList>{TRIANGLE}</gml:posList><gml:posList>{TRIANGLE}</gml:posList>"),
+            None,
+            None,
+            [
+                "gml:Polygon: the ring needs one gml:posList or a series of gml:pos;"
+                " location dropped",
+                DROPPED,
+            ],
+            id="ring-with-two-poslists",
+        ),
+        pytest.param(
+            _ring(f"<gml:posList>{TRIANGLE}</gml:posList>", None),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [f"gml:Polygon: {NO_SRS}"],
+            id="polygon-without-srs",
+        ),
+        pytest.param(
+            _ring(f"<gml:posList>{TRIANGLE_3D}</gml:posList>", EPSG_4979),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [],
+            id="polygon-4979-is-3d",
+        ),
+        pytest.param(
+            _ring(f"<gml:posList>{TRIANGLE}</gml:posList>", " urn:ogc:def:crs:EPSG:6.6:4326 "),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [],
+            id="crs-with-version-and-spaces",
+        ),
+        pytest.param(
+            _ring(f'<gml:posList srsDimension=" 2 ">{TRIANGLE}</gml:posList>'),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [],
+            id="srs-dimension-with-spaces",
+        ),
+        pytest.param(
+            _ring("<gml:posList>20.29 85.82 20.29 1e400 20.30 85.83 20.29 85.82</gml:posList>"),
+            None,
+            None,
+            ["gml:Polygon: gml:posList has a number out of range; location dropped", DROPPED],
+            id="number-out-of-range",
+        ),
+        pytest.param(
+            _prism(_ring(f"<gml:posList>{TRIANGLE_3D}</gml:posList>", None)),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [],
+            id="prism-base-takes-the-prisms-crs",
+        ),
+        pytest.param(
+            _prism(_ring(f"<gml:posList>{TRIANGLE}</gml:posList>")),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [],
+            id="prism-base-keeps-its-own-crs",
+        ),
+        pytest.param(
+            _prism(_ring(f"<gml:posList>{TRIANGLE}</gml:posList>", None), None),
+            TRIANGLE_CENTRE,
+            _triangle_radius(),
+            [f"gml:Polygon: {NO_SRS}"],
+            id="prism-without-crs",
+        ),
+        pytest.param(
+            _circle_of("40", uom=None),
+            (20.29, 85.82),
+            40.0,
+            ["gs:radius: no uom; read as metres"],
+            id="radius-without-uom",
+        ),
+        pytest.param(_circle_of("0"), (20.29, 85.82), 0.0, [], id="radius-zero"),
+        pytest.param(
+            _circle_of("20040000"), (20.29, 85.82), 20_040_000.0, [], id="radius-half-the-earth"
+        ),
+        pytest.param(
+            _circle_of("20040001"),
+            None,
+            None,
+            [
+                "gs:Circle: gs:radius 2.004e+07 m is not a plausible distance; location dropped",
+                DROPPED,
+            ],
+            id="radius-beyond-half-the-earth",
+        ),
+        pytest.param(
+            _circle_of("40 50"),
+            None,
+            None,
+            ["gs:Circle: gs:radius '40 50' is not one number; location dropped", DROPPED],
+            id="radius-two-numbers",
+        ),
+        pytest.param(
+            _circle_of(f'40</gs:radius><gs:radius uom="{METRE}">50'),
+            None,
+            None,
+            ["gs:Circle: 2 gs:radius elements; location dropped", DROPPED],
+            id="two-radii",
+        ),
+        pytest.param(
+            _circle_of("40", pos="20.29 85.82 3"), (20.29, 85.82), 40.0, [], id="pos-with-altitude"
+        ),
+        pytest.param(
+            _circle_of("40", pos="20.29 85.82 3 4"),
+            None,
+            None,
+            [
+                "gs:Circle: gml:pos has 4 numbers, not latitude longitude; location dropped",
+                DROPPED,
+            ],
+            id="pos-with-four-numbers",
+        ),
+    ],
+)
+def test_how_a_shape_is_written(
+    shape: str,
+    centre: tuple[float, float] | None,
+    radius: float | None,
+    warnings: list[str],
+) -> None:
+    result = parse_pidf_lo(_presence(shape))
+    assert result.warnings == warnings
+    if centre is None:
+        assert result.location is None
+        return
+    location = result.location
+    assert location is not None
+    assert location.point.lat == pytest.approx(centre[0], abs=1e-9)
+    assert location.point.lon == pytest.approx(centre[1], abs=1e-9)
+    assert location.radius_m == pytest.approx(radius, rel=1e-9)
+
+
+def test_a_ring_of_more_than_1000_vertices_is_refused() -> None:
+    """RFC 5491 recommends at most 15; 1000 bounds the work one document can cause."""
+
+    def ring(count: int) -> str:
+        # A circle of `count` vertices about 1 km around Bhubaneswar, closed.
+        points = [
+            f"{20.2961 + 0.009 * math.sin(2 * math.pi * i / count):.7f}"
+            f" {85.8245 + 0.009 * math.cos(2 * math.pi * i / count):.7f}"
+            for i in range(count)
+        ]
+        return _ring(f"<gml:posList>{' '.join([*points, points[0]])}</gml:posList>")
+
+    assert parse_pidf_lo(_presence(ring(999))).shape == "Polygon"
+    result = parse_pidf_lo(_presence(ring(1000)))
+    assert result.location is None
+    assert result.warnings == [
+        "gml:Polygon: 1001 vertices is over the limit of 1000; location dropped",
+        DROPPED,
+    ]
