@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -405,3 +406,97 @@ def test_a_nested_value_is_kept_as_json_cut_to_100_characters() -> None:
     device = {"model": "Example Phone", "os": "x" * 200}
     message = parse_aml_query_response(json.dumps([_fix(device=device)]))
     assert message.fields["device"] == json.dumps(device)[:100]
+
+
+@pytest.mark.parametrize(
+    ("field", "read"),
+    [
+        ("device_imsi=40585", ("imsi", "40585")),
+        ("device_imsi=4058530000000001", ("imsi", None)),
+        ("device_imei=35670804174673", ("imei", "35670804174673")),
+        ("device_imei=35670804174673412", ("imei", None)),
+        ("cell_network_mnc=8530", ("mnc", None)),
+        ("cell_home_mcc=4040", ("home_mcc", None)),
+    ],
+)
+def test_https_identifiers_at_the_edges_of_their_lengths(
+    field: str, read: tuple[str, str | None]
+) -> None:
+    message = parse_aml_https(f"v=1&{PLACE}&{field}")
+    assert getattr(message, read[0]) == read[1]
+    assert (message.warnings == []) == (read[1] is not None)
+
+
+@pytest.mark.parametrize(
+    ("fix", "warnings", "error"),
+    [
+        (
+            _fix(location_accuracy="about ten", location_source="sonar"),
+            [
+                "fix 1: location_source: 'sonar' is not a positioning method"
+                " (gps, wifi, cell or unknown); ignored",
+                "fix 1: location_accuracy: 'about ten' is not an accuracy in metres; ignored",
+            ],
+            None,
+        ),
+        (
+            _fix(location_latitude=90.5),
+            ["fix 1: location_latitude: latitude 90.5 is outside -90..90"],
+            "fix 1: location_latitude: latitude 90.5 is outside -90..90",
+        ),
+        (
+            _fix(location_longitude=180.5),
+            ["fix 1: location_longitude: longitude 180.5 is outside -180..180"],
+            "fix 1: location_longitude: longitude 180.5 is outside -180..180",
+        ),
+        (
+            _fix(location_longitude="east"),
+            ["fix 1: location_longitude: 'east' is not a longitude in decimal degrees"],
+            "fix 1: location_longitude: 'east' is not a longitude in decimal degrees",
+        ),
+        (
+            _fix(location_latitude=0, location_longitude=0),
+            [
+                "fix 1: location_latitude/location_longitude: position 0,0 is a placeholder,"
+                " not a fix"
+            ],
+            "fix 1: location_latitude/location_longitude: position 0,0 is a placeholder, not a fix",
+        ),
+    ],
+)
+def test_a_query_fix_names_what_is_wrong_with_it(
+    fix: dict[str, object], warnings: list[str], error: str | None
+) -> None:
+    message = parse_aml_query_response(json.dumps([fix]))
+    assert message.kind == "query-response"
+    assert message.warnings == warnings
+    assert message.location_error == error
+    assert (message.location is None) == (error is not None)
+
+
+def test_a_query_fix_carries_its_method() -> None:
+    message = parse_aml_query_response(json.dumps([_fix(location_source="wifi")]))
+    assert message.location is not None
+    assert message.location.method == "wifi"
+
+
+def test_a_query_answer_that_is_a_number_is_not_aml() -> None:
+    with pytest.raises(AmlError) as caught:
+        parse_aml_query_response("5")
+    assert caught.value.reason == "not a list of AML fixes"
+
+
+def test_a_query_time_is_utc_whatever_the_servers_timezone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server in India runs on IST; the time of a fix is still stored as UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        fix = _fix(location_time="2025-01-01T10:30:00+01:00")
+        message = parse_aml_query_response(json.dumps([fix]))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert message.time is not None
+    assert message.time.isoformat() == "2025-01-01T09:30:00+00:00"

@@ -332,3 +332,15 @@ def test_a_broken_v2_position_or_time(change: str, error: str | None, warnings: 
 def test_the_year_2100_is_still_a_time() -> None:
     message = parse_aml_sms('A"ML=2;et=4102444800;lo=20.2961,85.8245,12')
     assert message.call_time == datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def test_a_v2_time_offset_that_is_no_number_is_named() -> None:
+    message = parse_aml_sms('A"ML=2;et=1735727400;lt=soon;lo=20.2961,85.8245,12')
+    assert message.warnings == ["lt: 'soon' is not a time offset in seconds; ignored"]
+    assert message.time is None
+
+
+def test_a_v2_placeholder_position_is_no_location() -> None:
+    message = parse_aml_sms('A"ML=2;et=1735727400;lo=0,0,5')
+    assert message.location is None
+    assert message.location_error == "lo: position 0,0 is a placeholder, not a fix"

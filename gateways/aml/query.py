@@ -71,11 +71,12 @@ def parse_aml_query_response(body: str | bytes) -> AmlMessage:
         usable.append((location, method, raw))
     warnings.extend(problems)
     if not usable:
+        # There is at least one fix, and each one is usable or a problem: never empty.
         return AmlMessage(
             kind="query-response",
             version=None,
             location=None,
-            location_error="; ".join(problems) or "no fix in the response",
+            location_error="; ".join(problems),
             warnings=warnings,
             fields={},
         )
