@@ -10,6 +10,7 @@ tests/fixtures/pidf_lo cover the common documents; these cover what they do not.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -317,3 +318,54 @@ def test_a_normau_message_is_read_without_the_pidf_wrapper() -> None:
         40,
         None,
     )
+
+
+def test_a_held_answer_by_reference_says_so() -> None:
+    document = (
+        f"<locationResponse {HELD}><locationUriSet expires='2025-01-01T11:00:00Z'>"
+        "<locationURI>https://lis.example.in/loc/1</locationURI></locationUriSet>"
+        "</locationResponse>"
+    )
+    with pytest.raises(PidfLoError) as caught:
+        parse_pidf_lo(document)
+    assert caught.value.reason == (
+        "HELD locationResponse gives the location by reference only (locationURI);"
+        " nothing to read by value"
+    )
+
+
+def test_a_document_type_declaration_alone_is_refused() -> None:
+    with pytest.raises(PidfLoError) as caught:
+        parse_pidf_lo(f"<!DOCTYPE presence><presence {NS}/>")
+    assert caught.value.reason.startswith("refused XML (DTDs and entities are not allowed)")
+
+
+def test_a_root_in_another_namespace_is_named_with_it() -> None:
+    with pytest.raises(PidfLoError) as caught:
+        parse_pidf_lo('<report xmlns="urn:example:other"/>')
+    assert caught.value.reason == "not PIDF-LO: the root element is {urn:example:other}report"
+
+
+def test_no_location_and_no_method_anywhere() -> None:
+    result = parse_pidf_lo(_document(f"<dm:device id='a'>{_geopriv('', None)}</dm:device>"))
+    assert (result.location, result.method, result.civic) == (None, None, None)
+
+
+def test_a_timestamp_is_utc_whatever_the_servers_timezone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server in India runs on IST; the time of a location is still UTC."""
+    body = (
+        f"<dm:device id='d'>{_geopriv(POINT)}"
+        "<dm:timestamp>2025-01-01T10:30:00+01:00</dm:timestamp></dm:device>"
+    )
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        result = parse_pidf_lo(_document(body))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result.location is not None
+    assert result.location.time is not None
+    assert result.location.time.isoformat() == "2025-01-01T09:30:00+00:00"

@@ -355,3 +355,160 @@ def test_a_ring_of_more_than_1000_vertices_is_refused() -> None:
         "gml:Polygon: 1001 vertices is over the limit of 1000; location dropped",
         DROPPED,
     ]
+
+
+# Shapes written without srsName or uom: RFC 5491 mandates EPSG::4326 and metres (and
+# degrees for angles), so they are read that way, each with a note saying so.
+BARE = "no srsName; read as EPSG::4326 (latitude first), which RFC 5491 requires"
+
+
+@pytest.mark.parametrize(
+    ("shape", "warnings"),
+    [
+        pytest.param(
+            "<gml:Point><gml:pos>20.29 85.82</gml:pos></gml:Point>",
+            [f"gml:Point: {BARE}"],
+            id="point",
+        ),
+        pytest.param(
+            "<gs:Circle><gml:pos>20.29 85.82</gml:pos><gs:radius>40</gs:radius></gs:Circle>",
+            [f"gs:Circle: {BARE}", "gs:radius: no uom; read as metres"],
+            id="circle",
+        ),
+        pytest.param(
+            "<gs:Ellipse><gml:pos>20.29 85.82</gml:pos><gs:semiMajorAxis>400</gs:semiMajorAxis>"
+            "<gs:semiMinorAxis>100</gs:semiMinorAxis></gs:Ellipse>",
+            [
+                f"gs:Ellipse: {BARE}",
+                "gs:semiMajorAxis: no uom; read as metres",
+                "gs:semiMinorAxis: no uom; read as metres",
+                "gs:Ellipse: used as a circle of its semi-major axis (400 m) around its centre",
+            ],
+            id="ellipse",
+        ),
+        pytest.param(
+            "<gs:ArcBand><gml:pos>20.29 85.82</gml:pos><gs:innerRadius>100</gs:innerRadius>"
+            "<gs:outerRadius>500</gs:outerRadius><gs:startAngle>10</gs:startAngle>"
+            "<gs:openingAngle>30</gs:openingAngle></gs:ArcBand>",
+            [
+                f"gs:ArcBand: {BARE}",
+                "gs:innerRadius: no uom; read as metres",
+                "gs:outerRadius: no uom; read as metres",
+                "gs:startAngle: no uom; read as degrees",
+                "gs:openingAngle: no uom; read as degrees",
+            ],
+            id="arc-band",
+        ),
+    ],
+)
+def test_a_shape_without_units_is_read_in_rfc_5491s_and_says_so(
+    shape: str, warnings: list[str]
+) -> None:
+    result = parse_pidf_lo(_presence(shape))
+    assert result.location is not None
+    assert (result.location.point.lat, result.location.point.lon) != (0.0, 0.0)
+    assert result.warnings == warnings
+
+
+def test_an_ellipse_without_a_semi_minor_axis_is_its_semi_major_one() -> None:
+    """Even a semi-major axis under a metre: a missing axis is not a 1 m one."""
+    shape = (
+        f'<gs:Ellipse srsName="{EPSG_4326}"><gml:pos>20.29 85.82</gml:pos>'
+        f'<gs:semiMajorAxis uom="{METRE}">0.5</gs:semiMajorAxis></gs:Ellipse>'
+    )
+    result = parse_pidf_lo(_presence(shape))
+    assert result.location is not None
+    assert result.location.radius_m == 0.5
+    assert result.warnings == [
+        "gs:Ellipse: used as a circle of its semi-major axis (0.5 m) around its centre"
+    ]
+
+
+def _arc_band(inner: str, outer: str, start: str, opening: str) -> str:
+    angle = 'uom="urn:ogc:def:uom:EPSG::9102"'
+    return (
+        f'<gs:ArcBand srsName="{EPSG_4326}"><gml:pos>20.29 85.82</gml:pos>'
+        f'<gs:innerRadius uom="{METRE}">{inner}</gs:innerRadius>'
+        f'<gs:outerRadius uom="{METRE}">{outer}</gs:outerRadius>'
+        f"<gs:startAngle {angle}>{start}</gs:startAngle>"
+        f"<gs:openingAngle {angle}>{opening}</gs:openingAngle></gs:ArcBand>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("inner", "outer", "start", "opening", "error"),
+    [
+        ("100", "500", "10", "0.5", None),
+        ("100", "500", "10", "360", None),
+        ("0", "500", "10", "30", None),
+        ("500", "500", "10", "30", "gs:innerRadius 500 m is not less than gs:outerRadius"),
+        ("100", "500", "10", "0", "gs:openingAngle 0 degrees is not in 0..360"),
+        ("100", "500", "10", "360.5", "gs:openingAngle 360.5 degrees is not in 0..360"),
+        ("100", "500", "10 20", "30", "gs:startAngle '10 20' is not one number"),
+    ],
+)
+def test_an_arc_band_is_a_sector_of_some_width_and_angle(
+    inner: str, outer: str, start: str, opening: str, error: str | None
+) -> None:
+    """RFC 5491 5.2.7: the inner radius is less than the outer; the opening angle is
+    more than 0 and at most 360 degrees."""
+    result = parse_pidf_lo(_presence(_arc_band(inner, outer, start, opening)))
+    if error is None:
+        assert result.location is not None
+        assert result.location.radius_m is not None
+        # Never more than the outer radius, but for the sampling's margin and the
+        # difference between the geodesic and geo.distance's sphere (under 1 %).
+        assert result.location.radius_m <= float(outer) * 1.01
+        assert result.warnings == []
+        return
+    assert result.location is None
+    assert result.warnings == [f"gs:ArcBand: {error}; location dropped", DROPPED]
+
+
+@pytest.mark.parametrize(
+    ("positions", "error"),
+    [
+        (["20.29 85.82", "20.29 x", "20.30 85.83"], "gml:pos '20.29 x': 'x' is not a number"),
+        (["20.29 85.82", "95 85.83", "20.30 85.83"], "gml:LinearRing 95 85.83: latitude outside"),
+        (
+            ["20.29 85.82", "20.29", "20.30 85.83"],
+            "gml:LinearRing has 1 numbers, not latitude longitude",
+        ),
+    ],
+)
+def test_a_bad_vertex_in_a_series_of_gml_pos_is_named(positions: list[str], error: str) -> None:
+    inner = "".join(f"<gml:pos>{p}</gml:pos>" for p in [*positions, positions[0]])
+    result = parse_pidf_lo(_presence(_ring(inner)))
+    assert result.location is None
+    assert result.warnings[0].startswith(f"gml:Polygon: {error}")
+    assert result.warnings[0].endswith("; location dropped")
+
+
+def test_a_ring_that_crosses_itself_is_its_hull() -> None:
+    """A bow tie: RFC 5491 forbids crossing edges, but the area it covers is still
+    the caller's; the hull of the square's corners has the square's centre."""
+    bow_tie = "20.29 85.82 20.30 85.83 20.29 85.83 20.30 85.82 20.29 85.82"
+    result = parse_pidf_lo(_presence(_ring(f"<gml:posList>{bow_tie}</gml:posList>")))
+    assert result.location is not None
+    assert result.location.point.lat == pytest.approx(20.295, abs=1e-9)
+    assert result.location.point.lon == pytest.approx(85.825, abs=1e-9)
+    assert result.warnings == ["gml:Polygon: the ring crosses itself; used the centre of its hull"]
+
+
+def test_a_building_sized_polygon_is_kept() -> None:
+    """A triangle some 30 m across (a house): small, but an area, not a line."""
+    house = "20.2961 85.8245 20.2961 85.8248 20.2963 85.8248 20.2961 85.8245"
+    result = parse_pidf_lo(_presence(_ring(f"<gml:posList>{house}</gml:posList>")))
+    assert result.location is not None
+    assert result.location.point.lat == pytest.approx((20.2961 * 2 + 20.2963) / 3, abs=1e-9)
+    assert result.location.radius_m is not None
+    assert 15 < result.location.radius_m < 30
+    assert result.warnings == []
+
+
+def test_a_circle_of_zero_metres_is_the_most_certain() -> None:
+    half = _circle_of("0.5")
+    zero = _circle_of("0", pos="20.2901 85.82")
+    result = parse_pidf_lo(_presence(half + zero))
+    assert result.location is not None
+    assert (result.location.point.lat, result.location.radius_m) == (20.2901, 0.0)
