@@ -58,6 +58,7 @@ CORE_TESTS = (
     "tests/test_core_place.py",
     "tests/test_core_plans.py",
     "tests/test_core_rank.py",
+    "tests/test_core_ranking.py",
 )
 
 GROUPS = {
