@@ -59,6 +59,7 @@ CORE_TESTS = (
     "tests/test_core_plans.py",
     "tests/test_core_rank.py",
     "tests/test_core_ranking.py",
+    "tests/test_core_why.py",
 )
 
 GROUPS = {
