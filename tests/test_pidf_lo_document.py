@@ -346,7 +346,7 @@ def test_a_root_in_another_namespace_is_named_with_it() -> None:
     assert caught.value.reason == "not PIDF-LO: the root element is {urn:example:other}report"
 
 
-def test_no_location_and_no_method_anywhere() -> None:
+def test_a_document_without_location_or_method() -> None:
     result = parse_pidf_lo(_document(f"<dm:device id='a'>{_geopriv('', None)}</dm:device>"))
     assert (result.location, result.method, result.civic) == (None, None, None)
 
