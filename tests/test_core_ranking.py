@@ -33,19 +33,20 @@ def _north(metres: float) -> GeoPoint:
 
 
 def test_a_need_carries_priority_wait_and_the_time_left() -> None:
-    fire = TYPES["fire"]
-    incident = IncidentFacts(7, fire, HERE, "old-town", waited_s=100.0)
+    # Priority 2: a need's default priority is 1, so the type's must be carried over.
+    kind = TYPES["crime_in_progress"]
+    incident = IncidentFacts(7, kind, HERE, "old-town", waited_s=100.0)
     rules = Rules(
         response_target_s=600.0, zone_targets_s={"old-town": 900.0}, accept_allowance_s=20.0
     )
-    need = need_of(incident, "fire", frozenset({"cantonment"}), rules)
+    need = need_of(incident, "police", frozenset({"cantonment"}), rules)
     assert need == Need(
         point=HERE,
         zone_id="old-town",
         neighbour_zone_ids=frozenset({"cantonment"}),
-        agency="fire",
-        capabilities=fire.needs_of("fire"),
-        priority=fire.priority,
+        agency="police",
+        capabilities=kind.needs_of("police"),
+        priority=2,
         waited_s=100.0,
         # The zone's own 900 s target, less 100 s waited and 20 s to accept.
         budget_s=780.0,
