@@ -107,3 +107,11 @@ def test_a_policy_holds_the_needs_it_says_it_holds() -> None:
     urgent = Need(HERE, "home", frozenset(), "police", priority=1)
     assert choose(low, [unit], _HoldsLowPriority(), TravelModel()).held is True
     assert choose(urgent, [unit], _HoldsLowPriority(), TravelModel()).held is False
+
+
+def test_a_need_carries_what_the_type_asks_of_the_agency() -> None:
+    """A woman in distress needs a woman officer among the police sent."""
+    incident = IncidentFacts(8, TYPES["women_in_distress"], HERE, "old-town")
+    need = need_of(incident, "police", frozenset(), Rules())
+    assert need.capabilities == frozenset({"woman_officer"})
+    assert need_of(incident, "ambulance", frozenset(), Rules()).capabilities == frozenset()
