@@ -52,8 +52,10 @@ class GroupCommit:
         max_batch: int = 32,
         max_running: int = 4,
         observe: Callable[[int], None] | None = None,
+        lock_wait_ms: int = 50,
     ) -> None:
         self._pool = pool
+        self._lock_wait_ms = lock_wait_ms
         self._max_batch = max_batch
         self._max_running = max_running
         self._observe = observe  # units of work per committed transaction
@@ -99,11 +101,13 @@ class GroupCommit:
                 )
                 for item in batch:
                     item.result, item.error, item.alone = None, None, True
+            # Those written are answered now, before any that must run again alone.
+            for item in batch:
+                if not item.alone:
+                    _settle(item)
             for item in batch:
                 if item.alone:
                     await self._alone(item)
-                else:
-                    _settle(item)
         except asyncio.CancelledError:  # shutting down: nobody is left to answer
             for item in batch:
                 item.future.cancel()
@@ -116,12 +120,17 @@ class GroupCommit:
 
     async def _together(self, batch: list[_Item[Any]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            # A group holds every lock its reports took until it commits; two groups
+            # each waiting for a unit the other claimed would wait for PostgreSQL's
+            # deadlock check (a second) with everything queued behind them. A report
+            # that waits longer than this for a lock goes on its own after the group.
+            await conn.execute(f"SET LOCAL lock_timeout = '{self._lock_wait_ms}ms'")
             for item in batch:
                 try:
                     async with conn.transaction():  # a savepoint: undone alone on failure
                         item.result = await item.work(conn)
                 except Exception as err:
-                    if is_transient(err):
+                    if is_transient(err) or isinstance(err, asyncpg.LockNotAvailableError):
                         # A deadlock with another group (transient: dispatch.transient),
                         # or the store going away: not the report's fault; it is run
                         # on its own after this group.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -58,14 +59,20 @@ class Intake(IncidentMoves):
         schema: str,
         dispatcher: Dispatcher,
         correlation: CorrelationPolicy | None = None,
+        group_commit: bool = False,
     ) -> None:
         super().__init__(schema=schema, dispatcher=dispatcher)
         self._pool = pool
         self._correlation = correlation or CorrelationPolicy()
-        # Reports arriving together are committed together (each in its own savepoint).
+        # Reports arriving together committed together (each in its own savepoint), where
+        # the deployment asks for it; else each in a transaction of its own.
         metrics = dispatcher.metrics
-        self._group = GroupCommit(
-            pool, observe=metrics.intake_group_size.observe if metrics is not None else None
+        self._group = (
+            GroupCommit(
+                pool, observe=metrics.intake_group_size.observe if metrics is not None else None
+            )
+            if group_commit
+            else None
         )
 
     async def submit(
@@ -76,9 +83,13 @@ class Intake(IncidentMoves):
         Raises IdempotencyConflict when the key was used for another body.
         """
         report = report.storable(datetime.now(UTC))
-        return await self._group.run(
-            lambda conn: self._submit_in(conn, report, idempotency_key, body_sha256)
-        )
+
+        def work(conn: asyncpg.Connection) -> Awaitable[IntakeResult]:
+            return self._submit_in(conn, report, idempotency_key, body_sha256)
+
+        if self._group is not None:
+            return await self._group.run(work)
+        return await in_transaction(self._pool, work)
 
     async def keep_unprocessable(
         self, report: IncidentReport, *, idempotency_key: str, body_sha256: str, error: str

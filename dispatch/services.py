@@ -281,6 +281,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                     nearby_radius_m=settings.nearby_radius_m,
                     nearby_window_s=settings.nearby_window_s,
                 ),
+                group_commit=settings.intake_group_commit,
             ),
             hub=hub,
             relay=relay,

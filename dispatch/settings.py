@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     zone_refresh_s: float = Field(
         default=30.0, gt=0, description="How often each instance looks for reloaded zones."
     )
+    intake_group_commit: bool = Field(
+        default=False,
+        description="Write reports that arrive together in one transaction, each in its"
+        " own savepoint (dispatch/group_commit.py). Pays where a commit's flush to disk"
+        " dominates; on a fast disk it costs latency under load (docs/benchmarks.md), so"
+        " it is off unless set.",
+    )
     relay_poll_s: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when no NOTIFY arrives."
     )

@@ -15,8 +15,14 @@ import pytest
 
 from dispatch.group_commit import GroupCommit
 from dispatch.settings import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, wait_for
 from tests.test_walking_skeleton import panic, zone_point
+
+
+@pytest.fixture
+async def settings(settings: Settings) -> Settings:
+    # The live server of the burst test runs with group commit on (off by default).
+    return settings.model_copy(update={"intake_group_commit": True})
 
 
 @pytest.fixture
@@ -156,3 +162,42 @@ async def test_a_burst_of_panics_is_grouped_and_each_gets_its_own_answer(
     counts = dict(re.findall(r'erss_intake_group_size_bucket\{le="([0-9.]+)"\} ([0-9.]+)', metrics))
     total = float(re.search(r"erss_intake_group_size_count ([0-9.]+)", metrics).group(1))  # type: ignore[union-attr]
     assert float(counts["1.0"]) < total, json.dumps(counts)  # some carried more than one
+
+
+async def test_a_report_waiting_for_a_lock_does_not_hold_up_its_group(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Another transaction holds a row a grouped report must update (a unit another
+    group claimed): that report gives up its wait at once and runs alone after the group,
+    so the others are answered while the lock is still held, and it is written once the
+    lock goes."""
+    await pool.execute("INSERT INTO t (n) VALUES (1)")
+    holder = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.db_schema}
+    )
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT n FROM t WHERE n = 1 FOR UPDATE")
+        group = GroupCommit(pool, max_running=1)
+
+        async def blocked(conn: asyncpg.Connection) -> str:
+            await conn.execute("UPDATE t SET tag = 'moved' WHERE n = 1")
+            return "moved"
+
+        first = asyncio.create_task(group.run(_insert(10)))
+        rest = [asyncio.create_task(group.run(w)) for w in (_insert(11), blocked, _insert(12))]
+        await wait_for(
+            lambda: _done(first, rest[0], rest[2]), within=10, what="the group's answers"
+        )
+        assert not rest[1].done()  # still waiting, alone, for the lock
+        assert [first.result(), rest[0].result(), rest[2].result()] == [10, 11, 12]
+        await hold.rollback()
+        assert await rest[1] == "moved"
+    finally:
+        await holder.close()
+    assert await pool.fetchval("SELECT tag FROM t WHERE n = 1") == "moved"
+
+
+async def _done(*tasks: asyncio.Task[Any]) -> bool:
+    return all(task.done() for task in tasks)
