@@ -10,7 +10,13 @@ once; reports arriving while all are busy queue up and go together in the next o
 If the group's transaction itself fails (PostgreSQL aborted it, the connection was lost,
 the commit failed), no report of it was written, and each is run again on its own (with
 the usual retries of a deadlock or serialization failure), so each still gets the answer
-it would have had alone: its result, its own error, or the outage.
+it would have had alone: its result, its own error, or the outage. A report that waits
+for a lock another group holds (a unit it claimed) gives up after ``lock_wait_ms`` and
+runs alone after its group, so two groups never wait a deadlock check out.
+
+Intake uses it only where ``ERSS_INTAKE_GROUP_COMMIT`` asks: on a disk where COMMIT's
+flush is cheap the work is CPU, and grouping serialises what would run side by side
+(measured in docs/benchmarks.md, "Dispatch core (#13)").
 """
 
 from __future__ import annotations
