@@ -6,6 +6,7 @@ go through intake (place, confirm, split): SQL and the JSON shapes of the events
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ import asyncpg
 
 from dispatch import idempotency
 from dispatch.incident_types import IncidentType
+from dispatch.metrics import Metrics
 from dispatch.reports import IncidentReport, IntakeResult
 from geo.location import Location
 from geo.points import GeoPoint
@@ -32,6 +34,34 @@ async def reserve_delivery(
         delivery_id=report.delivery_id,
     )
     return IntakeResult.from_json(earlier) if earlier is not None else None
+
+
+async def lock_senders(conn: asyncpg.Connection, schema: str, keys: Iterable[str]) -> None:
+    """Take the senders' reports one at a time (a panic button places five calls and
+    sends an SMS at once: one incident), until the transaction ends; in key order, so two
+    reports sharing keys cannot deadlock."""
+    for key in sorted(set(keys)):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}:{key}")
+
+
+async def finish_delivery(
+    conn: asyncpg.Connection,
+    report: IncidentReport,
+    key: str,
+    result: IntakeResult,
+    metrics: Metrics | None,
+    *,
+    new: bool,
+) -> None:
+    """Count the report (a new incident, or one attached) and keep its answer for a
+    replay of the delivery, in the report's transaction."""
+    if metrics is not None:
+        metrics.reports.labels(report.channel, "new" if new else "attached").inc()
+        if new:
+            metrics.incidents.labels(report.channel, result.status).inc()
+    await idempotency.complete(
+        conn, gateway_id=report.gateway_id, key=key, response=result.to_json()
+    )
 
 
 async def insert_incident(

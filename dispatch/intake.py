@@ -32,10 +32,12 @@ from dispatch.incident_moves import IncidentMoves, OpenIncident
 from dispatch.incident_rows import (
     aware,
     created_data,
+    finish_delivery,
     fix_time,
     insert_incident_with_report,
     insert_report,
     location_json,
+    lock_senders,
     reserve_delivery,
 )
 from dispatch.offers import Dispatcher
@@ -170,10 +172,7 @@ class Intake(IncidentMoves):
             return earlier
         # One sender's burst (a panic button places five calls and sends an SMS at
         # once) must become one incident: reports of a sender are taken one at a time.
-        for key in sorted(set(report.sender_keys)):
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self._schema}:{key}"
-            )
+        await lock_senders(conn, self._schema, report.sender_keys)
         target = await self._find_open_incident(conn, report)
         if target is None:
             result = await self._create_incident(conn, report)
@@ -190,14 +189,8 @@ class Intake(IncidentMoves):
                 "status": result.status,
             },
         )
-        metrics = self._dispatcher.metrics
-        if metrics is not None:
-            outcome = "new" if target is None else "attached"
-            metrics.reports.labels(report.channel, outcome).inc()
-            if target is None:
-                metrics.incidents.labels(report.channel, result.status).inc()
-        await idempotency.complete(
-            conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
+        await finish_delivery(
+            conn, report, idempotency_key, result, self._dispatcher.metrics, new=target is None
         )
         return result
 

@@ -13,17 +13,19 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from dispatch import idempotency, incident_log
+from dispatch import incident_log
 from dispatch.core.correlate import is_better
 from dispatch.events import EventType, append_event
 from dispatch.incident_moves import IncidentMoves
 from dispatch.incident_rows import (
     aware,
     created_data,
+    finish_delivery,
     fix_time,
     insert_incident,
     insert_report,
     location_json,
+    lock_senders,
     reserve_delivery,
 )
 from dispatch.offers import Dispatcher
@@ -58,20 +60,15 @@ class VehicleIncidents:
         earlier = await reserve_delivery(conn, report, idempotency_key, body_sha256)
         if earlier is not None:
             return earlier
-        await self._lock(conn, report.sender_keys)
+        await lock_senders(conn, self.schema, report.sender_keys)
         actor = f"gateway:{report.gateway_id}"
         open_id = await self._open_incident(conn, report.sender_keys, OPEN_STATUSES)
         if open_id is not None:
             result = await self._attach(conn, open_id, report, actor)
         else:
             result = await self._create_held(conn, report, actor, reason)
-        metrics = self.dispatcher.metrics
-        if metrics is not None:
-            metrics.reports.labels(report.channel, "new" if open_id is None else "attached").inc()
-            if open_id is None:
-                metrics.incidents.labels(report.channel, result.status).inc()
-        await idempotency.complete(
-            conn, gateway_id=report.gateway_id, key=idempotency_key, response=result.to_json()
+        await finish_delivery(
+            conn, report, idempotency_key, result, self.dispatcher.metrics, new=open_id is None
         )
         return result
 
@@ -82,7 +79,7 @@ class VehicleIncidents:
         the fix is the better one (newer and at most twice as uncertain, or less
         uncertain): ``incident.location_updated``, which the console and the assigned
         MDTs receive. Returns the incident moved, or None."""
-        await self._lock(conn, (device_key,))
+        await lock_senders(conn, self.schema, (device_key,))
         incident_id = await self._open_incident(conn, (device_key,), _FOLLOWED_STATUSES)
         if incident_id is None:
             return None
@@ -101,11 +98,6 @@ class VehicleIncidents:
             conn, incident, location, None, actor, reason="the vehicle moved (its tracker's fix)"
         )
         return incident_id
-
-    async def _lock(self, conn: asyncpg.Connection, keys: tuple[str, ...]) -> None:
-        # The lock intake takes for a sender's reports: the same key text.
-        for key in sorted(set(keys)):
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.schema}:{key}")
 
     async def _open_incident(
         self, conn: asyncpg.Connection, keys: tuple[str, ...], statuses: list[str] | tuple[str, ...]

@@ -126,7 +126,7 @@ async def serve_http(
             )
             await writer.drain()
     except asyncio.IncompleteReadError:
-        pass
+        pass  # the client closed its keep-alive connection: how every connection ends
     finally:
         writer.close()
 
