@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from dispatch.api.ws_writer import FrameWritingProtocol
 from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
@@ -98,6 +99,19 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves this app's websockets (``erss serve`` and the tests alike)."""
+    return {
+        # uvicorn's own protocol, offering the one-write frame sender to the app.
+        "ws": FrameWritingProtocol,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        # A client frame past this is closed with 1009 before it is read whole: the
+        # largest legal one is 64 KiB (dispatch/api/ws_frames.py), and uvicorn's own
+        # default of 16 MiB per frame lets a few sockets hold much of the memory.
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+    }
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted (Ctrl-C or SIGTERM); stops what it started."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -122,11 +136,7 @@ def serve(args: argparse.Namespace) -> int:
             log_level="info",
             # Our handler (text or JSON) for uvicorn's loggers too.
             log_config=None,
-            ws_per_message_deflate=settings.ws_per_message_deflate,
-            # A client frame past this is closed with 1009 before it is read whole: the
-            # largest legal one is 64 KiB (dispatch/api/ws_frames.py), and uvicorn's own
-            # default of 16 MiB per frame lets a few sockets hold much of the memory.
-            ws_max_size=WS_MAX_FRAME_BYTES,
+            **websocket_options(settings),
         )
     finally:
         if embedded is not None:

@@ -24,10 +24,11 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from websockets.frames import Frame, Opcode
 
 from dispatch.keys import RedisKeys
 from dispatch.outbox import message_from_fields
@@ -39,12 +40,27 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 
 
-class Outgoing(NamedTuple):
-    """One message queued for a client: its text as sent, and the event's position
-    (None for what is not an event, such as a positions batch)."""
+class Outgoing:
+    """One message queued for clients: its text as sent, and the event's position
+    (None for what is not an event, such as a positions batch).
 
-    position: int | None
-    text: str
+    One object is queued for every client of the audience, so its websocket frame is
+    encoded once, on first use, and the same bytes go to every socket.
+    """
+
+    __slots__ = ("_frame", "position", "text")
+
+    def __init__(self, position: int | None, text: str) -> None:
+        self.position = position
+        self.text = text
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The message as one unmasked text frame: what a server writes for it."""
+        if self._frame is None:
+            self._frame = Frame(Opcode.TEXT, self.text.encode()).serialize(mask=False)
+        return self._frame
 
 
 class Subscriber:
@@ -74,12 +90,12 @@ class Subscriber:
         self.desk = desk
         self.indexed: frozenset[int] = frozenset()
 
-    def offer_positions(self, text: str) -> None:
-        """Queue a positions message (JSON text); drop it if the queue is full."""
+    def offer_positions(self, outgoing: Outgoing) -> None:
+        """Queue a positions message; drop it if the queue is full."""
         if self.overflowed.is_set():
             return
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(Outgoing(None, text))
+            self.queue.put_nowait(outgoing)
 
     def put(self, outgoing: Outgoing) -> None:
         """Queue an event this client is entitled to; never blocks."""
@@ -226,9 +242,10 @@ class Hub:
         if not units or not self._consoles:
             return
         text = json.dumps({"type": "positions", "units": units}, separators=(",", ":"))
+        outgoing = Outgoing(None, text)
         for consoles in list(self._consoles.values()):
             for console in list(consoles):
-                console.offer_positions(text)
+                console.offer_positions(outgoing)
 
     async def run_positions(self) -> None:
         """Relay published position batches to this instance's consoles, forever."""

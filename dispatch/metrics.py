@@ -49,6 +49,17 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32),
             registry=self.registry,
         )
+        # Their ratio is how well live events are coalesced: messages per socket write.
+        self.ws_messages = Counter(
+            "erss_ws_live_messages",
+            "Live messages (events, position batches) sent to console and MDT sockets.",
+            registry=self.registry,
+        )
+        self.ws_writes = Counter(
+            "erss_ws_live_writes",
+            "Socket writes that carried them (several queued messages go in one write).",
+            registry=self.registry,
+        )
         self.offer_expiries = Counter(
             "erss_offer_expiries", "Offers that expired unanswered.", registry=self.registry
         )

@@ -27,6 +27,7 @@ import uvicorn
 import websockets
 
 from dispatch.app import create_app
+from dispatch.cli import websocket_options
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import start_embedded
@@ -210,7 +211,7 @@ async def start_server(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task
         port=0,
         log_level="warning",
         lifespan="on",
-        ws_per_message_deflate=settings.ws_per_message_deflate,
+        **websocket_options(settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

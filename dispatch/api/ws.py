@@ -50,10 +50,11 @@ from dispatch.api.ws_frames import (
     error_message,
     parse_frame,
 )
+from dispatch.api.ws_writer import frame_writer, send_all
 from dispatch.auth import Principal
 from dispatch.errors import DispatchError
 from dispatch.events import parse_position
-from dispatch.hub import Message, Subscriber
+from dispatch.hub import Message, Outgoing, Subscriber
 from dispatch.retry import in_transaction
 from dispatch.scope import DeskScope, MdtScope
 from dispatch.services import Services
@@ -110,22 +111,28 @@ class Session(CatchUp):
     async def pump(self, subscriber: Subscriber) -> None:
         """Forward live events, skipping what replay or snapshot already covered.
 
-        The text is the hub's, the same for every client: nothing is serialised here.
+        The text (and its frame) is the hub's, the same for every client: nothing is
+        serialised here. What has queued up since the last write goes in one write.
         """
         queue = subscriber.queue
+        write = frame_writer(self.ws)
+        counters = self.services.metrics
         while True:
             outgoing = await queue.get()
             async with self._send_lock:
+                batch: list[Outgoing] = []
                 while True:
                     position = outgoing.position
-                    if position is None:  # not an event: no position to track
-                        await self.ws.send_text(outgoing.text)
-                    elif position > self.last_sent:
-                        await self.ws.send_text(outgoing.text)
-                        self.last_sent = position
+                    if position is None or position > self.last_sent:
+                        batch.append(outgoing)
+                        if position is not None:
+                            self.last_sent = position
                     if queue.empty():
                         break
                     outgoing = queue.get_nowait()
+                writes = await send_all(self.ws, write, batch)
+                counters.ws_messages.inc(len(batch))
+                counters.ws_writes.inc(writes)
 
     async def listen(self) -> None:
         """Handle client messages until the client goes away.
