@@ -179,7 +179,11 @@ class OutboxRelay:
         if not rows:
             return 0
         events = [Event.from_record(r) for r in rows]
-        pipe = self._redis.pipeline(transaction=False)
+        # MULTI/EXEC, not a bare pipeline: Redis serves a blocked XREAD after each
+        # command, so a bare pipeline hands the hubs a batch's first event alone and
+        # the rest on their next read; in one EXEC they read the batch whole, and each
+        # socket gets the burst in one write (dispatch/api/ws_writer.py).
+        pipe = self._redis.pipeline(transaction=True)
         for event in events:
             pipe.xadd(
                 self._keys.events,

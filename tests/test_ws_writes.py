@@ -70,3 +70,32 @@ async def test_a_burst_of_events_is_one_write_unless_deflate_is_negotiated(
     # Plain: the three frames went in one write. Deflate: each frame is compressed for
     # this connection, so one write each (and the client read them, so they were right).
     assert after[1] - before[1] == (3 if deflate else 1)
+
+
+async def test_the_events_of_one_transaction_reach_a_console_in_one_write(
+    live: LiveServer,
+) -> None:
+    """The relay publishes a batch atomically, so the hub reads it whole: a bare Redis
+    pipeline would wake the hub's blocked read with the first event alone."""
+    deflate = live.settings.ws_per_message_deflate
+    async with live.console() as console:
+        await console.recv()
+        before = _sent(live)
+        total = await live.db.fetchval(
+            "WITH added AS (INSERT INTO events (type, actor, data) SELECT"
+            " 'incident.note_added', 'test', jsonb_build_object('n', n)"
+            " FROM generate_series(1, 3) AS n RETURNING id) SELECT count(*) FROM added"
+        )
+        await live.db.execute(f"NOTIFY erss_events_{live.settings.db_schema}")
+        last, seen = await receive_until(
+            console, lambda m: m.get("type") == "event" and m["event"]["data"].get("n") == 3
+        )
+
+        async def counted() -> tuple[float, float] | None:
+            now = _sent(live)
+            return now if now[0] >= before[0] + total else None
+
+        after = await wait_for(counted, what="the three messages counted")
+    assert [m["event"]["data"]["n"] for m in seen if m["type"] == "event"] == [1, 2]
+    assert after[0] - before[0] == 3
+    assert after[1] - before[1] == (3 if deflate else 1)
