@@ -4,7 +4,6 @@ order; with per-message deflate negotiated they go one by one, compressed."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,9 +13,9 @@ from tests.conftest import LiveServer, receive_until, wait_for
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "deflate"])
-async def settings(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Settings]:
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """The usual private settings, with per-message deflate off and on."""
-    yield settings.model_copy(update={"ws_per_message_deflate": request.param})
+    return settings.model_copy(update={"ws_per_message_deflate": request.param})
 
 
 def _sent(live: LiveServer) -> tuple[float, float]:
@@ -87,7 +86,7 @@ async def test_the_events_of_one_transaction_reach_a_console_in_one_write(
             " FROM generate_series(1, 3) AS n RETURNING id) SELECT count(*) FROM added"
         )
         await live.db.execute(f"NOTIFY erss_events_{live.settings.db_schema}")
-        last, seen = await receive_until(
+        _, seen = await receive_until(
             console, lambda m: m.get("type") == "event" and m["event"]["data"].get("n") == 3
         )
 
