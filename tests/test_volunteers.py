@@ -527,3 +527,43 @@ async def test_demo_volunteers_are_verified_and_keep_their_tokens(
         near = offset(GeoPoint(lat=where["lat"], lon=where["lon"]), north_m=150)
         await incident_at(city, near, "demo")
         await receive_until(ws, alert("alerted"))
+
+
+@pytest.mark.parametrize("policy_overrides", [{"max_per_incident": 1}])
+async def test_one_pass_serves_every_incident_a_volunteer_it_alerted_is_busy_for_the_next(
+    city: LiveServer,
+) -> None:
+    """A pass reads every incident's volunteers at once; the one it alerts to the first
+    incident is not offered to the second (whose claim would fail): the second gets
+    the next nearest in the same pass."""
+    here = zone_point(ZONE)
+    first = await incident_at(city, here, "pass-1")
+    second = await incident_at(city, offset(here, east_m=2500), "pass-2")
+    near_both, _ = await register(city, "Near both")  # 1.8 km from the first, 0.7 from the second
+    second_only, _ = await register(city, "Second only")  # 3.8 km and 1.3 km
+    points = {near_both: offset(here, east_m=1800), second_only: offset(here, east_m=3800)}
+    await city.db.execute(
+        "UPDATE volunteers v SET available = true, lat = p.lat, lon = p.lon, position_at = now()"
+        " FROM unnest($1::text[], $2::float8[], $3::float8[]) AS p(id, lat, lon)"
+        " WHERE v.id = p.id",
+        list(points),
+        [p.lat for p in points.values()],
+        [p.lon for p in points.values()],
+    )
+    city.services.volunteers.wake()
+
+    async def both_alerted() -> list[Any]:
+        rows = await city.db.fetch(
+            "SELECT incident_id, volunteer_id, alerted_at FROM volunteer_alerts"
+            " WHERE incident_id = ANY($1::bigint[]) ORDER BY incident_id",
+            [first, second],
+        )
+        return rows if len(rows) == 2 else []
+
+    rows = await wait_for(both_alerted, what="both incidents alerted")
+    assert [(r["incident_id"], r["volunteer_id"]) for r in rows] == [
+        (first, near_both),
+        (second, second_only),
+    ]
+    # One transaction (now() is its start): the second did not wait for another pass.
+    assert rows[0]["alerted_at"] == rows[1]["alerted_at"]

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -157,7 +158,10 @@ class VolunteerAlerter:
                 )
 
     async def _fill(self, conn: asyncpg.Connection, now: datetime) -> int:
-        incidents = await conn.fetch(
+        # Three reads whatever the number of open incidents (each woken pass used to
+        # ask two questions per incident: with hundreds open, hundreds of statements
+        # on every new incident), then the claims.
+        rows = await conn.fetch(
             "SELECT i.id, i.type, i.status, i.lat, i.lon, i.created_at, c.consent"
             " FROM incidents i LEFT JOIN volunteer_consent c ON c.incident_id = i.id"
             " WHERE i.type = ANY($1::text[]) AND i.status NOT IN ('closed', 'merged')"
@@ -168,53 +172,73 @@ class VolunteerAlerter:
             now,
             self.policy.max_incident_age_s,
         )
+        incidents = [i for i in map(_incident, rows) if i.point is not None]
+        if not incidents:
+            return 0
+        alerts: dict[int, list[AlertSnap]] = {i.id: [] for i in incidents}
+        for r in await conn.fetch(
+            "SELECT id, incident_id, volunteer_id, state, expires_at FROM volunteer_alerts"
+            " WHERE incident_id = ANY($1::bigint[])",
+            list(alerts),
+        ):
+            alerts[r["incident_id"]].append(AlertSnap(**dict(r)))
+        room = [
+            i
+            for i in incidents
+            if sum(1 for a in alerts[i.id] if a.state in decide.ACTIVE)
+            < self.policy.max_per_incident
+        ]
+        nearby = await self._nearby(conn, room)
         alerted = 0
-        for row in incidents:
-            alerted += await self._fill_one(conn, _incident(row), now)
+        claimed: set[str] = set()
+        for incident in room:  # in priority order: the most urgent is served first
+            # A volunteer this pass alerted is busy for the incidents after it.
+            volunteers = [
+                replace(v, busy=True) if v.id in claimed else v for v in nearby[incident.id]
+            ]
+            picks = decide.choose(incident, volunteers, alerts[incident.id], self.policy, now)
+            for pick in picks:
+                ttl_s = self.policy.alert_ttl_s
+                if await claim(conn, self._schema, incident.id, pick, ttl_s=ttl_s):
+                    claimed.add(pick.volunteer_id)
+                    alerted += 1
         return alerted
 
-    async def _fill_one(
-        self, conn: asyncpg.Connection, incident: IncidentSnap, now: datetime
-    ) -> int:
-        if incident.point is None:  # the query asks for located incidents
-            return 0
-        alerts = [
-            AlertSnap(**dict(r))
-            for r in await conn.fetch(
-                "SELECT id, incident_id, volunteer_id, state, expires_at FROM volunteer_alerts"
-                " WHERE incident_id = $1",
-                incident.id,
-            )
-        ]
-        if sum(1 for a in alerts if a.state in decide.ACTIVE) >= self.policy.max_per_incident:
-            return 0
-        dlat = self.policy.radius_m / _M_PER_DEG
-        dlon = dlat / max(math.cos(math.radians(incident.point.lat)), 0.01)
+    async def _nearby(
+        self, conn: asyncpg.Connection, incidents: list[IncidentSnap]
+    ) -> dict[int, list[VolunteerSnap]]:
+        """Alertable volunteers in each incident's box of ``radius_m``, in one read."""
+        found: dict[int, list[VolunteerSnap]] = {i.id: [] for i in incidents}
+        boxes = []
+        for incident in incidents:
+            if incident.point is None:  # only located incidents are filled
+                continue
+            dlat = self.policy.radius_m / _M_PER_DEG
+            dlon = dlat / max(math.cos(math.radians(incident.point.lat)), 0.01)
+            lat, lon = incident.point.lat, incident.point.lon
+            boxes.append((incident.id, lat - dlat, lat + dlat, lon - dlon, lon + dlon))
+        if not boxes:
+            return found
         rows = await conn.fetch(
-            "SELECT v.id, v.lat, v.lon, v.position_at, v.available, v.verified, v.opted_out,"
-            " EXISTS (SELECT 1 FROM volunteer_alerts a WHERE a.volunteer_id = v.id"
-            " AND a.state IN ('alerted', 'accepted')) AS busy FROM volunteers v"
-            " WHERE v.available AND v.verified AND NOT v.opted_out"
-            " AND v.lat BETWEEN $1 AND $2 AND v.lon BETWEEN $3 AND $4",
-            incident.point.lat - dlat,
-            incident.point.lat + dlat,
-            incident.point.lon - dlon,
-            incident.point.lon + dlon,
+            "SELECT b.incident_id, v.id, v.lat, v.lon, v.position_at, v.available, v.verified,"
+            " v.opted_out, EXISTS (SELECT 1 FROM volunteer_alerts a WHERE a.volunteer_id = v.id"
+            " AND a.state IN ('alerted', 'accepted')) AS busy"
+            " FROM unnest($1::bigint[], $2::float8[], $3::float8[], $4::float8[], $5::float8[])"
+            " AS b(incident_id, lat_lo, lat_hi, lon_lo, lon_hi)"
+            " JOIN volunteers v ON v.available AND v.verified AND NOT v.opted_out"
+            " AND v.lat BETWEEN b.lat_lo AND b.lat_hi AND v.lon BETWEEN b.lon_lo AND b.lon_hi",
+            *(list(column) for column in zip(*boxes, strict=True)),
         )
-        volunteers = [
-            VolunteerSnap(
-                r["id"],
-                GeoPoint(lat=r["lat"], lon=r["lon"]),
-                r["position_at"],
-                r["available"],
-                r["verified"],
-                r["opted_out"],
-                r["busy"],
+        for r in rows:
+            found[r["incident_id"]].append(
+                VolunteerSnap(
+                    r["id"],
+                    GeoPoint(lat=r["lat"], lon=r["lon"]),
+                    r["position_at"],
+                    r["available"],
+                    r["verified"],
+                    r["opted_out"],
+                    r["busy"],
+                )
             )
-            for r in rows
-        ]
-        alerted = 0
-        for pick in decide.choose(incident, volunteers, alerts, self.policy, now):
-            if await claim(conn, self._schema, incident.id, pick, ttl_s=self.policy.alert_ttl_s):
-                alerted += 1
-        return alerted
+        return found
