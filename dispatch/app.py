@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,8 +23,9 @@ from gateways.telecom.router import router as telecom_router
 from gateways.vehicle.router import router as vehicle_router
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """A FastAPI app whose lifespan connects, migrates and runs the background tasks."""
+def create_app(settings: Settings, *, on_started: Callable[[], None] | None = None) -> FastAPI:
+    """A FastAPI app whose lifespan connects, migrates and runs the background tasks;
+    ``on_started`` is called once they run, before the first request."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
         async with running_services(settings) as services, running_exchange(services) as ex:
             app.state.services = services
             app.state.exchange = ex
+            if on_started is not None:
+                on_started()
             yield
 
     app = FastAPI(

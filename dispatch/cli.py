@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -99,6 +100,19 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def freeze_startup_objects() -> None:
+    """Take what start-up made (modules, the app, zones, pools) out of the garbage
+    collector's full passes for good.
+
+    A full pass walks every tracked object and stops the event loop meanwhile: 0.36 s
+    here with 2,100 sockets, about a quarter of it start-up objects that never die.
+    Frozen objects are still freed by reference counting; only cycles among them would
+    stay, and start-up objects live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def websocket_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves this app's websockets (``erss serve`` and the tests alike)."""
     return {
@@ -130,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
             path = asyncio.run(prepare_demo(settings, f"http://{args.host}:{args.port}"))
             print(f"erss: demo city loaded; credentials in {path}", file=sys.stderr)
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, on_started=freeze_startup_objects),
             host=args.host,
             port=args.port,
             log_level="info",

@@ -8,6 +8,8 @@ harmless for rates and latencies.
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Seconds: dispatch within seconds is the goal, minutes the failure worth seeing.
@@ -60,6 +62,12 @@ class Metrics:
             "Socket writes that carried them (several queued messages go in one write).",
             registry=self.registry,
         )
+        self.gc_frozen = Gauge(
+            "erss_gc_frozen_objects",
+            "Objects the garbage collector's full passes skip (frozen after start-up).",
+            registry=self.registry,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
         self.offer_expiries = Counter(
             "erss_offer_expiries", "Offers that expired unanswered.", registry=self.registry
         )

@@ -4,6 +4,7 @@ restart keeps every token (open consoles and MDTs stay logged in)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -56,6 +57,10 @@ def test_sigterm_stops_the_embedded_servers_and_a_restart_keeps_tokens(
         first = json.loads((data_dir / "demo-credentials.json").read_text())
         servers = _processes_under(data_dir)
         assert servers, "the embedded PostgreSQL and Redis run under the data folder"
+        # What start-up made is out of the garbage collector's full passes.
+        metrics = httpx.get(base_url + "/metrics").text
+        frozen = re.search(r"^erss_gc_frozen_objects (\S+)$", metrics, re.MULTILINE)
+        assert frozen is not None and float(frozen.group(1)) > 10_000, metrics[-2000:]
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
