@@ -567,3 +567,16 @@ async def test_one_pass_serves_every_incident_a_volunteer_it_alerted_is_busy_for
     ]
     # One transaction (now() is its start): the second did not wait for another pass.
     assert rows[0]["alerted_at"] == rows[1]["alerted_at"]
+
+
+async def test_a_stream_of_wake_ups_runs_at_most_two_passes_a_second(city: LiveServer) -> None:
+    """Every new incident wakes the rule; a burst of them must not run pass after pass
+    (each looks at every open incident)."""
+    alerter = city.services.volunteers
+    loop = asyncio.get_running_loop()
+    start, began = alerter.passes, loop.time()
+    for _ in range(40):  # a wake-up every 25 ms for a second, as a burst of reports would
+        alerter.wake()
+        await asyncio.sleep(0.025)
+    elapsed = loop.time() - began
+    assert alerter.passes - start <= elapsed / 0.5 + 1
