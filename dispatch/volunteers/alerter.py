@@ -37,6 +37,15 @@ _M_PER_DEG = 111_320.0
 # burst of reports back-to-back passes would take a core (measured: the queued path's
 # throughput fell 20 %). Volunteers walk for minutes; half a second costs nothing.
 _MIN_PASS_S = 0.5
+# Volunteers the rule could alert now, wherever the incident: available, verified, not
+# opted out, on no incident, with a position fresh at $1 ($2: staleness in s, or null).
+_FREE_VOLUNTEERS = (
+    "FROM volunteers v WHERE v.available AND v.verified AND NOT v.opted_out"
+    " AND v.lat IS NOT NULL AND v.position_at IS NOT NULL"
+    " AND ($2::float8 IS NULL OR v.position_at >= $1::timestamptz - make_interval(secs => $2))"
+    " AND NOT EXISTS (SELECT 1 FROM volunteer_alerts a WHERE a.volunteer_id = v.id"
+    " AND a.state IN ('alerted', 'accepted'))"
+)
 # Events after which the alerting may change at once.
 _WAKE_ON = frozenset(
     {
@@ -166,9 +175,14 @@ class VolunteerAlerter:
                 )
 
     async def _fill(self, conn: asyncpg.Connection, now: datetime) -> int:
-        # Three reads whatever the number of open incidents (each woken pass used to
-        # ask two questions per incident: with hundreds open, hundreds of statements
-        # on every new incident), then the claims.
+        # At most four reads whatever the number of open incidents (each woken pass
+        # used to ask two questions per incident: with hundreds open, hundreds of
+        # statements on every new incident), then the claims; one when nobody is free,
+        # which under a burst of reports is the usual case.
+        if not await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 {_FREE_VOLUNTEERS})", *self._fresh(now)
+        ):
+            return 0
         rows = await conn.fetch(
             "SELECT i.id, i.type, i.status, i.lat, i.lon, i.created_at, c.consent"
             " FROM incidents i LEFT JOIN volunteer_consent c ON c.incident_id = i.id"
@@ -196,7 +210,7 @@ class VolunteerAlerter:
             if sum(1 for a in alerts[i.id] if a.state in decide.ACTIVE)
             < self.policy.max_per_incident
         ]
-        nearby = await self._nearby(conn, room)
+        nearby = await self._nearby(conn, room, now)
         alerted = 0
         claimed: set[str] = set()
         for incident in room:  # in priority order: the most urgent is served first
@@ -212,8 +226,12 @@ class VolunteerAlerter:
                     alerted += 1
         return alerted
 
+    def _fresh(self, now: datetime) -> tuple[datetime, float | None]:
+        """The parameters of ``_FREE_VOLUNTEERS``: now and the policy's staleness."""
+        return now, self.policy.position_stale_s
+
     async def _nearby(
-        self, conn: asyncpg.Connection, incidents: list[IncidentSnap]
+        self, conn: asyncpg.Connection, incidents: list[IncidentSnap], now: datetime
     ) -> dict[int, list[VolunteerSnap]]:
         """Alertable volunteers in each incident's box of ``radius_m``, in one read."""
         found: dict[int, list[VolunteerSnap]] = {i.id: [] for i in incidents}
@@ -227,14 +245,16 @@ class VolunteerAlerter:
             boxes.append((incident.id, lat - dlat, lat + dlat, lon - dlon, lon + dlon))
         if not boxes:
             return found
+        # Only volunteers the rule could pick (free, with a fresh position): with every
+        # volunteer near a burst of incidents busy, reading them all per incident was
+        # most of a pass. The rule checks again; this only keeps the read small.
         rows = await conn.fetch(
             "SELECT b.incident_id, v.id, v.lat, v.lon, v.position_at, v.available, v.verified,"
-            " v.opted_out, EXISTS (SELECT 1 FROM volunteer_alerts a WHERE a.volunteer_id = v.id"
-            " AND a.state IN ('alerted', 'accepted')) AS busy"
-            " FROM unnest($1::bigint[], $2::float8[], $3::float8[], $4::float8[], $5::float8[])"
-            " AS b(incident_id, lat_lo, lat_hi, lon_lo, lon_hi)"
-            " JOIN volunteers v ON v.available AND v.verified AND NOT v.opted_out"
-            " AND v.lat BETWEEN b.lat_lo AND b.lat_hi AND v.lon BETWEEN b.lon_lo AND b.lon_hi",
+            " v.opted_out FROM unnest($3::bigint[], $4::float8[], $5::float8[], $6::float8[],"
+            " $7::float8[]) AS b(incident_id, lat_lo, lat_hi, lon_lo, lon_hi)"
+            f" JOIN (SELECT v.* {_FREE_VOLUNTEERS}) v"
+            " ON v.lat BETWEEN b.lat_lo AND b.lat_hi AND v.lon BETWEEN b.lon_lo AND b.lon_hi",
+            *self._fresh(now),
             *(list(column) for column in zip(*boxes, strict=True)),
         )
         for r in rows:
@@ -246,7 +266,7 @@ class VolunteerAlerter:
                     r["available"],
                     r["verified"],
                     r["opted_out"],
-                    r["busy"],
+                    False,
                 )
             )
         return found
