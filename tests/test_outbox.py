@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from dispatch.db import create_pool, migrate
 from dispatch.events import EventType, append_event
 from dispatch.keys import RedisKeys
+from dispatch.metrics import Metrics
 from dispatch.outbox import OutboxRelay, message_from_fields
 from dispatch.settings import Settings
 
@@ -110,3 +111,48 @@ async def test_positions_continue_above_the_stream_after_the_database_lost_event
     assert position == 8
     entries = await rig.redis.xrange(rig.keys.events)
     assert [e[0] for e in entries] == [b"7-0", b"8-0"]
+
+
+async def test_the_backlog_gauge_counts_what_is_not_published_yet_once_a_second(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass measures the backlog, but not more than once a second: every transaction
+    that appends events wakes a pass."""
+    clock = [100.0]
+    monkeypatch.setattr("dispatch.outbox.time.monotonic", lambda: clock[0])
+    metrics = Metrics()
+    relay = OutboxRelay(
+        pool=rig.pool,
+        redis=rig.redis,
+        schema=rig.schema,
+        keys=rig.keys,
+        poll_s=0.1,
+        stream_maxlen=1000,
+        metrics=metrics,
+    )
+
+    def lag() -> float | None:
+        return metrics.registry.get_sample_value("erss_outbox_lag_events")
+
+    async with rig.pool.acquire() as conn:
+        # A transaction still open holds one event back; the relay publishes the other.
+        held = await rig.pool.acquire()
+        held_tx = held.transaction()
+        await held_tx.start()
+        await append_event(held, rig.schema, EventType.INCIDENT_CREATED, actor="held")
+        await append_event(conn, rig.schema, EventType.INCIDENT_CREATED, actor="a")
+        assert await relay.relay_once(conn) == 1
+        assert lag() == 0
+        await held_tx.commit()
+        await rig.pool.release(held)
+        await append_event(conn, rig.schema, EventType.INCIDENT_QUEUED, actor="b")
+        # Half a second later: not measured again (two events wait, the gauge says 0).
+        clock[0] += 0.5
+        await relay._observe_lag(conn)
+        assert lag() == 0
+        clock[0] += 0.6
+        await relay._observe_lag(conn)
+        assert lag() == 2
+        clock[0] += 1.1
+        assert await relay.relay_once(conn) == 2
+        assert lag() == 0
