@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 import asyncpg
@@ -39,6 +40,7 @@ class QueueWorker:
         self._dispatcher = dispatcher
         self._poll_s = poll_s
         self._wake = asyncio.Event()
+        self._measured_at = -math.inf
         self._outage = OutageLog(log, "queue worker")
 
     def wake(self) -> None:
@@ -65,7 +67,10 @@ class QueueWorker:
     async def sweep_once(self) -> int:
         """Offer waiting incidents to free units; returns how many offers were made."""
         offers = await self._sweep()
-        if self._dispatcher.metrics is not None:
+        now = time.monotonic()
+        # The gauge at most once a second: every freed unit wakes a sweep.
+        if self._dispatcher.metrics is not None and now - self._measured_at >= 1.0:
+            self._measured_at = now
             waiting = await self._pool.fetchval(
                 "SELECT count(*) FROM incidents WHERE cardinality(unfilled) > 0"
                 " AND status NOT IN ('closed', 'merged')"
@@ -74,15 +79,16 @@ class QueueWorker:
         return offers
 
     async def _sweep(self) -> int:
+        # Usually nothing waits: say so from the partial index, in one statement outside
+        # any transaction, before reading the whole free fleet (which a large fleet makes
+        # the costly part). Something that starts waiting meanwhile is the next sweep's.
+        waiting = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM incidents WHERE cardinality(unfilled) > 0"
+            " AND status NOT IN ('closed', 'merged'))"
+        )
+        if not waiting:
+            return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            # Usually nothing waits: say so from the partial index before reading the
-            # whole free fleet (which a large fleet makes the costly part).
-            waiting = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM incidents WHERE cardinality(unfilled) > 0"
-                " AND status NOT IN ('closed', 'merged'))"
-            )
-            if not waiting:
-                return 0
             units = await self._dispatcher.available_units(conn, stale=True)
             if not units:
                 return 0
