@@ -3,6 +3,7 @@
     .venv/bin/python bench/fanout.py                          # 10,000 MDTs, 100 consoles
     .venv/bin/python bench/fanout.py --mdts 500 --consoles 10 --duration 15   # smoke run
     .venv/bin/python bench/fanout.py --deflate                # per-message compression on
+    .venv/bin/python bench/fanout.py --storm 1000 --duration 90   # + a reconnect storm
 
 What it does, all on loopback, in a private PostgreSQL schema and Redis key prefix that
 are removed at the end (the same housekeeping as bench/e2e.py, whose helpers it uses):
@@ -21,6 +22,9 @@ are removed at the end (the same housekeeping as bench/e2e.py, whose helpers it 
    sent -> ``assignment.offered`` read on the offered unit's MDT (an MDT sees only its
    own unit's events). The MDT accepts, then reports on_scene and available, so the
    fleet keeps taking incidents, as in bench/e2e.py.
+5. With ``--storm N``, N more consoles connect at once ``--storm-at`` seconds into the
+   steady phase, and the deliveries are also reported split by the storm's window
+   (bench/fanout_storm.py says how).
 
 See docs/benchmarks.md ("Fan-out") for figures and what they mean.
 """

@@ -1,7 +1,10 @@
 """Reconnect storm for bench/fanout.py (issue #15, item 3): ``--storm N``.
 
-    .venv/bin/python bench/fanout.py --mdts 10000 --consoles 100 --storm 1000
+    .venv/bin/python bench/fanout.py --storm 1000 --duration 90 --storm-at 20
     .venv/bin/python bench/fanout.py --mdts 300 --consoles 10 --storm 50 --duration 15  # smoke
+    # the claim of #15, three instances (one process holds under 19,000 sockets here):
+    .venv/bin/python bench/fanout.py --instances 3 --mdts 25000 --consoles 1000
+        --storm 1000 --duration 120 --storm-at 30 --open-timeout 120
 
 The claim to check: "a reconnect storm of 1,000 consoles at 25,000 units keeps every
 other socket's delivery p99 under a second". ``--storm-at`` seconds into the steady
