@@ -3,6 +3,7 @@
     .venv/bin/python bench/fanout.py                          # 10,000 MDTs, 100 consoles
     .venv/bin/python bench/fanout.py --mdts 500 --consoles 10 --duration 15   # smoke run
     .venv/bin/python bench/fanout.py --deflate                # per-message compression on
+    .venv/bin/python bench/fanout.py --storm 1000 --duration 90   # + a reconnect storm
 
 What it does, all on loopback, in a private PostgreSQL schema and Redis key prefix that
 are removed at the end (the same housekeeping as bench/e2e.py, whose helpers it uses):
@@ -21,6 +22,9 @@ are removed at the end (the same housekeeping as bench/e2e.py, whose helpers it 
    sent -> ``assignment.offered`` read on the offered unit's MDT (an MDT sees only its
    own unit's events). The MDT accepts, then reports on_scene and available, so the
    fleet keeps taking incidents, as in bench/e2e.py.
+5. With ``--storm N``, N more consoles connect at once ``--storm-at`` seconds into the
+   steady phase, and the deliveries are also reported split by the storm's window
+   (bench/fanout_storm.py says how).
 
 See docs/benchmarks.md ("Fan-out") for figures and what they mean.
 """
@@ -49,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import fanout_storm as storm
 import httpx
 import redis.asyncio as aioredis
 import websockets
@@ -126,11 +131,17 @@ class FanoutCpuMeter(CpuMeter):
     """bench/e2e.py's per-role CPU accounting, with the client workers as their own role
     (they share the two cores with the server, so their share matters)."""
 
-    def __init__(self, server_pids: Sequence[int], worker_pids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        server_pids: Sequence[int],
+        worker_pids: Sequence[int],
+        storm_pids: Sequence[int] = (),
+    ) -> None:
         super().__init__(server_pids[0])
         self._servers = set(server_pids)
         self._server_order = list(server_pids)
         self._workers = set(worker_pids)
+        self._storm = set(storm_pids)
         self.top_others: list[tuple[str, float]] = []
         self._cpu0: dict[int, float] = {}
         self.by_instance: list[float] = []  # % of one core, in server_pids' order
@@ -138,6 +149,8 @@ class FanoutCpuMeter(CpuMeter):
     def _role(self, pid: int, name: str, server_ports: set[int]) -> str | None:
         if pid in self._workers:
             return "client workers (python)"
+        if pid in self._storm:
+            return storm.STORM_ROLE
         if pid in self._servers:
             # Every instance counts as the server; PostgreSQL backends are told apart
             # by the first instance's ports only (the others' show as "other").
@@ -727,6 +740,7 @@ async def bench(args: argparse.Namespace) -> int:
     keep_logs = False
     servers: list[ServerProcess] = []
     workers: list[WorkerProcess] = []
+    storm_workers: list[WorkerProcess] = []
     storage = Storage(
         database_url=args.database_url,
         redis_url=args.redis_url,
@@ -740,13 +754,17 @@ async def bench(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         fleet = make_fleet(args.mdts, args.available_share, args.seed)
         console_tokens = {f"fan-console-{n:04d}": new_secret() for n in range(args.consoles)}
-        await prepare_schema(storage, fleet, console_tokens)
+        storm_tokens = storm.operator_tokens(args.storm)
+        await prepare_schema(storage, fleet, console_tokens | storm_tokens)
         on_duty = sum(u.status == "available" for u in fleet)
         print(
             f"fleet: {len(fleet)} units ({on_duty} on duty), {len(console_tokens)} console"
-            f" operators, in {time.perf_counter() - started:.1f} s",
+            + (f" and {len(storm_tokens)} storm" if storm_tokens else "")
+            + f" operators, in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
+        # The storm's sockets must not be refused by the servers' websocket cap.
+        cap = storm.socket_cap(args, fd_limit, SERVER_SPARE_FDS) if args.storm else None
 
         ports = [free_port() for _ in range(args.instances)]
         base_urls = [f"http://127.0.0.1:{port}" for port in ports]
@@ -762,6 +780,7 @@ async def bench(args: argparse.Namespace) -> int:
                 "ERSS_REDIS_PREFIX": storage.redis_prefix,
                 "ERSS_DATA_DIR": str(data_dir),
                 "ERSS_WS_PER_MESSAGE_DEFLATE": "true" if args.deflate else "false",
+                **(cap.env() if cap else {}),
             }
             argv = [*server_command(args, n), "serve", "--demo"]
             server = ServerProcess(
@@ -800,6 +819,13 @@ async def bench(args: argparse.Namespace) -> int:
         for worker, job in zip(workers, jobs, strict=True):
             await worker.start(job)
         await asyncio.gather(*(w.answer() for w in workers))  # "ready"
+        if args.storm:
+            # Idle until the storm; started now so that starting them costs nothing then.
+            storm_jobs = storm.worker_jobs(storm_tokens, ws_urls, args, first=len(jobs))
+            for n, (_instance, job) in enumerate(storm_jobs):
+                storm_workers.append(WorkerProcess(len(jobs) + n, workdir))
+                await storm_workers[-1].start(job)
+            await asyncio.gather(*(w.answer() for w in storm_workers))
 
         demo_token = sorted(credentials["units"].values())[0]
         for ws_url in ws_urls:
@@ -845,7 +871,8 @@ async def bench(args: argparse.Namespace) -> int:
         warm_posts = await warm
 
         worker_pids = [w.pid for w in workers]
-        meter = FanoutCpuMeter(server_pids, worker_pids)
+        storm_pids = [w.pid for w in storm_workers]
+        meter = FanoutCpuMeter(server_pids, worker_pids, storm_pids)
         meter.start()
         await asyncio.sleep(args.idle_window)
         pings_only = meter.stop()
@@ -866,7 +893,19 @@ async def bench(args: argparse.Namespace) -> int:
             asyncio.create_task(sample_rss()),
             asyncio.create_task(sample_backlog(storage, backlog, every_s=0.5)),
         ]
-        meter = FanoutCpuMeter(server_pids, worker_pids)
+        storm_task = None
+        if args.storm:
+            storm_task = asyncio.create_task(
+                storm.run_storm(
+                    storm_workers,
+                    args.storm,
+                    args.storm_at,
+                    server_cpu=lambda: sum(cpu_seconds(pid) for pid in server_pids),
+                    server_rss=lambda: sum(rss_bytes(pid) for pid in server_pids),
+                    meter=FanoutCpuMeter(server_pids, worker_pids, storm_pids),
+                )
+            )
+        meter = FanoutCpuMeter(server_pids, worker_pids, storm_pids)
         meter.start()
         try:
             posts = await fire_panics(base_urls, secret, measured, args.rate, f"{tag}-m")
@@ -874,17 +913,23 @@ async def bench(args: argparse.Namespace) -> int:
             steady_others = meter.top_others
             steady_instances = meter.by_instance
             await asyncio.sleep(args.settle)
+            if storm_task is not None and not storm_task.done():
+                print("storm still connecting after the steady phase; waiting", file=sys.stderr)
+            storm_run = await storm_task if storm_task is not None else None
         finally:
             for task in samplers:
                 task.cancel()
+            if storm_task is not None:
+                storm_task.cancel()  # done by now, unless the run failed
             await asyncio.gather(*samplers, return_exceptions=True)
         rss_end = sum(rss_bytes(pid) for pid in server_pids)
         counts = await server_counts(storage)
 
-        for answer in await asyncio.gather(*(w.command("stop") for w in workers)):
+        for answer in await asyncio.gather(*(w.command("stop") for w in workers + storm_workers)):
             assert answer["event"] == "done"
         ping_seconds = time.perf_counter() - pings_started
         results = [w.result() for w in workers]
+        storm_results = [w.result() for w in storm_workers]
         deliveries = join_results(results, posts)
         log_lines: Counter[str] = Counter()
         for server in servers:
@@ -929,6 +974,8 @@ async def bench(args: argparse.Namespace) -> int:
                 steady.by_role.get("client workers (python)", math.nan),
             ),
         )
+        if storm_run is not None and cap is not None:
+            storm.report(args, storm_run, cap, posts, results, storm_results, join_results, mib)
         return 0
     except (asyncio.CancelledError, KeyboardInterrupt):
         print("\ninterrupted; stopping everything", file=sys.stderr)
@@ -940,7 +987,7 @@ async def bench(args: argparse.Namespace) -> int:
             print(server.tail(), file=sys.stderr)
         raise
     finally:
-        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await asyncio.gather(*(w.stop() for w in workers + storm_workers), return_exceptions=True)
         for server in servers:
             server.stop()
         await storage.drop()
@@ -1235,12 +1282,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the server and worker logs (path printed)"
     )
+    storm.add_arguments(parser)
     args = parser.parse_args(argv)
     for name in ("mdts", "consoles", "rate", "duration", "ping_interval", "window", "instances"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if not 0 < args.available_share <= 1:
         parser.error("--available-share must be in (0, 1]")
+    storm.check_arguments(parser, args)
     return args
 
 

@@ -10,6 +10,9 @@ word a line, and every answer is one JSON line on stdout:
 - ``connect mdt`` / ``connect console``: open those clients' websockets, at most
   ``window`` handshakes at a time, each counted once its snapshot has arrived;
   answers ``{"event": "connected", ...}``.
+- ``connect storm``: the same for a reconnect storm's consoles (bench/fanout_storm.py),
+  which a worker of their own opens all at once: they authenticate and read their
+  snapshot like any console, then stay and read events.
 - ``ping``: every MDT starts sending a location every ``ping_interval_s`` (random phase,
   a little jitter); answers ``{"event": "pinging"}``.
 - ``stop``: writes what every client received to RESULT.json, drops the sockets and
@@ -49,7 +52,7 @@ CREATED_MARK = '"incident.created"'
 class Client:
     """One websocket client: an MDT (unit token) or a console (operator token)."""
 
-    kind: str  # "mdt" | "console"
+    kind: str  # "mdt" | "console" | "storm" (a console of the reconnect storm)
     name: str
     token: str
     lat: float = 0.0
@@ -71,6 +74,8 @@ class Record:
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: dict[str, str] = field(default_factory=dict)
     closed: Counter[str] = field(default_factory=Counter)  # close code while measuring
+    # (kind, close code, when) of the same closes, to tell which came during a storm.
+    closed_at: list[tuple[str, str, float]] = field(default_factory=list)
     connect_failures: Counter[str] = field(default_factory=Counter)
     pings_sent: int = 0
     ping_failures: int = 0
@@ -81,11 +86,11 @@ def first_type(raw: str | bytes) -> str | None:
     tens of thousands of units: parsed whole, a thousand of them stall this worker's
     loop for minutes and its MDTs miss the server's keepalives (every MDT of a 25,000
     run was closed 1011 that way); its opening says what it is."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    head = text[:64]
-    if head.startswith('{"type":"snapshot"'):
+    # A storm console reads its snapshot undecoded (bytes): only the opening is decoded.
+    opening = raw[:64].decode(errors="replace") if isinstance(raw, bytes) else raw[:64]
+    if opening.startswith('{"type":"snapshot"'):
         return "snapshot"
-    message = json.loads(text)
+    message = json.loads(raw)
     return str(message.get("type")) if isinstance(message, dict) else None
 
 
@@ -141,7 +146,7 @@ class Worker:
         }
 
     async def connect(self, client: Client) -> None:
-        path = "/v1/ws/mdt" if client.kind == "mdt" else "/v1/ws/console"
+        path = "/v1/ws/mdt" if client.kind == "mdt" else "/v1/ws/console"  # storm: console
         extra: dict[str, Any] = {}
         if self.source_ip:
             # Each worker dials from its own loopback address, so 25,000 connections
@@ -165,7 +170,11 @@ class Worker:
             # The snapshot gets the same time again: at tens of thousands of units a
             # console's snapshot costs the server a good part of a second of CPU, so
             # a window of them queues up behind each other.
-            raw = await asyncio.wait_for(ws.recv(), self.open_timeout_s)
+            # A storm console takes it as bytes: a thousand snapshots of megabytes each,
+            # decoded to text for nothing, would make this process the storm's bottleneck.
+            raw = await asyncio.wait_for(
+                ws.recv(decode=client.kind != "storm"), self.open_timeout_s
+            )
         except (OSError, TimeoutError, websockets.WebSocketException) as err:
             self.record.connect_failures[type(err).__name__] += 1
             return
@@ -197,7 +206,7 @@ class Worker:
                     record.events["console:other"] += 1
         except websockets.ConnectionClosed:
             pass
-        self.closed(ws)
+        self.closed(client, ws)
 
     async def read_mdt(self, client: Client, ws: ClientConnection) -> None:
         record = self.record
@@ -220,7 +229,7 @@ class Worker:
                     record.error_samples.setdefault(key, str(message.get("detail")))
         except websockets.ConnectionClosed:
             pass
-        self.closed(ws)
+        self.closed(client, ws)
 
     async def take_offer(self, ws: ClientConnection, assignment_id: int) -> None:
         """Accept, then (by default) report the job done so the unit serves again."""
@@ -230,11 +239,12 @@ class Worker:
             for status in FREE_SEQUENCE:
                 await ws.send(json.dumps({"type": "status", "status": status}))
 
-    def closed(self, ws: ClientConnection) -> None:
+    def closed(self, client: Client, ws: ClientConnection) -> None:
         """A socket that ends before ``stop`` is a finding (4008 too slow, 1011 ping
         timeout, 1006 dropped), not noise."""
         if not self.stopping:
             self.record.closed[str(ws.close_code)] += 1
+            self.record.closed_at.append((client.kind, str(ws.close_code), time.perf_counter()))
 
     # ------------------------------------------------------------------ pinging
 
@@ -284,11 +294,12 @@ class Worker:
             "errors": dict(record.errors),
             "error_samples": record.error_samples,
             "closed": dict(record.closed),
+            "closed_at": record.closed_at,
             "pings_sent": record.pings_sent,
             "ping_failures": record.ping_failures,
             "connected": {
                 kind: sum(1 for c in self.clients if c.kind == kind and c.ws is not None)
-                for kind in ("mdt", "console")
+                for kind in ("mdt", "console", "storm")
             },
         }
         write_json(result_path, result)
