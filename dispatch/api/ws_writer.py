@@ -1,20 +1,19 @@
 """Several websocket messages in one write to the socket.
 
-A live event goes to every console of its audience. Sent through ASGI, each message
-is one write to its socket, and on this kind of machine the kernel's ``send`` costs
-about 35 µs a call, far more than the Python around it: with ~7 events an incident and
-a hundred consoles, the sends alone are most of an incident's CPU. Events come in
-bursts (one transaction appends several), so a console's writer drains its queue and
-writes the burst at once: one ``send`` for the lot.
+A live event goes to every console of its audience, and events come in bursts (one
+transaction appends several). Sent through ASGI, each message is its own trip through
+the ASGI layers, its own frame encoding and its own ``send`` to the kernel; a
+console's writer instead drains its queue and writes the burst at once (measured: 2.0
+messages per write in a 2,000-MDT run; docs/benchmarks.md, State scale, session 5).
 
 ASGI has no "several messages" send, so the server offers it as an ASGI extension:
 :class:`FrameWritingProtocol` is uvicorn's websocket protocol plus
 ``erss.websocket.frames`` in the scope, a function that writes whole, already encoded
 server frames in one go. The frames are built once per event by websockets' own
-encoder (``dispatch.hub.Outgoing.frame``) and shared by every socket, since a server's frames are
-not masked. Where the extension is absent (another server) or cannot take them now (an
-extension such as per-message deflate negotiated, a closing connection), the messages
-go one by one through ASGI as before: same bytes on the wire either way.
+encoder (``dispatch.hub.Outgoing.frame``) and shared by every socket, since a server's
+frames are not masked. Where the extension is absent (another server) or cannot take
+them now (an extension such as per-message deflate negotiated, a closing connection),
+the messages go one by one through ASGI as before: same bytes on the wire either way.
 """
 
 from __future__ import annotations
