@@ -11,8 +11,9 @@ from dispatch.auth import Principal, authenticate
 from dispatch.services import Services
 
 
-def get_services(request: Request) -> Services:
-    """The app's services."""
+async def get_services(request: Request) -> Services:
+    """The app's services (async: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hop on every request for an attribute read)."""
     services: Services = request.app.state.services
     return services
 

@@ -37,8 +37,8 @@ from gateways.signing import SignatureError, verify
 router = APIRouter(prefix="/v1", tags=["exchange"], responses=ERROR_RESPONSES)
 
 
-def get_exchange(request: Request) -> Exchange:
-    """The app's exchange parts."""
+async def get_exchange(request: Request) -> Exchange:
+    """The app's exchange parts (async: see ``deps.get_services``)."""
     exchange: Exchange = request.app.state.exchange
     return exchange
 

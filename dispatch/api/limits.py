@@ -105,9 +105,12 @@ Registration = Annotated[
 DeviceImei = Annotated[str, StringConstraints(min_length=1, max_length=32), _SAFE, _DOC]
 
 
-def single_query_values(connection: HTTPConnection) -> None:
+async def single_query_values(connection: HTTPConnection) -> None:
     """Refuse a query parameter given more than once: every parameter here takes one
-    value, and the framework would silently keep the last (``?status=a&status=b``)."""
+    value, and the framework would silently keep the last (``?status=a&status=b``).
+
+    Async although it awaits nothing: it runs on every request and websocket, and
+    FastAPI runs a plain ``def`` dependency in its thread pool."""
     if connection.scope["type"] != "http":
         return
     seen: set[str] = set()
