@@ -55,7 +55,9 @@ AML_TESTS = (
 PIDF_LO_TESTS = (
     "tests/test_pidf_lo.py",
     "tests/test_pidf_lo_document.py",
-    "tests/test_pidf_lo_shapes.py",
+    "tests/test_pidf_lo_shapes_polygons.py",
+    "tests/test_pidf_lo_shapes_radii.py",
+    "tests/test_pidf_lo_shapes_notation.py",
 )
 CORE_TESTS = (
     "tests/test_core_dispatch.py",
