@@ -46,11 +46,18 @@ class Group:
 
 # The parsers' example-based tests (tests/test_aml_hmac.py goes through a live server,
 # and is left out).
-AML_TESTS = ("tests/test_aml.py", "tests/test_aml_forms.py", "tests/test_aml_sms.py")
+AML_TESTS = (
+    "tests/test_aml.py",
+    "tests/test_aml_forms_https.py",
+    "tests/test_aml_forms_query.py",
+    "tests/test_aml_sms.py",
+)
 PIDF_LO_TESTS = (
     "tests/test_pidf_lo.py",
     "tests/test_pidf_lo_document.py",
-    "tests/test_pidf_lo_shapes.py",
+    "tests/test_pidf_lo_shapes_polygons.py",
+    "tests/test_pidf_lo_shapes_radii.py",
+    "tests/test_pidf_lo_shapes_notation.py",
 )
 CORE_TESTS = (
     "tests/test_core_dispatch.py",
