@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ from typing import Any
 
 import uvicorn
 
-from dispatch.api.ws_writer import FrameWritingProtocol
 from dispatch.app import create_app
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
@@ -26,6 +24,7 @@ from dispatch.embedded import EmbeddedError, EmbeddedServices, start_embedded
 from dispatch.errors import ConfigurationError
 from dispatch.logformat import configure_logging
 from dispatch.posts import STANDBY_POLICIES
+from dispatch.serving import freeze_startup_objects, websocket_options
 from dispatch.settings import Settings
 from dispatch.simulation.policies import POLICY_NAMES
 from dispatch.zonestore import save_zones
@@ -33,8 +32,6 @@ from gateways.client import PATHS, aml_sms, deliver
 from geo.zones import Zone, ZoneError, zones_from_geojson
 
 log = logging.getLogger("erss")
-
-WS_MAX_FRAME_BYTES = 1024 * 1024
 
 
 async def prepare_demo(settings: Settings, base_url: str) -> Path:
@@ -98,32 +95,6 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     # that was asked for is a clean exit (status 0, as systemd and docker expect).
     del signum
     raise SystemExit(0)
-
-
-def freeze_startup_objects() -> None:
-    """Take what start-up made (modules, the app, zones, pools) out of the garbage
-    collector's full passes for good.
-
-    A full pass walks every tracked object and stops the event loop meanwhile: 0.36 s
-    here with 2,100 sockets, about a quarter of it start-up objects that never die.
-    Frozen objects are still freed by reference counting; only cycles among them would
-    stay, and start-up objects live as long as the process anyway.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def websocket_options(settings: Settings) -> dict[str, Any]:
-    """How uvicorn serves this app's websockets (``erss serve`` and the tests alike)."""
-    return {
-        # uvicorn's own protocol, offering the one-write frame sender to the app.
-        "ws": FrameWritingProtocol,
-        "ws_per_message_deflate": settings.ws_per_message_deflate,
-        # A client frame past this is closed with 1009 before it is read whole: the
-        # largest legal one is 64 KiB (dispatch/api/ws_frames.py), and uvicorn's own
-        # default of 16 MiB per frame lets a few sockets hold much of the memory.
-        "ws_max_size": WS_MAX_FRAME_BYTES,
-    }
 
 
 def serve(args: argparse.Namespace) -> int:

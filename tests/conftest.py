@@ -27,11 +27,11 @@ import uvicorn
 import websockets
 
 from dispatch.app import create_app
-from dispatch.cli import websocket_options
 from dispatch.db import create_pool, migrate
 from dispatch.demo import load_demo
 from dispatch.embedded import start_embedded
 from dispatch.services import Services
+from dispatch.serving import websocket_options
 from dispatch.settings import Settings
 from gateways.signing import sign
 
