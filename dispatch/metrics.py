@@ -9,6 +9,8 @@ harmless for rates and latencies.
 from __future__ import annotations
 
 import gc
+import math
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -92,3 +94,20 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text."""
         return generate_latest(self.registry)
+
+
+class Every:
+    """Says yes at most once per ``seconds``: for gauges that cost a query to measure,
+    read by passes that run far more often than anyone scrapes."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        """True (and counted) when ``seconds`` have passed since the last True."""
+        now = time.monotonic()
+        if now - self._last < self._seconds:
+            return False
+        self._last = now
+        return True

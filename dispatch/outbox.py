@@ -18,8 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import time
 from typing import Any
 
 import asyncpg
@@ -28,7 +26,7 @@ from redis.exceptions import ResponseError
 
 from dispatch.events import EVENT_COLUMNS, Event, notify_channel
 from dispatch.keys import RedisKeys
-from dispatch.metrics import Metrics
+from dispatch.metrics import Every, Metrics
 from dispatch.transient import OutageLog
 from dispatch.unit_index import UnitIndex
 
@@ -78,7 +76,7 @@ class OutboxRelay:
         self._metrics = metrics
         self._wake = asyncio.Event()
         self._floor = 0
-        self._lag_at = -math.inf
+        self._lag_due = Every(_LAG_EVERY_S)
         self.is_leader = False
         self._outage = OutageLog(log, "outbox relay")
 
@@ -217,10 +215,8 @@ class OutboxRelay:
     async def _observe_lag(self, conn: asyncpg.Connection) -> None:
         """Set the backlog gauge, at most once a second: a pass runs for every
         transaction that appends events, and the count was a fifth of its statements."""
-        now = time.monotonic()
-        if self._metrics is None or now - self._lag_at < _LAG_EVERY_S:
+        if self._metrics is None or not self._lag_due.due():
             return
-        self._lag_at = now
         # Two counts that each match a partial index: a plain "NOT published" would scan
         # the whole event log.
         self._metrics.outbox_lag.set(

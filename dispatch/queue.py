@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 
 import asyncpg
@@ -22,6 +21,7 @@ import asyncpg
 from dispatch import incident_log
 from dispatch.core.facts import IncidentFacts
 from dispatch.core.queue import Waiting, sweep
+from dispatch.metrics import Every
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
 from geo.points import GeoPoint
@@ -40,7 +40,7 @@ class QueueWorker:
         self._dispatcher = dispatcher
         self._poll_s = poll_s
         self._wake = asyncio.Event()
-        self._measured_at = -math.inf
+        self._length_due = Every(1.0)
         self._outage = OutageLog(log, "queue worker")
 
     def wake(self) -> None:
@@ -67,10 +67,8 @@ class QueueWorker:
     async def sweep_once(self) -> int:
         """Offer waiting incidents to free units; returns how many offers were made."""
         offers = await self._sweep()
-        now = time.monotonic()
         # The gauge at most once a second: every freed unit wakes a sweep.
-        if self._dispatcher.metrics is not None and now - self._measured_at >= 1.0:
-            self._measured_at = now
+        if self._dispatcher.metrics is not None and self._length_due.due():
             waiting = await self._pool.fetchval(
                 "SELECT count(*) FROM incidents WHERE cardinality(unfilled) > 0"
                 " AND status NOT IN ('closed', 'merged')"

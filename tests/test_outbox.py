@@ -119,7 +119,7 @@ async def test_the_backlog_gauge_counts_what_is_not_published_yet_once_a_second(
     """A pass measures the backlog, but not more than once a second: every transaction
     that appends events wakes a pass."""
     clock = [100.0]
-    monkeypatch.setattr("dispatch.outbox.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("dispatch.metrics.time.monotonic", lambda: clock[0])
     metrics = Metrics()
     relay = OutboxRelay(
         pool=rig.pool,

@@ -19,26 +19,18 @@ the messages go one by one through ASGI as before: same bytes on the wire either
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, cast
+from typing import cast
 
 from fastapi import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
+from dispatch.hub import Outgoing
+
 # The ASGI extension's name in the scope (vendor-prefixed, as ASGI asks of extensions).
 FRAMES_EXTENSION = "erss.websocket.frames"
 
 WriteFrames = Callable[[bytes], Awaitable[bool]]
-
-
-class Framed(Protocol):
-    """A message both as text (for ASGI) and as its encoded frame (for one write)."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def frame(self) -> bytes: ...
 
 
 class FrameWritingProtocol(WebSocketsSansIOProtocol):
@@ -73,7 +65,7 @@ def frame_writer(ws: WebSocket) -> WriteFrames | None:
     return cast(WriteFrames, extension["write"]) if extension else None
 
 
-async def send_all(ws: WebSocket, write: WriteFrames | None, batch: Sequence[Framed]) -> int:
+async def send_all(ws: WebSocket, write: WriteFrames | None, batch: Sequence[Outgoing]) -> int:
     """Send the messages in order; returns the writes it took (1 when the frames went
     in one, else one per message)."""
     if not batch:

@@ -194,7 +194,7 @@ class VolunteerAlerter:
             now,
             self.policy.max_incident_age_s,
         )
-        incidents = [i for i in map(_incident, rows) if i.point is not None]
+        incidents = [_incident(r) for r in rows]  # located: the query asks for lat
         if not incidents:
             return 0
         alerts: dict[int, list[AlertSnap]] = {i.id: [] for i in incidents}
@@ -204,12 +204,7 @@ class VolunteerAlerter:
             list(alerts),
         ):
             alerts[r["incident_id"]].append(AlertSnap(**dict(r)))
-        room = [
-            i
-            for i in incidents
-            if sum(1 for a in alerts[i.id] if a.state in decide.ACTIVE)
-            < self.policy.max_per_incident
-        ]
+        room = [i for i in incidents if decide.room_left(alerts[i.id], self.policy) > 0]
         nearby = await self._nearby(conn, room, now)
         alerted = 0
         claimed: set[str] = set()
@@ -236,10 +231,10 @@ class VolunteerAlerter:
         """Alertable volunteers in each incident's box of ``radius_m``, in one read."""
         found: dict[int, list[VolunteerSnap]] = {i.id: [] for i in incidents}
         boxes = []
+        dlat = self.policy.radius_m / _M_PER_DEG
         for incident in incidents:
             if incident.point is None:  # only located incidents are filled
                 continue
-            dlat = self.policy.radius_m / _M_PER_DEG
             dlon = dlat / max(math.cos(math.radians(incident.point.lat)), 0.01)
             lat, lon = incident.point.lat, incident.point.lon
             boxes.append((incident.id, lat - dlat, lat + dlat, lon - dlon, lon + dlon))

@@ -90,6 +90,11 @@ def eligible(volunteer: VolunteerSnap, policy: AlertPolicy, now: datetime) -> bo
     return stale is None or now - volunteer.position_at <= timedelta(seconds=stale)
 
 
+def room_left(alerts: Iterable[AlertSnap], policy: AlertPolicy) -> int:
+    """How many more volunteers the incident with these alerts may have at once."""
+    return policy.max_per_incident - sum(1 for a in alerts if a.state in ACTIVE)
+
+
 def choose(
     incident: IncidentSnap,
     volunteers: Iterable[VolunteerSnap],
@@ -105,7 +110,7 @@ def choose(
     if why_not_alerting(incident, policy, now) is not None or incident.point is None:
         return []
     alerts = list(alerts)
-    room = policy.max_per_incident - sum(1 for a in alerts if a.state in ACTIVE)
+    room = room_left(alerts, policy)
     if room <= 0:
         return []
     asked = {a.volunteer_id for a in alerts}
