@@ -26,7 +26,11 @@ import uvicorn
 import websockets
 
 from dispatch.app import create_app
-from dispatch.redact import REDACTED, RedactingFilter, redact
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from dispatch.redact import _RULES, _SECRET_NAMES, REDACTED, RedactingFilter, may_hold_secret, redact
 from dispatch.settings import Settings
 
 FAKE = "not-a-real-token-but-secret-looking-0123456789"
@@ -230,3 +234,24 @@ def test_extra_fields_are_redacted_in_json_lines() -> None:
     assert line["unit_token"] == REDACTED
     assert line["url"] == f"ws://h/v1/ws/mdt?token={REDACTED}"
     assert line["incident_id"] == 7
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        # a secret's name alone, so every alternative of the list is drawn
+        st.from_regex(rf"(?i){_SECRET_NAMES}", fullmatch=True),
+        st.sampled_from(_RULES).flatmap(lambda rule: st.from_regex(rule, fullmatch=False)),
+    )
+)
+def test_the_cheap_test_never_lets_a_secret_past_the_rules(text: str) -> None:
+    """Whatever a rule matches, may_hold_secret says maybe: a cue it lacks would let
+    that rule's secrets into the logs unredacted."""
+    assert may_hold_secret(text)
+
+
+def test_text_with_no_cue_skips_the_rules() -> None:
+    line = '127.0.0.1:5555 - "POST /v1/gateways/panic HTTP/1.1" 202'
+    assert not may_hold_secret(line)
+    assert may_hold_secret("ſecret=abc")  # not ASCII: the rules decide
+    assert redact("ſecret=abc") == f"ſecret={REDACTED}"
