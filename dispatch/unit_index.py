@@ -35,6 +35,23 @@ log = logging.getLogger(__name__)
 
 _RINGS_M = (1_000.0, 3_000.0)
 
+# GEOSEARCH sorts everything inside the radius before applying COUNT, so a 15 km radius
+# over a 100,000-unit fleet sorts most of the fleet. Growing rings stop as soon as a
+# ring holds enough: those are then the nearest overall. The rings run inside Redis, so
+# a search is one round trip however many it takes (an incident nobody is free for
+# near, the usual case in a surge, took all three).
+# KEYS[1]: the agency's set; ARGV: lon, lat, count, then the rings' radii in metres.
+NEAREST_IN_RINGS = """
+local found = {}
+local count = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                     'BYRADIUS', ARGV[i], 'm', 'ASC', 'COUNT', count)
+  if #found >= count then break end
+end
+return found
+"""
+
 # Store a fix only if it is newer than the one kept: an MDT that replays positions it
 # buffered in a tunnel must not put an old place over the one it sent just before.
 SET_NEWER_FIX = """
@@ -78,24 +95,17 @@ class UnitIndex:
     ) -> list[str] | None:
         """Up to ``count`` unit ids of ``agency`` within ``radius_m``, nearest first; None
         when the index cannot be read (the caller then scans PostgreSQL)."""
-        # GEOSEARCH sorts everything inside the radius before applying COUNT, so a
-        # 15 km radius over a 100,000-unit fleet sorts most of the fleet. Growing rings
-        # stop as soon as a ring holds enough: those are then the nearest overall.
         rings = [r for r in _RINGS_M if r < radius_m] + [radius_m]
-        found: list[Any] = []
         try:
-            for ring in rings:
-                found = await self._redis.geosearch(
-                    self._keys.available_units(agency),
-                    longitude=point.lon,
-                    latitude=point.lat,
-                    radius=ring,
-                    unit="m",
-                    sort="ASC",
-                    count=count,
-                )
-                if len(found) >= count:
-                    break
+            found: list[Any] = await self._redis.eval(
+                NEAREST_IN_RINGS,
+                1,
+                self._keys.available_units(agency),
+                repr(point.lon),
+                repr(point.lat),
+                count,
+                *(repr(ring) for ring in rings),
+            )
         except (OSError, RedisError) as err:
             self._outage.failed(err)
             return None
