@@ -13,37 +13,53 @@ from typing import Any
 import asyncpg
 
 from dispatch.errors import NotFound
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_event, notify_channel
 from dispatch.incident_types import IncidentType
 from dispatch.readmodels import READY_TO_CLOSE_SQL
 
+# Each of these writes the row and appends its event in one statement (one NOTIFY).
+# Waiting and escalating stay two: "escalated for this reason the first time" must be
+# read from the row under its lock, as the UPDATE's WHERE does; the row as it was before
+# a statement that also updates it is only the statement's snapshot.
+_WAIT = (
+    "WITH upd AS (UPDATE incidents SET updated_at = now(), waiting_reason = $2,"
+    " status = CASE WHEN EXISTS (SELECT 1 FROM assignments WHERE incident_id = $1"
+    " AND status IN ('offered', 'accepted')) THEN status ELSE 'queued' END"
+    " WHERE id = $1 RETURNING status, unfilled, zone_id),"
+    " ev AS (INSERT INTO events (type, actor, incident_id, data, zone_id)"
+    " SELECT $4, $3, $1, jsonb_build_object('incident_status', upd.status,"
+    " 'reason', $2::text, 'waiting_for', to_jsonb(upd.unfilled)), upd.zone_id FROM upd)"
+    " SELECT upd.status FROM upd, pg_notify($5, '')"
+)
+_ESCALATE = (
+    "WITH upd AS (UPDATE incidents SET escalated = true, escalation_reason = $2,"
+    " updated_at = now() WHERE id = $1"
+    " AND (NOT escalated OR escalation_reason IS DISTINCT FROM $2) RETURNING zone_id),"
+    " ev AS (INSERT INTO events (type, actor, incident_id, data, zone_id)"
+    " SELECT $4, $3, $1, jsonb_build_object('reason', $2::text), upd.zone_id FROM upd)"
+    " SELECT count(*) FROM upd, pg_notify($5, '')"
+)
+
 
 async def wait(
-    conn: asyncpg.Connection, schema: str, incident_id: int, *, actor: str, reason: str
+    conn: asyncpg.Connection,
+    schema: str,
+    incident_id: int,
+    *,
+    actor: str,
+    reason: str,
+    escalation: str | None = None,
 ) -> str:
-    """Record that the incident waits for units (queued if it has none at all)."""
-    row = await conn.fetchrow(
-        "UPDATE incidents SET updated_at = now(), waiting_reason = $2,"
-        " status = CASE WHEN EXISTS"
-        " (SELECT 1 FROM assignments WHERE incident_id = $1"
-        " AND status IN ('offered', 'accepted')) THEN status ELSE 'queued' END"
-        " WHERE id = $1 RETURNING status, unfilled",
-        incident_id,
-        reason,
+    """Record that the incident waits for units (queued if it has none at all), and
+    with ``escalation`` flag it for operators for that reason (:func:`escalate`); its
+    status afterwards."""
+    status: str | None = await conn.fetchval(
+        _WAIT, incident_id, reason, actor, str(EventType.INCIDENT_QUEUED), notify_channel(schema)
     )
-    await append_event(
-        conn,
-        schema,
-        EventType.INCIDENT_QUEUED,
-        actor=actor,
-        incident_id=incident_id,
-        data={
-            "incident_status": row["status"],
-            "reason": reason,
-            "waiting_for": row["unfilled"],
-        },
-    )
-    status: str = row["status"]
+    if status is None:
+        raise NotFound("incident", incident_id)
+    if escalation is not None:
+        await escalate(conn, schema, incident_id, actor=actor, reason=escalation)
     return status
 
 
@@ -52,22 +68,13 @@ async def escalate(
 ) -> None:
     """Flag the incident for operators' attention, with the reason: once per reason
     (a new reason is news to operators; the same one again is not)."""
-    first = await conn.fetchval(
-        "UPDATE incidents SET escalated = true, escalation_reason = $2, updated_at = now()"
-        " WHERE id = $1 AND (NOT escalated OR escalation_reason IS DISTINCT FROM $2)"
-        " RETURNING id",
+    await conn.fetchval(
+        _ESCALATE,
         incident_id,
         reason,
-    )
-    if first is None:
-        return
-    await append_event(
-        conn,
-        schema,
-        EventType.INCIDENT_ESCALATED,
-        actor=actor,
-        incident_id=incident_id,
-        data={"reason": reason},
+        actor,
+        str(EventType.INCIDENT_ESCALATED),
+        notify_channel(schema),
     )
 
 
@@ -160,18 +167,35 @@ async def unit_status_event(
     **extra: Any,
 ) -> None:
     """Record a unit's status change."""
-    data: dict[str, Any] = {"from": old, "to": new, **extra}
-    if assignment_id is not None:
-        data["assignment_id"] = assignment_id
+    change = unit_status_change(
+        unit_id, old, new, actor, assignment_id=assignment_id, incident_id=incident_id, **extra
+    )
     await append_event(
         conn,
         schema,
-        EventType.UNIT_STATUS_CHANGED,
+        change.type,
         actor=actor,
         unit_id=unit_id,
         incident_id=incident_id,
-        data=data,
+        data=change.data,
     )
+
+
+def unit_status_change(
+    unit_id: str,
+    old: str,
+    new: str,
+    actor: str,
+    *,
+    assignment_id: int | None = None,
+    incident_id: int | None = None,
+    **extra: Any,
+) -> NewEvent:
+    """A unit's status change as an event to append with others (``append_events``)."""
+    data: dict[str, Any] = {"from": old, "to": new, **extra}
+    if assignment_id is not None:
+        data["assignment_id"] = assignment_id
+    return NewEvent(EventType.UNIT_STATUS_CHANGED, actor, incident_id, unit_id, data)
 
 
 async def ready_to_close(

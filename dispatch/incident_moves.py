@@ -88,8 +88,9 @@ class IncidentMoves:
         reported just now); returns its status afterwards."""
         if zone is None:
             reason = self._dispatcher.outside_reason(location.point)
-            await incident_log.wait(conn, self._schema, incident_id, actor=actor, reason=reason)
-            await incident_log.escalate(conn, self._schema, incident_id, actor=actor, reason=reason)
+            await incident_log.wait(
+                conn, self._schema, incident_id, actor=actor, reason=reason, escalation=reason
+            )
             return "queued"
         facts = IncidentFacts(incident_id, kind, location.point, zone.id)
         if not fresh:
@@ -99,14 +100,14 @@ class IncidentMoves:
         verdict = filled.verdict
         if verdict.wait_reason is None:
             return "offered"
-        status = await incident_log.wait(
-            conn, self._schema, incident_id, actor=actor, reason=verdict.wait_reason
+        return await incident_log.wait(
+            conn,
+            self._schema,
+            incident_id,
+            actor=actor,
+            reason=verdict.wait_reason,
+            escalation=verdict.escalate_reason,
         )
-        if verdict.escalate_reason is not None:
-            await incident_log.escalate(
-                conn, self._schema, incident_id, actor=actor, reason=verdict.escalate_reason
-            )
-        return status
 
     async def release(
         self,

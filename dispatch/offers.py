@@ -369,9 +369,14 @@ class Dispatcher:
             verdict = filled.verdict
         if verdict.wait_reason is not None:
             await incident_log.wait(
-                conn, self._schema, incident_id, actor=actor, reason=verdict.wait_reason
+                conn,
+                self._schema,
+                incident_id,
+                actor=actor,
+                reason=verdict.wait_reason,
+                escalation=verdict.escalate_reason,
             )
-        if verdict.escalate_reason is not None:
+        elif verdict.escalate_reason is not None:
             await incident_log.escalate(
                 conn, self._schema, incident_id, actor=actor, reason=verdict.escalate_reason
             )

@@ -57,10 +57,11 @@ class VehicleIncidents:
         incident, or becomes one that is queued and escalated with ``reason``, with no
         agency to fill (the queue offers it nothing) until an operator assigns a unit
         or reclassifies it."""
-        earlier = await reserve_delivery(conn, report, idempotency_key, body_sha256)
+        earlier = await reserve_delivery(
+            conn, report, idempotency_key, body_sha256, lock_senders_of=self.schema
+        )
         if earlier is not None:
             return earlier
-        await lock_senders(conn, self.schema, report.sender_keys)
         actor = f"gateway:{report.gateway_id}"
         open_id = await self._open_incident(conn, report.sender_keys, OPEN_STATUSES)
         if open_id is not None:
@@ -168,6 +169,7 @@ class VehicleIncidents:
                 held=reason,
             ),
         )
-        await incident_log.wait(conn, self.schema, incident_id, actor=actor, reason=reason)
-        await incident_log.escalate(conn, self.schema, incident_id, actor=actor, reason=reason)
+        await incident_log.wait(
+            conn, self.schema, incident_id, actor=actor, reason=reason, escalation=reason
+        )
         return IntakeResult(incident_id, report_id, "queued", None, list(report.warnings))
