@@ -7,6 +7,7 @@ delivery commits (then it reads the stored answer) or rolls back (then it procee
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -21,22 +22,31 @@ async def reserve(
     key: str,
     body_sha256: str,
     delivery_id: str,
+    then_lock: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """Claim the key and the delivery in the current transaction; returns the stored
     answer of an earlier delivery with the same key and body, or with the same
     ``delivery_id`` (a replay under a new key), or None when this delivery is the first.
 
+    When it is the first, the transaction also takes the advisory locks named in
+    ``then_lock``, in that order, in the same round trip (a replay takes none).
+
     Raises IdempotencyConflict when the key was used with a different body.
     """
     # Either unique index (key, or delivery id) turns the insert into a no-op; a
-    # concurrent first delivery holding either makes this wait for its commit.
+    # concurrent first delivery holding either makes this wait for its commit. CASE
+    # takes the locks only once the insert is known to have happened.
     inserted = await conn.fetchval(
-        "INSERT INTO idempotency_keys (gateway_id, key, body_sha256, delivery_id)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+        "WITH ins AS (INSERT INTO idempotency_keys (gateway_id, key, body_sha256, delivery_id)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true)"
+        " SELECT CASE WHEN EXISTS (SELECT 1 FROM ins) THEN (SELECT count(*) FROM"
+        " (SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($5::text[])"
+        " WITH ORDINALITY AS l(k, n) ORDER BY n) AS taken) >= 0 END",
         gateway_id,
         key,
         body_sha256,
         delivery_id,
+        list(then_lock),
     )
     if inserted:
         return None

@@ -22,26 +22,41 @@ from geo.zones import Zone
 
 
 async def reserve_delivery(
-    conn: asyncpg.Connection, report: IncidentReport, key: str, body_sha256: str
+    conn: asyncpg.Connection,
+    report: IncidentReport,
+    key: str,
+    body_sha256: str,
+    *,
+    lock_senders_of: str | None = None,
 ) -> IntakeResult | None:
     """The answer an earlier delivery of this report got (same key, or the same delivery
-    under another key), or None when this one is the first and now holds both."""
+    under another key), or None when this one is the first and now holds both; then,
+    with ``lock_senders_of`` (the schema), also its senders' locks (``lock_senders``)."""
     earlier = await idempotency.reserve(
         conn,
         gateway_id=report.gateway_id,
         key=key,
         body_sha256=body_sha256,
         delivery_id=report.delivery_id,
+        then_lock=(
+            _sender_locks(lock_senders_of, report.sender_keys)
+            if lock_senders_of is not None
+            else ()
+        ),
     )
     return IntakeResult.from_json(earlier) if earlier is not None else None
 
 
+def _sender_locks(schema: str, keys: Iterable[str]) -> list[str]:
+    # In key order, so two reports sharing keys cannot deadlock.
+    return [f"{schema}:{key}" for key in sorted(set(keys))]
+
+
 async def lock_senders(conn: asyncpg.Connection, schema: str, keys: Iterable[str]) -> None:
     """Take the senders' reports one at a time (a panic button places five calls and
-    sends an SMS at once: one incident), until the transaction ends; in key order, so two
-    reports sharing keys cannot deadlock."""
-    for key in sorted(set(keys)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}:{key}")
+    sends an SMS at once: one incident), until the transaction ends."""
+    for name in _sender_locks(schema, keys):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
 
 
 async def finish_delivery(

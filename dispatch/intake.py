@@ -37,7 +37,6 @@ from dispatch.incident_rows import (
     insert_incident_with_report,
     insert_report,
     location_json,
-    lock_senders,
     reserve_delivery,
 )
 from dispatch.offers import Dispatcher
@@ -167,12 +166,13 @@ class Intake(IncidentMoves):
         body_sha256: str,
     ) -> IntakeResult:
         """The submission, inside its transaction (rerun whole if PostgreSQL aborts it)."""
-        earlier = await reserve_delivery(conn, report, idempotency_key, body_sha256)
-        if earlier is not None:
-            return earlier
         # One sender's burst (a panic button places five calls and sends an SMS at
         # once) must become one incident: reports of a sender are taken one at a time.
-        await lock_senders(conn, self._schema, report.sender_keys)
+        earlier = await reserve_delivery(
+            conn, report, idempotency_key, body_sha256, lock_senders_of=self._schema
+        )
+        if earlier is not None:
+            return earlier
         target = await self._find_open_incident(conn, report)
         if target is None:
             result = await self._create_incident(conn, report)
