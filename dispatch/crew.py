@@ -16,7 +16,7 @@ import asyncpg
 from dispatch import incident_log
 from dispatch.core.lifecycle import Refused, answer_offer, crew_report
 from dispatch.errors import NotFound
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.posts import CoveragePosts
 from geo.points import GeoPoint
 
@@ -25,12 +25,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# SET clause for a status change ($2): a standby post holds while the unit is available
-# or returning, and is dropped when it takes a job or goes off duty or out of service.
-KEEP_POST = (
-    "post_lat = CASE WHEN $2 IN ('available', 'returning') THEN post_lat END,"
-    " post_lon = CASE WHEN $2 IN ('available', 'returning') THEN post_lon END"
-)
+
+def keep_post_sql(*, unless: str = "false") -> str:
+    """SET clause for a status change ($2): a standby post holds while the unit is
+    available or returning (and ``unless`` is false), and is dropped when it takes a
+    job or goes off duty or out of service."""
+    keep = f"$2 IN ('available', 'returning') AND NOT ({unless})"
+    return (
+        f"post_lat = CASE WHEN {keep} THEN post_lat END,"
+        f" post_lon = CASE WHEN {keep} THEN post_lon END"
+    )
+
+
+KEEP_POST = keep_post_sql()
 
 
 class Crew:
@@ -71,49 +78,51 @@ class Crew:
                 "assignment_id": assignment_id,
             },
         )
-        await conn.execute(
-            "UPDATE assignments SET status = $2, responded_at = now() WHERE id = $1",
-            assignment_id,
-            answer.assignment_status,
-        )
-        await conn.execute(
-            f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
-            unit_id,
-            answer.unit_status,
-        )
         incident_id: int = row["incident_id"]
+        # The assignment, the unit and (when the answer moves it) the incident in one
+        # round trip: three rows by primary key, none depending on another's update.
+        await conn.execute(
+            "WITH a AS (UPDATE assignments SET status = $4, responded_at = now()"
+            " WHERE id = $1),"
+            f" u AS (UPDATE units SET status = $2, updated_at = now(), {KEEP_POST}"
+            " WHERE id = $3)"
+            " UPDATE incidents SET status = $6, updated_at = now()"
+            " WHERE id = $5 AND $6::text IS NOT NULL AND status IN ('new', 'queued', 'offered')",
+            assignment_id,
+            answer.unit_status,
+            unit_id,
+            answer.assignment_status,
+            incident_id,
+            answer.incident_status,
+        )
         if accept and self._dispatcher.metrics is not None:
             self._dispatcher.metrics.time_to_accept.observe(float(row["waited"]))
-        if answer.incident_status is not None:
-            await conn.execute(
-                "UPDATE incidents SET status = $2, updated_at = now()"
-                " WHERE id = $1 AND status IN ('new', 'queued', 'offered')",
-                incident_id,
-                answer.incident_status,
-            )
-        else:
+        if answer.incident_status is None:
             await incident_log.reopen(conn, incident_id, row["agency"])
-        await append_event(
+        await append_events(
             conn,
             self._schema,
-            EventType.ASSIGNMENT_ACCEPTED if accept else EventType.ASSIGNMENT_DECLINED,
-            actor=actor,
-            incident_id=incident_id,
-            unit_id=unit_id,
-            # After a decline the incident's next status comes with the re-offer's events.
-            data={"assignment_id": assignment_id, "incident_status": answer.incident_status}
-            if answer.incident_status is not None
-            else {"assignment_id": assignment_id},
-        )
-        await incident_log.unit_status_event(
-            conn,
-            self._schema,
-            unit_id,
-            "offered",
-            answer.unit_status,
-            actor,
-            assignment_id=assignment_id,
-            incident_id=incident_id,
+            [
+                NewEvent(
+                    EventType.ASSIGNMENT_ACCEPTED if accept else EventType.ASSIGNMENT_DECLINED,
+                    actor,
+                    incident_id,
+                    unit_id,
+                    # After a decline the incident's next status comes with the
+                    # re-offer's events.
+                    {"assignment_id": assignment_id, "incident_status": answer.incident_status}
+                    if answer.incident_status is not None
+                    else {"assignment_id": assignment_id},
+                ),
+                incident_log.unit_status_change(
+                    unit_id,
+                    "offered",
+                    answer.unit_status,
+                    actor,
+                    assignment_id=assignment_id,
+                    incident_id=incident_id,
+                ),
+            ],
         )
         if answer.reoffer:
             await self._dispatcher.reoffer(conn, incident_id, actor=actor)
@@ -137,38 +146,34 @@ class Crew:
         change = crew_report(unit_id, current, status)
         if isinstance(change, Refused):
             raise change.error()
-        await conn.execute(
-            f"UPDATE units SET status = $2, updated_at = now(), {KEEP_POST} WHERE id = $1",
+        # The unit, its job (the one accepted assignment) and the job's incident in one
+        # round trip. A finished job completes the assignment and drops the post the
+        # unit had before it (stale now; the rule may name a new one).
+        assignment = await conn.fetchrow(
+            "WITH a AS (SELECT id, incident_id FROM assignments"
+            " WHERE unit_id = $1 AND status = 'accepted' LIMIT 1),"
+            " u AS (UPDATE units SET status = $2, updated_at = now(),"
+            f" {keep_post_sql(unless='$3 AND EXISTS (SELECT 1 FROM a)')} WHERE id = $1),"
+            " done AS (UPDATE assignments SET status = 'completed'"
+            " WHERE $3 AND id = (SELECT id FROM a) AND status = 'accepted'),"
+            " moved AS (UPDATE incidents SET status = $4, updated_at = now()"
+            " WHERE $4::text IS NOT NULL AND id = (SELECT incident_id FROM a)"
+            " AND status = ANY($5::text[]) RETURNING status)"
+            " SELECT a.id, a.incident_id, EXISTS (SELECT 1 FROM moved) AS moved FROM a",
             unit_id,
             status,
-        )
-        assignment = await conn.fetchrow(
-            "SELECT id, incident_id FROM assignments WHERE unit_id = $1 AND status = 'accepted'",
-            unit_id,
+            change.ends_assignment,
+            change.incident_status,
+            list(change.incident_moves_from),
         )
         extra: dict[str, Any] = {}
         job_done = False
         if assignment is not None:
-            if change.incident_status is not None:
-                moved = await conn.fetchval(
-                    "UPDATE incidents SET status = $2, updated_at = now() WHERE id = $1"
-                    " AND status = ANY($3::text[]) RETURNING status",
-                    assignment["incident_id"],
-                    change.incident_status,
-                    list(change.incident_moves_from),
-                )
-                if moved is not None:
-                    extra["incident_status"] = change.incident_status
+            if assignment["moved"]:
+                extra["incident_status"] = change.incident_status
             if change.ends_assignment:
-                await conn.execute(
-                    "UPDATE assignments SET status = 'completed' WHERE id = $1", assignment["id"]
-                )
                 extra["assignment_status"] = "completed"
                 job_done = True
-                # The post it had before this job is stale; the rule may name a new one.
-                await conn.execute(
-                    "UPDATE units SET post_lat = NULL, post_lon = NULL WHERE id = $1", unit_id
-                )
         await incident_log.unit_status_event(
             conn,
             self._schema,

@@ -65,8 +65,8 @@ _CUES = (
 def may_hold_secret(text: str) -> bool:
     """False only when no rule of :func:`redact` can match ``text``."""
     if not text.isascii():
-        # The rules ignore case the Unicode way ("ſ" and "ı" match s and i): such text
-        # takes the whole rules rather than a cue list that would have to know them.
+        # The rules ignore case the Unicode way (the long s matches s, the dotless i
+        # matches i): such text takes the rules, not a cue list that must know them.
         return True
     low = text.lower()
     return any(cue in low for cue in _CUES)

@@ -37,6 +37,8 @@ async def test_crew_reports_through_to_available_complete_the_assignment(
             "SELECT status FROM incidents WHERE id = $1", incident_id
         )
         assert incident_status == "on_scene"
+        # A post from before the job, however it got there, does not outlive the job.
+        await live.db.execute("UPDATE units SET post_lat = 1, post_lon = 1 WHERE id = $1", unit)
         assert (await _command(mdt, {"type": "status", "status": "available"}))["type"] == "ack"
         freed, _ = await receive_until(
             console, event_of("unit.status_changed", unit_id=unit, incident_id=incident_id)
