@@ -331,9 +331,11 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
                 ("volunteers", lambda: services.volunteers.run(hub)),
             )
         ]
+        unwatch_gc = metrics.watch_gc()
         try:
             yield services
         finally:
+            unwatch_gc()
             for task in services.tasks:
                 task.cancel()
             await asyncio.gather(*services.tasks, return_exceptions=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 from collections.abc import AsyncIterator
@@ -165,6 +166,18 @@ async def test_metrics_follow_incidents_offers_and_accepts(live: LiveServer) -> 
     ):
         assert _sample(after, name, **labels) == _sample(before, name, **labels) + 1, name
     assert _sample(after, "erss_websocket_clients", kind="console") == 0
+
+
+async def test_garbage_collections_are_timed_by_generation(live: LiveServer) -> None:
+    """A full collection stops every socket of the instance: operators see how long."""
+    before = (await live.http.get("/metrics")).text
+    gc.collect()
+    gc.collect(0)
+    after = (await live.http.get("/metrics")).text
+    full = "erss_gc_pause_seconds_count"
+    assert _sample(after, full, generation="2") >= _sample(before, full, generation="2") + 1
+    assert _sample(after, full, generation="0") >= _sample(before, full, generation="0") + 1
+    assert _sample(after, "erss_gc_pause_seconds_sum", generation="2") > 0
 
 
 def test_json_logs_carry_incident_and_unit_ids(capfd: pytest.CaptureFixture[str]) -> None:
