@@ -33,6 +33,7 @@ from dispatch.unit_index import UnitIndex
 log = logging.getLogger(__name__)
 
 _BATCH = 500
+_PLACED_COLUMNS = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
 # How often the backlog gauge is measured (it is scraped every few seconds at most).
 _LAG_EVERY_S = 1.0
 
@@ -167,17 +168,20 @@ class OutboxRelay:
     async def relay_once(self, conn: asyncpg.Connection) -> int:
         """Position and publish one batch; returns how many events were published."""
         # Only the leader runs this, so max(position) + n cannot collide; the unique
-        # index on position is the backstop if that ever stops being true.
-        await conn.execute(
+        # index on position is the backstop if that ever stops being true. One round
+        # trip positions the new events and reads what is to publish: the ones just
+        # positioned (from RETURNING) and any positioned earlier but not published (a
+        # pass that failed after positioning), which the statement's snapshot shows.
+        rows = await conn.fetch(
             "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events"
             f" WHERE position IS NULL ORDER BY id LIMIT {_BATCH}),"
-            " top AS (SELECT greatest(coalesce(max(position), 0), $1) AS p FROM events)"
-            " UPDATE events e SET position = top.p + batch.n FROM batch, top WHERE e.id = batch.id",
+            " top AS (SELECT greatest(coalesce(max(position), 0), $1) AS p FROM events),"
+            " placed AS (UPDATE events e SET position = top.p + batch.n FROM batch, top"
+            f" WHERE e.id = batch.id RETURNING {_PLACED_COLUMNS})"
+            f" SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events"
+            " WHERE position IS NOT NULL AND NOT published UNION ALL SELECT * FROM placed)"
+            f" AS pending ORDER BY position LIMIT {_BATCH}",
             self._floor,
-        )
-        rows = await conn.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE position IS NOT NULL AND NOT published"
-            f" ORDER BY position LIMIT {_BATCH}"
         )
         if not rows:
             await self._observe_lag(conn)
