@@ -12,7 +12,7 @@ import asyncpg
 from dispatch import incident_log
 from dispatch.crew import KEEP_POST
 from dispatch.errors import IncidentNotLocated, InvalidTransition, NotFound
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_event, append_events
 from dispatch.offer_rows import Offer
 from dispatch.offers import Dispatcher
 from dispatch.readmodels import OPEN_STATUSES
@@ -77,17 +77,21 @@ class Control:
                 row["unit_id"],
                 old,
             )
-            await append_event(
+            await append_events(
                 conn,
                 self._schema,
-                EventType.ASSIGNMENT_CANCELLED,
-                actor=actor,
-                incident_id=incident_id,
-                unit_id=row["unit_id"],
-                data={"assignment_id": row["id"], "reason": reason},
-            )
-            await incident_log.unit_status_event(
-                conn, self._schema, row["unit_id"], old, "available", actor, assignment_id=row["id"]
+                [
+                    NewEvent(
+                        EventType.ASSIGNMENT_CANCELLED,
+                        actor,
+                        incident_id,
+                        row["unit_id"],
+                        {"assignment_id": row["id"], "reason": reason},
+                    ),
+                    incident_log.unit_status_change(
+                        row["unit_id"], old, "available", actor, assignment_id=row["id"]
+                    ),
+                ],
             )
             await incident_log.reopen(conn, incident_id, row["agency"])
             freed.append(row["unit_id"])
@@ -253,7 +257,9 @@ class Control:
             unit_id,
             status,
         )
-        await incident_log.unit_status_event(
-            conn, self._schema, unit_id, current, status, actor, reason=reason
+        await append_events(
+            conn,
+            self._schema,
+            [incident_log.unit_status_change(unit_id, current, status, actor, reason=reason)],
         )
         return {"unit_id": unit_id, "status": status}

@@ -174,16 +174,20 @@ class Crew:
             if change.ends_assignment:
                 extra["assignment_status"] = "completed"
                 job_done = True
-        await incident_log.unit_status_event(
+        await append_events(
             conn,
             self._schema,
-            unit_id,
-            current,
-            status,
-            actor,
-            assignment_id=assignment["id"] if assignment else None,
-            incident_id=assignment["incident_id"] if assignment else None,
-            **extra,
+            [
+                incident_log.unit_status_change(
+                    unit_id,
+                    current,
+                    status,
+                    actor,
+                    assignment_id=assignment["id"] if assignment else None,
+                    incident_id=assignment["incident_id"] if assignment else None,
+                    **extra,
+                )
+            ],
         )
         if job_done and assignment is not None:
             await incident_log.ready_to_close(

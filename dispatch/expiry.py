@@ -14,7 +14,7 @@ import asyncpg
 
 from dispatch import incident_log
 from dispatch.core.lifecycle import expire_offer
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_events
 from dispatch.offers import Dispatcher
 from dispatch.transient import OutageLog
 
@@ -82,24 +82,26 @@ class OfferExpiry:
                 row["unit_id"],
                 answer.unit_status,
             )
-            await append_event(
+            await append_events(
                 conn,
                 self._schema,
-                EventType.ASSIGNMENT_EXPIRED,
-                actor=_ACTOR,
-                incident_id=row["incident_id"],
-                unit_id=row["unit_id"],
-                data={"assignment_id": row["id"]},
-            )
-            await incident_log.unit_status_event(
-                conn,
-                self._schema,
-                row["unit_id"],
-                "offered",
-                answer.unit_status,
-                _ACTOR,
-                assignment_id=row["id"],
-                incident_id=row["incident_id"],
+                [
+                    NewEvent(
+                        EventType.ASSIGNMENT_EXPIRED,
+                        _ACTOR,
+                        row["incident_id"],
+                        row["unit_id"],
+                        {"assignment_id": row["id"]},
+                    ),
+                    incident_log.unit_status_change(
+                        row["unit_id"],
+                        "offered",
+                        answer.unit_status,
+                        _ACTOR,
+                        assignment_id=row["id"],
+                        incident_id=row["incident_id"],
+                    ),
+                ],
             )
             await incident_log.reopen(conn, row["incident_id"], row["agency"])
             if answer.reoffer:

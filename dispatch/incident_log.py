@@ -154,33 +154,6 @@ async def failed_offers(conn: asyncpg.Connection, incident_id: int) -> int:
     return count
 
 
-async def unit_status_event(
-    conn: asyncpg.Connection,
-    schema: str,
-    unit_id: str,
-    old: str,
-    new: str,
-    actor: str,
-    *,
-    assignment_id: int | None = None,
-    incident_id: int | None = None,
-    **extra: Any,
-) -> None:
-    """Record a unit's status change."""
-    change = unit_status_change(
-        unit_id, old, new, actor, assignment_id=assignment_id, incident_id=incident_id, **extra
-    )
-    await append_event(
-        conn,
-        schema,
-        change.type,
-        actor=actor,
-        unit_id=unit_id,
-        incident_id=incident_id,
-        data=change.data,
-    )
-
-
 def unit_status_change(
     unit_id: str,
     old: str,

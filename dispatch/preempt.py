@@ -11,7 +11,7 @@ import asyncpg
 from dispatch import incident_log
 from dispatch.core.facts import IncidentFacts, Need
 from dispatch.core.plans import preempt_order
-from dispatch.events import EventType, append_event
+from dispatch.events import EventType, NewEvent, append_events
 from dispatch.offer_rows import Offer
 
 if TYPE_CHECKING:
@@ -65,24 +65,26 @@ async def preempt(
             await conn.execute("ROLLBACK TO SAVEPOINT preempt")
             continue
         reason = f"pre-empted by incident {incident.id} (priority 1)"
-        await append_event(
+        await append_events(
             conn,
             dispatcher.schema,
-            EventType.ASSIGNMENT_CANCELLED,
-            actor=actor,
-            incident_id=taken,
-            unit_id=candidate.unit_id,
-            data={"assignment_id": row["assignment_id"], "reason": reason},
-        )
-        await incident_log.unit_status_event(
-            conn,
-            dispatcher.schema,
-            candidate.unit_id,
-            row["status"],
-            "available",
-            actor,
-            assignment_id=row["assignment_id"],
-            reason=reason,
+            [
+                NewEvent(
+                    EventType.ASSIGNMENT_CANCELLED,
+                    actor,
+                    taken,
+                    candidate.unit_id,
+                    {"assignment_id": row["assignment_id"], "reason": reason},
+                ),
+                incident_log.unit_status_change(
+                    candidate.unit_id,
+                    row["status"],
+                    "available",
+                    actor,
+                    assignment_id=row["assignment_id"],
+                    reason=reason,
+                ),
+            ],
         )
         await incident_log.reopen(conn, taken, agency)
         await incident_log.wait(
