@@ -56,7 +56,7 @@ from dispatch.capacity import RESERVED_FDS, limit_for
 # a core.
 STORM_CLIENTS_PER_WORKER = 250
 STORM_ROLE = "storm workers (python)"
-MEASURED_ROLE = "client workers (python)"  # bench/fanout.py's role for the other workers
+MEASURED_ROLE = "client workers (python)"  # bench/fanout_proc.py's role for the other workers
 BACKENDS_ROLE = "postgresql (server's backends)"
 CAP_SETTING = "ERSS_WS_MAX_CONNECTIONS"
 # What "keeps every other socket's delivery p99 under a second" asks of each window.
@@ -204,7 +204,7 @@ def worker_jobs(
 
 
 class Worker(Protocol):
-    """What the storm needs of bench/fanout.py's WorkerProcess."""
+    """What the storm needs of bench/fanout_clients.py's WorkerProcess."""
 
     @property
     def pid(self) -> int: ...
@@ -213,7 +213,7 @@ class Worker(Protocol):
 
 
 class Meter(Protocol):
-    """bench/fanout.py's FanoutCpuMeter."""
+    """bench/fanout_proc.py's FanoutCpuMeter."""
 
     top_others: list[tuple[str, float]]
 
@@ -296,7 +296,7 @@ async def run_storm(
 
 
 class DeliveriesLike(Protocol):
-    """The fields of bench/fanout.py's Deliveries that the storm report reads."""
+    """The fields of bench/fanout_report.py's Deliveries that the storm report reads."""
 
     console_latencies: list[float]
     console_expected: int
