@@ -140,3 +140,18 @@ async def test_a_second_crew_does_not_move_the_incident_back_from_the_scene(
         assert (await _command(amb, {"type": "status", "status": "en_route"}))["type"] == "ack"
         assert await incident_status() == "on_scene"
     assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", ambulance) == "en_route"
+    # A report's event names the incident's new status only when it moved it (an accept
+    # made it dispatched already; only the police on scene moved it since).
+    moves = {
+        (r["unit_id"], r["data"]["to"]): r["data"].get("incident_status")
+        for r in await live.db.fetch(
+            "SELECT unit_id, data FROM events WHERE type = 'unit.status_changed'"
+            " AND data->>'to' IN ('en_route', 'on_scene') AND incident_id = $1",
+            incident_id,
+        )
+    }
+    assert moves == {
+        (police, "en_route"): None,
+        (police, "on_scene"): "on_scene",
+        (ambulance, "en_route"): None,
+    }
