@@ -100,3 +100,58 @@ async def test_bad_token_is_refused_with_a_reason(live: LiveServer) -> None:
         assert message["code"] == "Unauthorized"
         await ws.wait_closed()
         assert ws.close_code == 4401
+
+
+async def test_a_second_crew_does_not_move_the_incident_back_from_the_scene(
+    live: LiveServer,
+) -> None:
+    """Police on scene, then the ambulance accepts and drives: the incident stays on
+    scene (it only ever moves forward)."""
+    answer = (
+        await live.post_panic(panic(zone_point("jatani"), category="accident_injuries"))
+    ).json()
+    incident_id = answer["incident_id"]
+    offers = {
+        r["agency"]: (r["unit_id"], r["id"])
+        for r in await live.db.fetch(
+            "SELECT agency, unit_id, id FROM assignments WHERE incident_id = $1", incident_id
+        )
+    }
+    police, police_offer = offers["police"]
+    ambulance, ambulance_offer = offers["ambulance"]
+
+    async def incident_status() -> str:
+        status: str = await live.db.fetchval(
+            "SELECT status FROM incidents WHERE id = $1", incident_id
+        )
+        return status
+
+    async with live.mdt(police) as pcr, live.mdt(ambulance) as amb:
+        await pcr.recv()
+        await amb.recv()
+        accepted = await _command(pcr, {"type": "accept", "assignment_id": police_offer})
+        assert accepted["type"] == "ack"
+        for status in ("en_route", "on_scene"):
+            assert (await _command(pcr, {"type": "status", "status": status}))["type"] == "ack"
+        assert await incident_status() == "on_scene"
+        accepted = await _command(amb, {"type": "accept", "assignment_id": ambulance_offer})
+        assert accepted["type"] == "ack"
+        assert await incident_status() == "on_scene"
+        assert (await _command(amb, {"type": "status", "status": "en_route"}))["type"] == "ack"
+        assert await incident_status() == "on_scene"
+    assert await live.db.fetchval("SELECT status FROM units WHERE id = $1", ambulance) == "en_route"
+    # A report's event names the incident's new status only when it moved it (an accept
+    # made it dispatched already; only the police on scene moved it since).
+    moves = {
+        (r["unit_id"], r["data"]["to"]): r["data"].get("incident_status")
+        for r in await live.db.fetch(
+            "SELECT unit_id, data FROM events WHERE type = 'unit.status_changed'"
+            " AND data->>'to' IN ('en_route', 'on_scene') AND incident_id = $1",
+            incident_id,
+        )
+    }
+    assert moves == {
+        (police, "en_route"): None,
+        (police, "on_scene"): "on_scene",
+        (ambulance, "en_route"): None,
+    }

@@ -180,6 +180,26 @@ async def test_garbage_collections_are_timed_by_generation(live: LiveServer) -> 
     assert _sample(after, "erss_gc_pause_seconds_sum", generation="2") > 0
 
 
+async def test_an_instance_stops_timing_garbage_collections_when_it_stops(
+    settings: Settings,
+) -> None:
+    """The timer is the process's (gc.callbacks), the instance's only while it runs: one
+    left behind by a stopped app would time every later collection into it."""
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, settings.db_schema, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        await migrate(conn, settings.db_schema)
+        await load_demo(conn, base_url="")
+    await pool.close()
+    before = list(gc.callbacks)
+    server, task = (await start_server(settings))[:2]
+    try:
+        assert len(gc.callbacks) == len(before) + 1
+    finally:
+        await stop_server(server, task)
+    assert gc.callbacks == before
+
+
 def test_json_logs_carry_incident_and_unit_ids(capfd: pytest.CaptureFixture[str]) -> None:
     import logging
 

@@ -94,6 +94,28 @@ async def test_crash_between_commit_and_publish_delays_but_never_drops(rig: Rig)
     assert [e[0] for e in entries] == [b"1-0", b"2-0", b"3-0"]
 
 
+async def test_a_pass_publishes_earlier_and_new_events_in_position_order(rig: Rig) -> None:
+    """Events positioned by a relay that died before publishing them, in an order that is
+    not their ids' (a late commit), and new ones: one pass publishes all of them, in
+    position order (Redis refuses a stream id below the last one, and the relay takes
+    that refusal for an event published already: out of order, events would be lost)."""
+    schema, relay = rig.schema, rig.relay
+    async with rig.pool.acquire() as conn:
+        ids = [
+            await append_event(conn, schema, EventType.INCIDENT_CREATED, actor=f"a{n}")
+            for n in range(3)
+        ]
+        for event_id, position in zip(ids, (3, 1, 2), strict=True):
+            await conn.execute("UPDATE events SET position = $2 WHERE id = $1", event_id, position)
+        new = await append_event(conn, schema, EventType.INCIDENT_CREATED, actor="new")
+        assert await relay.relay_once(conn) == 4
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE NOT published") == 0
+    entries = await rig.redis.xrange(rig.keys.events)
+    assert [e[0] for e in entries] == [b"1-0", b"2-0", b"3-0", b"4-0"]
+    published = [message_from_fields(e[1])["event"]["id"] for e in entries]
+    assert published == [ids[1], ids[2], ids[0], new]
+
+
 async def test_positions_continue_above_the_stream_after_the_database_lost_events(
     rig: Rig,
 ) -> None:
