@@ -8,12 +8,16 @@ harmless for rates and latencies.
 
 from __future__ import annotations
 
+import bisect
 import gc
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 # Seconds: dispatch within seconds is the goal, minutes the failure worth seeing.
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -71,16 +75,8 @@ class Metrics:
             registry=self.registry,
         )
         self.gc_frozen.set_function(gc.get_freeze_count)
-        # A collection stops the event loop: every socket of the instance waits it out.
-        # A full one walks every tracked object (about 0.6 us each here, so about a
-        # second at 8,000 sockets): the latency spikes a connection storm brings.
-        self.gc_pauses = Histogram(
-            "erss_gc_pause_seconds",
-            "Garbage collections (the event loop stopped meanwhile), by generation.",
-            ["generation"],
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=self.registry,
-        )
+        self.gc_pauses = GcPauses()
+        self.registry.register(self.gc_pauses)
         self.offer_expiries = Counter(
             "erss_offer_expiries", "Offers that expired unanswered.", registry=self.registry
         )
@@ -109,18 +105,55 @@ class Metrics:
     def watch_gc(self) -> Callable[[], None]:
         """Time every garbage collection of this process into ``gc_pauses``; returns
         what stops it."""
-        pauses = [self.gc_pauses.labels(str(n)) for n in range(3)]
-        started = 0.0
+        gc.callbacks.append(self.gc_pauses.observe)
+        return lambda: gc.callbacks.remove(self.gc_pauses.observe)
 
-        def observe(phase: str, info: dict[str, int]) -> None:
-            nonlocal started
-            if phase == "start":
-                started = time.perf_counter()
-            else:
-                pauses[info["generation"]].observe(time.perf_counter() - started)
 
-        gc.callbacks.append(observe)
-        return lambda: gc.callbacks.remove(observe)
+class GcPauses(Collector):
+    """``erss_gc_pause_seconds{generation}``: how long each garbage collection stopped
+    the process (and so the event loop, and every socket of the instance).
+
+    A full collection walks every tracked object (about 0.6 us each here, a second at
+    8,000 sockets): the latency spikes a connection storm brings. Counted in plain
+    lists, not a prometheus Histogram: the hook runs inside the collector, wherever an
+    allocation set it off, and a histogram's lock held by the code it interrupted
+    would never be released.
+    """
+
+    _BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self) -> None:
+        # Per generation: a count per bucket (the last is +Inf), and the sum.
+        self._counts = [[0] * (len(self._BUCKETS) + 1) for _ in range(3)]
+        self._sums = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        """The ``gc.callbacks`` hook (collections never overlap: one writer)."""
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self._counts[generation][bisect.bisect_left(self._BUCKETS, took)] += 1
+        self._sums[generation] += took
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The histogram as it stands, for the registry."""
+        family = HistogramMetricFamily(
+            "erss_gc_pause_seconds",
+            "Garbage collections (the event loop stopped meanwhile), by generation.",
+            labels=["generation"],
+        )
+        for generation in range(3):
+            cumulative = list(itertools.accumulate(self._counts[generation]))
+            bounds = [*(repr(b) for b in self._BUCKETS), "+Inf"]
+            family.add_metric(
+                [str(generation)],
+                list(zip(bounds, (float(c) for c in cumulative), strict=True)),
+                self._sums[generation],
+            )
+        yield family
 
 
 class Every:
