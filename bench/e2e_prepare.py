@@ -29,6 +29,20 @@ from dispatch.db import create_pool, migrate
 from dispatch.demo import demo_zones, point_inside
 from dispatch.zonestore import save_zones
 
+# The units columns a bench fleet is copied in with (this script and bench/fanout_fleet.py).
+UNIT_COPY_COLUMNS = [
+    "id",
+    "callsign",
+    "agency",
+    "status",
+    "home_zone_id",
+    "zone_id",
+    "lat",
+    "lon",
+    "position_at",
+    "token_hash",
+]
+
 
 async def prepare(database_url: str, schema: str, per_zone: int, seed: int) -> dict[str, str]:
     rng = random.Random(seed)
@@ -64,18 +78,7 @@ async def prepare(database_url: str, schema: str, per_zone: int, seed: int) -> d
                 await conn.copy_records_to_table(
                     "units",
                     schema_name=schema,
-                    columns=[
-                        "id",
-                        "callsign",
-                        "agency",
-                        "status",
-                        "home_zone_id",
-                        "zone_id",
-                        "lat",
-                        "lon",
-                        "position_at",
-                        "token_hash",
-                    ],
+                    columns=UNIT_COPY_COLUMNS,
                     records=records,
                 )
     finally:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 from e2e import Storage
+from e2e_prepare import UNIT_COPY_COLUMNS
 
 from dispatch.auth import hash_token, new_secret
 from dispatch.db import create_pool, migrate
@@ -73,18 +74,7 @@ async def prepare_schema(
             await conn.copy_records_to_table(
                 "units",
                 schema_name=storage.schema,
-                columns=[
-                    "id",
-                    "callsign",
-                    "agency",
-                    "status",
-                    "home_zone_id",
-                    "zone_id",
-                    "lat",
-                    "lon",
-                    "position_at",
-                    "token_hash",
-                ],
+                columns=UNIT_COPY_COLUMNS,
                 records=[
                     (
                         u.id,

@@ -121,6 +121,7 @@ class GcPauses(Collector):
     """
 
     _BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+    _BOUNDS = (*(repr(b) for b in _BUCKETS), "+Inf")
 
     def __init__(self) -> None:
         # Per generation: a count per bucket (the last is +Inf), and the sum.
@@ -146,11 +147,10 @@ class GcPauses(Collector):
             labels=["generation"],
         )
         for generation in range(3):
-            cumulative = list(itertools.accumulate(self._counts[generation]))
-            bounds = [*(repr(b) for b in self._BUCKETS), "+Inf"]
+            cumulative = itertools.accumulate(self._counts[generation])
             family.add_metric(
                 [str(generation)],
-                list(zip(bounds, (float(c) for c in cumulative), strict=True)),
+                list(zip(self._BOUNDS, (float(c) for c in cumulative), strict=True)),
                 self._sums[generation],
             )
         yield family
